@@ -1,0 +1,3 @@
+"""medilab: deep learning for medical image analysis."""
+
+__version__ = "0.1.0"

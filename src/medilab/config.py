@@ -1,0 +1,227 @@
+"""The experiment schema (pydantic) and YAML loading with command-line overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from medilab.errors import ConfigError
+
+
+class Strict(BaseModel):
+    """Base for every config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+# ----------------------------------------------------------------------------- data sources
+class DataCommon(Strict):
+    """Options every data source shares."""
+
+    batch_size: int = Field(64, ge=1)
+    num_workers: int = Field(0, ge=0)
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    splits_csv: Path | None = None  # reuse a saved splits.csv instead of splitting
+
+
+class PixelCsvData(DataCommon):
+    """Kaggle "Digit Recognizer" layout: ``label,pixel0..pixelN`` (train), pixels only (test)."""
+
+    source: Literal["pixel_csv"] = "pixel_csv"
+    train_csv: Path
+    test_csv: Path | None = None
+    pixel_scale: float = Field(255.0, gt=0)
+
+
+class SklearnDigitsData(DataCommon):
+    """scikit-learn's shipped 8×8 digits (1,797 images, 0–16 grey levels)."""
+
+    source: Literal["sklearn_digits"] = "sklearn_digits"
+
+
+class MnistIdxData(DataCommon):
+    """MNIST idx files (optionally gzipped): images and labels."""
+
+    source: Literal["mnist_idx"] = "mnist_idx"
+    images: Path
+    labels: Path
+
+
+DataConfig = Annotated[
+    PixelCsvData | SklearnDigitsData | MnistIdxData,
+    Field(discriminator="source"),
+]
+
+
+# ----------------------------------------------------------------------------- model, optimisation
+class ModelConfig(Strict):
+    """A registered model name and its keyword arguments."""
+
+    name: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class LossConfig(Strict):
+    name: Literal["cross_entropy", "dice", "dice_ce"] = "cross_entropy"
+    class_weights: list[float] | None = None
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class OptimizerConfig(Strict):
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0)
+    nesterov: bool = False
+
+
+class SchedulerConfig(Strict):
+    name: Literal["none", "plateau", "cosine", "step"] = "none"
+    factor: float = Field(0.1, gt=0, lt=1)  # plateau and step: multiply the lr by this
+    patience: int = Field(3, ge=0)  # plateau
+    step_size: int = Field(10, ge=1)  # step: epochs between decays
+    min_lr: float = Field(0.0, ge=0)  # cosine / plateau floor
+
+
+class EarlyStoppingConfig(Strict):
+    enabled: bool = True
+    patience: int = Field(5, ge=1)
+    min_delta: float = Field(0.0, ge=0)
+
+
+class TrainerConfig(Strict):
+    max_epochs: int = Field(10, ge=1)
+    accelerator: str = "cpu"
+    devices: int | str | list[int] = 1
+    strategy: str = "auto"
+    num_nodes: int = Field(1, ge=1)
+    precision: str = "32-true"
+    monitor: str = "val/loss"
+    monitor_mode: Literal["min", "max"] = "min"
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    deterministic: bool = True
+    gradient_clip_val: float | None = None
+    accumulate_grad_batches: int = Field(1, ge=1)
+    log_every_n_steps: int = Field(10, ge=1)
+    limit_train_batches: int | float | None = None
+    limit_val_batches: int | float | None = None
+    tensorboard: bool = False
+    progress_bar: bool = True
+
+
+class EvaluationConfig(Strict):
+    bootstrap_samples: int = Field(1000, ge=0)
+    confidence: float = Field(0.95, gt=0, lt=1)
+
+
+class ExperimentConfig(Strict):
+    """One experiment: everything needed to reproduce a run."""
+
+    experiment: str = "experiment"
+    task: Literal["classification", "segmentation", "detection"] = "classification"
+    seed: int = 42
+    data: DataConfig
+    model: ModelConfig
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+
+# ----------------------------------------------------------------------------- loading
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``key.sub=value`` into (["key", "sub"], value); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected KEY.SUB=VALUE")
+    key, raw = text.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"override {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each ``key.sub=value`` override set."""
+    result = _deep_copy(raw)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = result
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def validate_config(raw: dict[str, Any], origin: str = "config") -> ExperimentConfig:
+    """Validate a raw mapping; errors name ``origin`` and the offending field."""
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: {_describe(exc)}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML experiment file, apply overrides, validate. The file stem names the experiment."""
+    path = Path(path)
+    raw = read_yaml(path)
+    raw.setdefault("experiment", path.stem)
+    return validate_config(apply_overrides(raw, overrides or []), origin=str(path))
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping with errors that name the file."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({_first_line(str(exc))})") from None
+    if raw is None:
+        raise ConfigError(f"{path}: the config file is empty")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return raw
+
+
+def config_to_yaml(config: ExperimentConfig) -> str:
+    """The resolved config as YAML text (paths as strings)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line naming the first invalid field (the discriminator tag is dropped from the path)."""
+    messages = []
+    for error in exc.errors():
+        loc = [str(p) for p in error["loc"]]
+        if len(loc) >= 2 and loc[0] == "data" and error["type"] != "union_tag_invalid":
+            loc = [loc[0], *loc[2:]]  # drop the data source tag
+        field = ".".join(loc) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            messages.append(f"unknown key {field!r}")
+        elif error["type"] == "missing":
+            messages.append(f"missing required field {field!r}")
+        else:
+            messages.append(f"field {field!r}: {error['msg']}")
+    extra = f" (and {len(messages) - 1} more)" if len(messages) > 1 else ""
+    return messages[0] + extra
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def _deep_copy(raw: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in raw.items()}

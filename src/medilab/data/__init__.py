@@ -1,0 +1,1 @@
+"""Manifests, sources, splits, datasets, transforms and caches."""

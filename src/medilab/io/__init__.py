@@ -1,0 +1,1 @@
+"""Reading and writing images and volumes as numpy arrays plus metadata (no torch here)."""

@@ -1,0 +1,3 @@
+"""Importing this module registers every built-in model."""
+
+from medilab.models import mlp  # noqa: F401

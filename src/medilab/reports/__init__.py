@@ -1,0 +1,1 @@
+"""Plots and HTML reports, built from the files of a run folder."""

@@ -1,0 +1,1 @@
+"""LightningModules and evaluation/prediction per task family."""
