@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from medilab.errors import MedilabError
@@ -20,6 +19,13 @@ app = typer.Typer(
 )
 
 RunDir = Annotated[Path, typer.Argument(help="A run folder made by `medilab train`.")]
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    """medilab: train, evaluate, explain and compare models for medical images."""
 
 
 @app.command()
@@ -37,24 +43,15 @@ def main(argv: list[str] | None = None) -> None:
     args = [a for a in args if a != "--debug"]
     command = typer.main.get_command(app)
     try:
-        command.main(args=args, prog_name="medilab", standalone_mode=False)
+        command.main(args=args, prog_name="medilab")  # click handles usage errors (exit 2)
     except MedilabError as exc:
         if debug:
             raise
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-
 
 if __name__ == "__main__":
     main()
