@@ -174,7 +174,7 @@ def validate_config(raw: dict[str, Any], origin: str = "config") -> ExperimentCo
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read a YAML experiment file, apply overrides, validate. The file stem names the experiment."""
+    """Read a YAML experiment file, apply overrides, validate; the file stem names it."""
     path = Path(path)
     raw = read_yaml(path)
     raw.setdefault("experiment", path.stem)
