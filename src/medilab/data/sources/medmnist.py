@@ -1,0 +1,76 @@
+"""MedMNIST ``.npz`` files: ``<split>_images`` and ``<split>_labels`` for whatever splits exist.
+
+2D (N, H, W[, C]) and 3D (N, D, H, W) images of any size; a file without ``test_*`` keys works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medilab.data.sources.loader import npz_reference
+from medilab.errors import InputFileError
+
+
+@dataclass
+class MedMNISTSplit:
+    """Images (N, ...) and labels (N,) or (N, C) of one split."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+
+def load_medmnist(path: str | Path) -> dict[str, MedMNISTSplit]:
+    """All splits of a MedMNIST npz, in file order (``train``, ``val``, ``test`` when present).
+
+    Single-column labels (N, 1) are flattened to (N,).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "file not found")
+    try:
+        data = np.load(path)
+    except (OSError, ValueError) as exc:
+        raise InputFileError(path, f"not a readable npz file ({exc})") from None
+    with data:
+        names = [k[: -len("_images")] for k in data.files if k.endswith("_images")]
+        if not names:
+            raise InputFileError(path, f"no '<split>_images' arrays (has {', '.join(data.files)})")
+        splits = {}
+        for name in names:
+            if f"{name}_labels" not in data.files:
+                raise InputFileError(path, f"'{name}_images' has no '{name}_labels'")
+            images, labels = data[f"{name}_images"], data[f"{name}_labels"]
+            if len(images) != len(labels):
+                raise InputFileError(
+                    path, f"'{name}': {len(images)} images but {len(labels)} labels"
+                )
+            if labels.ndim == 2 and labels.shape[1] == 1:
+                labels = labels[:, 0]
+            splits[name] = MedMNISTSplit(images, labels)
+    return splits
+
+
+def medmnist_manifest(path: str | Path) -> pd.DataFrame:
+    """A manifest ``sample_id, image, label, split`` whose images are npz references.
+
+    ``sample_id`` is ``<split>_<index>``; the file's own split is the ``split`` column.
+    Multi-label files keep ``label`` as a list per row.
+    """
+    path = Path(path).resolve()
+    rows = []
+    for name, part in load_medmnist(path).items():
+        labels = part.labels.tolist()
+        for index, label in enumerate(labels):
+            rows.append(
+                {
+                    "sample_id": f"{name}_{index}",
+                    "image": npz_reference(path, name, index),
+                    "label": label,
+                    "split": name,
+                }
+            )
+    return pd.DataFrame(rows)

@@ -1,0 +1,224 @@
+"""Seeded train/val/test or k-fold splits, stratified and grouped by patient, and a leakage check.
+
+A splits table is a DataFrame ``sample_id, split[, patient_id]``; ``split`` is ``train``/``val``/
+``test`` or ``fold0``..``fold{K-1}`` (plus ``test`` when a test part is held out of the folds).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import (
+    GroupKFold,
+    KFold,
+    StratifiedGroupKFold,
+    StratifiedKFold,
+)
+
+from medilab.errors import InputFileError, MedilabError
+
+
+def _n_splits_for(fraction: float, n: int) -> int:
+    if not 0.0 < fraction < 1.0:
+        raise MedilabError(f"split fraction {fraction}: must be between 0 and 1")
+    return max(2, min(n, round(1.0 / fraction)))
+
+
+def _kfold(n_splits: int, grouped: bool, stratified: bool, seed: int):
+    if grouped and stratified:
+        return StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    if grouped:
+        return GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    if stratified:
+        return StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return KFold(n_splits=n_splits, shuffle=True, random_state=seed)
+
+
+def _fold_ids(
+    n: int, y: np.ndarray | None, groups: np.ndarray | None, n_splits: int, seed: int
+) -> np.ndarray:
+    """Fold number (0..n_splits-1) of each of ``n`` samples."""
+    splitter = _kfold(n_splits, groups is not None, y is not None, seed)
+    folds = np.full(n, -1, dtype=int)
+    x = np.zeros((n, 1))
+    for k, (_, held) in enumerate(splitter.split(x, y, groups)):
+        folds[held] = k
+    return folds
+
+
+def _hold_out(
+    n: int, y: np.ndarray | None, groups: np.ndarray | None, fraction: float, seed: int
+) -> np.ndarray:
+    """Boolean mask of a held-out part of about ``fraction`` of ``n`` samples."""
+    unit = len(np.unique(groups)) if groups is not None else n
+    n_splits = _n_splits_for(fraction, unit)
+    if y is not None:
+        _, counts = np.unique(y, return_counts=True)
+        if counts.min() < n_splits:  # too few of a class to stratify: fall back to plain
+            y = None
+    return _fold_ids(n, y, groups, n_splits, seed) == 0
+
+
+def make_splits(
+    manifest: pd.DataFrame,
+    *,
+    group: str | None = "patient_id",
+    stratify: str | None = "label",
+    val: float = 0.2,
+    test: float = 0.0,
+    folds: int | None = None,
+    seed: int = 42,
+    id_column: str = "sample_id",
+) -> pd.DataFrame:
+    """Split a manifest; returns ``sample_id, split[, <group>]`` in manifest order.
+
+    With ``folds`` K the non-test samples get ``fold0..fold{K-1}``, otherwise ``train``/``val``.
+    ``test`` > 0 first holds out a test part. Grouping uses sklearn's StratifiedGroupKFold (or
+    GroupKFold), so a patient never lands in two splits; fractions are met approximately.
+    A column named as ``group`` or ``stratify`` that is missing is an error; pass ``None`` to
+    split without it.
+    """
+    for name, column in (("group", group), ("stratify", stratify), ("id", id_column)):
+        if column is not None and column not in manifest.columns:
+            raise MedilabError(
+                f"manifest: {name} column {column!r} not found; has {list(manifest.columns)}"
+            )
+    if manifest[id_column].duplicated().any():
+        dup = manifest[id_column][manifest[id_column].duplicated()].iloc[0]
+        raise MedilabError(f"manifest: column {id_column!r}: duplicate id {dup!r}")
+    n = len(manifest)
+    if n < 2:
+        raise MedilabError("manifest: need at least 2 samples to split")
+    y_all = _codes(manifest[stratify]) if stratify else None
+    g_all = _codes(manifest[group]) if group else None
+    split = np.empty(n, dtype=object)
+    rest = np.arange(n)
+    if test > 0:
+        is_test = _hold_out(n, y_all, g_all, test, seed)
+        split[is_test] = "test"
+        rest = np.flatnonzero(~is_test)
+    y = y_all[rest] if y_all is not None else None
+    g = g_all[rest] if g_all is not None else None
+    if folds:
+        if folds < 2:
+            raise MedilabError(f"folds {folds}: need at least 2")
+        fold = _fold_ids(len(rest), y, g, folds, seed)
+        split[rest] = [f"fold{k}" for k in fold]
+    elif val > 0:
+        fraction = val / (1.0 - test)
+        is_val = _hold_out(len(rest), y, g, fraction, seed + 1)
+        split[rest] = np.where(is_val, "val", "train")
+    else:
+        split[rest] = "train"
+    out = pd.DataFrame({"sample_id": manifest[id_column].astype(str).to_numpy(), "split": split})
+    if group:
+        out[group] = manifest[group].to_numpy()
+    return out
+
+
+def _codes(series: pd.Series) -> np.ndarray:
+    if series.isna().any():
+        raise MedilabError(
+            f"manifest: column {series.name!r}: row {int(np.flatnonzero(series.isna())[0]) + 1} "
+            "is empty; cannot split on it"
+        )
+    return pd.factorize(series.astype(str))[0]
+
+
+def check_leakage(
+    table: pd.DataFrame, *, split_column: str = "split", group: str = "patient_id"
+) -> pd.DataFrame:
+    """Groups (patients) found in more than one split: ``<group>, splits, n_samples``."""
+    for column in (split_column, group):
+        if column not in table.columns:
+            raise MedilabError(f"column {column!r} not found; has {list(table.columns)}")
+    frame = table[[group, split_column]].dropna()
+    per_group = frame.groupby(group, sort=True)[split_column].agg(
+        splits=lambda s: ",".join(sorted(set(map(str, s)))), n_splits="nunique", n_samples="size"
+    )
+    leaks = per_group[per_group["n_splits"] > 1].drop(columns="n_splits").reset_index()
+    return leaks
+
+
+def split_summary(manifest: pd.DataFrame, splits: pd.DataFrame, stratify: str | None = "label"):
+    """Counts per split (and per class when ``stratify`` is a manifest column)."""
+    merged = apply_splits(manifest, splits)
+    if stratify and stratify in merged.columns:
+        return pd.crosstab(merged["split"], merged[stratify])
+    return merged["split"].value_counts().to_frame("n")
+
+
+def apply_splits(manifest: pd.DataFrame, splits: pd.DataFrame) -> pd.DataFrame:
+    """The manifest with a ``split`` column taken from a splits table (by ``sample_id``)."""
+    lookup = dict(zip(splits["sample_id"].astype(str), splits["split"], strict=True))
+    ids = manifest["sample_id"].astype(str)
+    unknown = [i for i in ids if i not in lookup]
+    if unknown:
+        raise MedilabError(f"splits: sample_id {unknown[0]!r} of the manifest has no split")
+    out = manifest.copy()
+    out["split"] = [lookup[i] for i in ids]
+    return out
+
+
+def save_splits(splits: pd.DataFrame, path: str | Path) -> Path:
+    """Write a splits table as CSV atomically."""
+    from medilab.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        splits.to_csv(tmp, index=False)
+    return Path(path)
+
+
+def load_splits(path: str | Path) -> pd.DataFrame:
+    """Read a splits CSV written by :func:`save_splits`."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "splits file not found")
+    table = pd.read_csv(path, dtype={"sample_id": str})
+    for column in ("sample_id", "split"):
+        if column not in table.columns:
+            raise InputFileError(path, f"missing column {column!r}")
+    return table
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A manifest or metadata CSV read as-is (ids kept as text) for splitting and checks."""
+    path = Path(path)
+    if path.is_dir() and (path / "metadata.csv").is_file():
+        path = path / "metadata.csv"
+    if not path.is_file():
+        raise InputFileError(path, "manifest file not found")
+    try:
+        table = pd.read_csv(path, dtype={"sample_id": str, "patient_id": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputFileError(path, f"not a readable CSV ({str(exc).splitlines()[0]})") from None
+    if "sample_id" not in table.columns:
+        if "image" not in table.columns:
+            raise InputFileError(path, "needs a 'sample_id' or an 'image' column")
+        table.insert(0, "sample_id", [Path(str(v)).stem for v in table["image"]])
+    return table
+
+
+def split_file(
+    manifest_path: str | Path,
+    out: str | Path,
+    **options,
+) -> pd.DataFrame:
+    """Read a manifest CSV, split it (``options`` → :func:`make_splits`), save, return the table.
+
+    Raises if the result leaks a group (cannot happen with a group column, checked anyway).
+    """
+    table = read_table(manifest_path)
+    try:
+        splits = make_splits(table, **options)
+    except MedilabError as exc:
+        raise InputFileError(manifest_path, str(exc).removeprefix("manifest: ")) from None
+    group = options.get("group", "patient_id")
+    if group:
+        leaks = check_leakage(splits, group=group)
+        if len(leaks):
+            raise MedilabError(f"internal error: {len(leaks)} groups leak across splits")
+    save_splits(splits, out)
+    return splits
