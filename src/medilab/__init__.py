@@ -1,3 +1,17 @@
 """medilab: deep learning for medical image analysis."""
 
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+__all__ = ["evaluate", "predict", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    """``from medilab import train, evaluate, predict`` without importing torch on ``import medilab``."""
+    if name in __all__:
+        from medilab import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'medilab' has no attribute {name!r}")

@@ -29,6 +29,81 @@ def _root(
 
 
 @app.command()
+def train(
+    config: Annotated[
+        Path | None, typer.Argument(help="Experiment YAML (optional with --resume).")
+    ] = None,
+    override: Annotated[
+        list[str] | None,
+        typer.Option("--override", "-o", help="KEY.SUB=VALUE, e.g. -o trainer.max_epochs=30."),
+    ] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Run folder (default runs/<experiment>/<timestamp>).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run in --run-dir from checkpoints/last.ckpt.")
+    ] = False,
+    evaluate: Annotated[
+        bool, typer.Option(help="Evaluate the best checkpoint and write the report after.")
+    ] = True,
+) -> None:
+    """Train an experiment; the run folder gets config, splits, checkpoints, metrics, report."""
+    from medilab import api
+
+    if config is None and not resume:
+        raise typer.BadParameter("give an experiment YAML, or --resume with --run-dir")
+    folder = api.train(
+        config or Path(), override or [], run_dir, resume=resume, evaluate_after=evaluate
+    )
+    typer.echo(f"run folder: {folder}")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    run_dir: RunDir,
+    checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
+) -> None:
+    """Evaluate a run: metrics.json (95% bootstrap intervals), predictions, plots, report."""
+    from medilab import api
+
+    metrics = api.evaluate(run_dir, checkpoint=checkpoint)
+    for split, values in metrics["splits"].items():
+        shown = ", ".join(f"{name} {v['value']:.4f}" for name, v in values.items())
+        typer.echo(f"{split}: {shown}")
+    typer.echo(f"report: {run_dir / 'report.html'}")
+
+
+@app.command()
+def predict(
+    run_dir: RunDir,
+    inputs: Annotated[Path, typer.Argument(help="New data: a pixel CSV, image(s) or a folder.")],
+    out: Annotated[Path, typer.Option("--out", help="Output file or folder.")],
+    checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
+) -> None:
+    """Predict new data with a trained run (digits: a Kaggle submission CSV)."""
+    from medilab import api
+
+    written = api.predict(run_dir, inputs, out, checkpoint=checkpoint)
+    typer.echo(f"wrote {written}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the demo's data, run and outputs.")] = Path(
+        "demo_output"
+    ),
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
+) -> None:
+    """Lab 1 end to end on scikit-learn's shipped digits: train, evaluate, submission, report."""
+    from medilab.demo import run_demo
+
+    result = run_demo(out, epochs=epochs)
+    typer.echo(f"held-out test accuracy: {result.test_accuracy:.4f} ({result.n_test} digits)")
+    typer.echo(f"submission: {result.submission}")
+    typer.echo(f"report:     {result.report}")
+
+
+@app.command()
 def version() -> None:
     """Print medilab's version."""
     from importlib.metadata import version as package_version

@@ -18,9 +18,23 @@ class Strict(BaseModel):
 
 
 # ----------------------------------------------------------------------------- data sources
+class AugmentConfig(Strict):
+    """Training-time augmentation; geometric changes move masks and boxes with the image."""
+
+    hflip: bool = False
+    vflip: bool = False
+    rot90: bool = False
+    rotate_degrees: float = Field(0.0, ge=0, le=180)
+    translate: float = Field(0.0, ge=0, lt=1)
+    scale: float = Field(0.0, ge=0, lt=1)  # zoom in [1 - scale, 1 + scale]
+    brightness: float = Field(0.0, ge=0, lt=1)  # image only
+    contrast: float = Field(0.0, ge=0, lt=1)  # image only
+
+
 class DataCommon(Strict):
     """Options every data source shares."""
 
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
     batch_size: int = Field(64, ge=1)
     num_workers: int = Field(0, ge=0)
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)

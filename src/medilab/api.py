@@ -1,0 +1,46 @@
+"""The Python API: what the CLI does, callable from Python (``from medilab import train``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from medilab import run
+from medilab.config import ExperimentConfig
+
+
+def train(
+    config: ExperimentConfig | str | Path,
+    overrides: list[str] | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    evaluate_after: bool = True,
+) -> Path:
+    """Train, then evaluate the best checkpoint and write the report; return the run folder."""
+    folder = run.train(config, overrides=overrides, run_dir=run_dir, resume=resume)
+    if evaluate_after and run.is_primary_process():
+        evaluate(folder)
+    return folder
+
+
+def evaluate(run_dir: str | Path, checkpoint: str = "best") -> dict[str, Any]:
+    """metrics.json, predictions_<split>.csv, plots and report.html for a run folder."""
+    metrics = run.evaluate(run_dir, checkpoint=checkpoint)
+    write_report(run_dir)
+    return metrics
+
+
+def predict(
+    run_dir: str | Path, inputs: str | Path, out: str | Path, **options: Any
+) -> Path:
+    """Predict new inputs with a trained run."""
+    return run.predict(run_dir, inputs, out, **options)
+
+
+def write_report(run_dir: str | Path) -> Path | None:
+    """Build report.html from the run folder's files (None until the reports module exists)."""
+    try:
+        from medilab.reports.report import build_report
+    except ImportError:
+        return None
+    return build_report(Path(run_dir))

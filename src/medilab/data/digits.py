@@ -1,0 +1,140 @@
+"""Lab 1 sources: Kaggle "Digit Recognizer" pixel CSVs, MNIST idx files, scikit-learn digits."""
+
+from __future__ import annotations
+
+import gzip
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medilab.errors import InputFileError
+
+
+@dataclass
+class ImageArrays:
+    """Images (N, C, H, W) float32 in [0, 1], labels (N,) or None, and one id per sample."""
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    sample_ids: list[str]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+
+def read_pixel_csv(path: str | Path, *, labelled: bool, pixel_scale: float = 255.0) -> ImageArrays:
+    """Read a Kaggle-style pixel table.
+
+    ``labelled=True`` expects ``label,pixel0..pixelN`` (train); ``labelled=False`` expects pixels
+    only (test). The pixel count must be a square number; values are divided by ``pixel_scale``.
+    """
+    path = Path(path)
+    frame = _read_csv(path)
+    if labelled and "label" not in frame.columns:
+        raise InputFileError(path, "no 'label' column (a training table needs label,pixel0..pixelN)")
+    if not labelled and "label" in frame.columns:
+        raise InputFileError(
+            path, "has a 'label' column; a test table holds pixels only (pixel0..pixelN)"
+        )
+    pixel_columns = [c for c in frame.columns if c != "label"]
+    expected = [f"pixel{i}" for i in range(len(pixel_columns))]
+    if pixel_columns != expected:
+        wrong = next(c for c, e in zip(pixel_columns, expected, strict=True) if c != e)
+        raise InputFileError(path, f"column {wrong!r}: expected pixel columns pixel0..pixelN")
+    side = math.isqrt(len(pixel_columns))
+    if side * side != len(pixel_columns) or side == 0:
+        raise InputFileError(
+            path, f"{len(pixel_columns)} pixel columns is not a square image (expected e.g. 784)"
+        )
+    pixels = _numeric(frame[pixel_columns], path)
+    images = (pixels / pixel_scale).astype(np.float32).reshape(-1, 1, side, side)
+    labels = None
+    if labelled:
+        labels = _labels(frame["label"], path)
+    return ImageArrays(images, labels, [str(i) for i in range(1, len(frame) + 1)])
+
+
+def read_mnist_idx(images_path: str | Path, labels_path: str | Path) -> ImageArrays:
+    """Read MNIST idx files (``train-images-idx3-ubyte[.gz]`` and the matching labels)."""
+    images = _read_idx(Path(images_path), expected_dims=3)
+    labels = _read_idx(Path(labels_path), expected_dims=1)
+    if len(images) != len(labels):
+        raise InputFileError(
+            labels_path, f"{len(labels)} labels for {len(images)} images in {images_path}"
+        )
+    data = (images.astype(np.float32) / 255.0)[:, None]
+    return ImageArrays(data, labels.astype(np.int64), [str(i) for i in range(1, len(data) + 1)])
+
+
+def load_sklearn_digits() -> ImageArrays:
+    """scikit-learn's shipped 8×8 digits (1,797 real handwritten digits, grey levels 0–16)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)[:, None]
+    return ImageArrays(
+        images, digits.target.astype(np.int64), [str(i) for i in range(1, len(images) + 1)]
+    )
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise InputFileError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise InputFileError(path, "file is empty")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise InputFileError(path, f"not a readable CSV ({str(exc).strip().splitlines()[0]})")
+    if frame.empty:
+        raise InputFileError(path, "has a header but no rows")
+    return frame
+
+
+def _numeric(frame: pd.DataFrame, path: Path) -> np.ndarray:
+    """The table as float64, or an error naming the first non-numeric cell."""
+    converted = frame.apply(pd.to_numeric, errors="coerce")
+    bad = converted.isna() & frame.notna() | frame.isna()
+    if bad.to_numpy().any():
+        row, col = np.argwhere(bad.to_numpy())[0]
+        value = frame.iat[row, col]
+        raise InputFileError(
+            path, f"row {row + 1}, column {frame.columns[col]!r}: {value!r} is not a number"
+        )
+    return converted.to_numpy(dtype=np.float64)
+
+
+def _labels(column: pd.Series, path: Path) -> np.ndarray:
+    values = pd.to_numeric(column, errors="coerce")
+    bad = values.isna() | (values != values.round()) | (values < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputFileError(
+            path, f"row {row + 1}, column 'label': {column.iat[row]!r} is not a class index ≥ 0"
+        )
+    return values.to_numpy(dtype=np.int64)
+
+
+def _read_idx(path: Path, expected_dims: int) -> np.ndarray:
+    if not path.is_file():
+        raise InputFileError(path, "file not found")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read ({exc})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise InputFileError(path, "not an unsigned-byte MNIST idx file (bad magic number)")
+    dims = raw[3]
+    if dims != expected_dims:
+        raise InputFileError(path, f"idx file has {dims} dimensions, expected {expected_dims}")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    offset = 4 + 4 * dims
+    if len(raw) - offset != int(np.prod(shape)):
+        raise InputFileError(path, f"truncated: header says {shape}, data size differs")
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(shape)

@@ -1,0 +1,241 @@
+"""The engine: run folders, the Lightning Trainer from config, train / evaluate / predict."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pandas as pd
+import torch
+from lightning.pytorch import callbacks as cb
+from lightning.pytorch import loggers
+from lightning.pytorch.utilities import rank_zero_only
+
+from medilab.config import (
+    ExperimentConfig,
+    apply_overrides,
+    config_to_yaml,
+    load_config,
+    read_yaml,
+    validate_config,
+)
+from medilab.errors import InputFileError, MedilabError
+from medilab.io.atomic import write_text
+from medilab.tasks.base import BaseModule, TaskFamily
+from medilab.tasks.registry import get_task_family
+
+CONFIG_FILE = "config.yaml"
+SPLITS_FILE = "splits.csv"
+MODEL_ARGS_FILE = "checkpoints/model.json"
+RUN_DIR_ENV = "MEDILAB_RUN_DIR"
+
+
+def default_run_dir(config: ExperimentConfig, root: Path = Path("runs")) -> Path:
+    """``runs/<experiment>/<timestamp>``."""
+    stamp = dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
+    return root / config.experiment / stamp
+
+
+def build_trainer(config: ExperimentConfig, run_dir: Path, **overrides: Any) -> L.Trainer:
+    """A Trainer with checkpoints (best + last), early stopping, loggers and devices from config."""
+    tcfg = config.trainer
+    checkpoint = cb.ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best",
+        monitor=tcfg.monitor,
+        mode=tcfg.monitor_mode,
+        save_last=True,
+        enable_version_counter=False,
+    )
+    callbacks: list[cb.Callback] = [checkpoint, cb.LearningRateMonitor("epoch")]
+    if tcfg.early_stopping.enabled:
+        callbacks.append(
+            cb.EarlyStopping(
+                monitor=tcfg.monitor,
+                mode=tcfg.monitor_mode,
+                patience=tcfg.early_stopping.patience,
+                min_delta=tcfg.early_stopping.min_delta,
+            )
+        )
+    if tcfg.progress_bar:
+        callbacks.append(cb.RichProgressBar(leave=True))
+    run_loggers: list[loggers.Logger] = [loggers.CSVLogger(run_dir, name="", version="")]
+    if tcfg.tensorboard:
+        run_loggers.append(loggers.TensorBoardLogger(run_dir, name="tensorboard", version=""))
+    options: dict[str, Any] = {
+        "default_root_dir": run_dir,
+        "max_epochs": tcfg.max_epochs,
+        "accelerator": tcfg.accelerator,
+        "devices": tcfg.devices,
+        "strategy": tcfg.strategy,
+        "num_nodes": tcfg.num_nodes,
+        "precision": tcfg.precision,
+        "deterministic": "warn" if tcfg.deterministic else False,
+        "gradient_clip_val": tcfg.gradient_clip_val,
+        "accumulate_grad_batches": tcfg.accumulate_grad_batches,
+        "log_every_n_steps": tcfg.log_every_n_steps,
+        "callbacks": callbacks,
+        "logger": run_loggers,
+        "enable_progress_bar": tcfg.progress_bar,
+        "enable_model_summary": False,
+    }
+    if tcfg.limit_train_batches is not None:
+        options["limit_train_batches"] = tcfg.limit_train_batches
+    if tcfg.limit_val_batches is not None:
+        options["limit_val_batches"] = tcfg.limit_val_batches
+    options.update(overrides)
+    return L.Trainer(**options)
+
+
+def train(
+    config: ExperimentConfig | str | Path,
+    overrides: list[str] | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+) -> Path:
+    """Train an experiment into a run folder and return the folder.
+
+    With ``resume=True`` the run folder's saved config and split are reused and training continues
+    from ``checkpoints/last.ckpt`` (overrides such as ``trainer.max_epochs`` still apply).
+    """
+    if resume:
+        if run_dir is None:
+            raise MedilabError("--resume needs --run-dir: the run folder to continue")
+        run_dir = Path(run_dir)
+        config = load_run_config(run_dir, overrides)
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise InputFileError(last, "no last checkpoint to resume from")
+        splits = read_splits(run_dir / SPLITS_FILE)
+    else:
+        if not isinstance(config, ExperimentConfig):
+            config = load_config(config, overrides)
+        elif overrides:
+            config = validate_config(
+                apply_overrides(config.model_dump(mode="json"), overrides), "config"
+            )
+        run_dir = Path(run_dir or os.environ.get(RUN_DIR_ENV) or default_run_dir(config))
+        last = None
+        splits = read_splits(config.data.splits_csv) if config.data.splits_csv else None
+
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    family = get_task_family(config.task)
+    # Everything that can fail on bad input happens before the run folder is made.
+    datamodule = family.build_datamodule(config, splits)
+    model_args = family.model_args(config, datamodule)
+    module = family.build_module(config, model_args)
+
+    # DDP re-runs this command in each extra process: they share the first one's run folder.
+    launched = os.environ.get(RUN_DIR_ENV) == str(run_dir)
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    created = not run_dir.exists()
+    if not (resume or launched) and run_dir.exists() and any(run_dir.iterdir()):
+        raise MedilabError(f"{run_dir}: run folder exists and is not empty (use --resume)")
+    try:
+        if not launched:
+            _write_run_files(run_dir, config, datamodule.splits, model_args)
+        trainer = build_trainer(config, run_dir)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last else None)
+    except MedilabError:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return run_dir
+
+
+def is_primary_process() -> bool:
+    """False in the extra processes of a multi-process (DDP) run."""
+    return rank_zero_only.rank == 0
+
+
+def evaluate(run_dir: str | Path, checkpoint: str = "best") -> dict[str, Any]:
+    """Evaluate a run's checkpoint on its held-out splits; writes metrics.json and predictions."""
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    family = get_task_family(config.task)
+    datamodule = family.build_datamodule(config, read_splits(run_dir / SPLITS_FILE))
+    module = load_module(run_dir, family, config, checkpoint)
+    body = family.evaluate(module, datamodule, config, run_dir)
+    metrics = {
+        "experiment": config.experiment,
+        "task": config.task,
+        "model": config.model.name,
+        "checkpoint": checkpoint,
+        "confidence": config.evaluation.confidence,
+        **body,
+    }
+    write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def predict(
+    run_dir: str | Path, inputs: str | Path, out: str | Path, checkpoint: str = "best",
+    **options: Any,
+) -> Path:
+    """Predict new inputs with a trained run; the task decides the output format."""
+    run_dir = Path(run_dir)
+    inputs = Path(inputs)
+    if not inputs.exists():
+        raise InputFileError(inputs, "not found")
+    config = load_run_config(run_dir)
+    family = get_task_family(config.task)
+    module = load_module(run_dir, family, config, checkpoint)
+    return family.predict(module, config, inputs, Path(out), **options)
+
+
+def load_run_config(run_dir: Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """The resolved config saved in a run folder."""
+    path = run_dir / CONFIG_FILE
+    if not run_dir.is_dir():
+        raise InputFileError(run_dir, "run folder not found")
+    raw = read_yaml(path)
+    return validate_config(apply_overrides(raw, overrides or []), str(path))
+
+
+def load_module(
+    run_dir: Path, family: TaskFamily, config: ExperimentConfig, checkpoint: str = "best"
+) -> BaseModule:
+    """Rebuild the module from the saved model arguments and load the checkpoint's weights."""
+    args_path = run_dir / MODEL_ARGS_FILE
+    if not args_path.is_file():
+        raise InputFileError(args_path, "missing: is this a medilab run folder?")
+    model_args = json.loads(args_path.read_text(encoding="utf-8"))["kwargs"]
+    module = family.build_module(config, model_args)
+    ckpt = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
+    if not ckpt.is_file():
+        raise InputFileError(ckpt, "checkpoint not found (did training finish an epoch?)")
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
+        raise InputFileError(ckpt, f"not a readable checkpoint ({type(exc).__name__})") from None
+    module.load_state_dict(state["state_dict"])
+    module.eval()
+    return module
+
+
+def read_splits(path: str | Path) -> pd.DataFrame:
+    """A saved ``sample_id, split, …`` table."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "splits file not found")
+    frame = pd.read_csv(path, dtype={"sample_id": str})
+    for column in ("sample_id", "split"):
+        if column not in frame.columns:
+            raise InputFileError(path, f"no {column!r} column")
+    return frame
+
+
+def _write_run_files(
+    run_dir: Path, config: ExperimentConfig, splits: pd.DataFrame, model_args: dict
+) -> None:
+    (run_dir / "plots").mkdir(parents=True, exist_ok=True)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / CONFIG_FILE, config_to_yaml(config))
+    write_text(run_dir / SPLITS_FILE, splits.to_csv(index=False))
+    saved = {"name": config.model.name, "kwargs": model_args}
+    write_text(run_dir / MODEL_ARGS_FILE, json.dumps(saved, indent=2) + "\n")
