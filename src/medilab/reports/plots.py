@@ -1,0 +1,391 @@
+"""Plots for reports: each function writes one PNG atomically and returns its path.
+
+A function returns ``None`` (and writes nothing) when its inputs lack what it needs, e.g. no
+``prob_*`` columns for a ROC curve. Figures are made with ``matplotlib.figure.Figure`` (Agg
+canvas, no pyplot state), so plotting is safe in scripts, tests and worker threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import auc, brier_score_loss, confusion_matrix, f1_score, roc_curve
+
+from medilab.io.atomic import atomic_path
+from medilab.reports.runfiles import class_indices, lr_columns, prob_columns, split_metric
+
+DPI = 110
+MAX_ANNOTATED_CLASSES = 20
+
+
+def _save(fig: Figure, out: Path) -> Path:
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
+    return out
+
+
+def _epoch_axes(fig: Figure, title: str, ylabel: str):
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def _line(ax, series: pd.Series, **kwargs) -> None:
+    series = series.dropna()
+    ax.plot(series.index, series.to_numpy(), marker="o", markersize=3, **kwargs)
+
+
+# --------------------------------------------------------------------------- curves of one run
+
+
+def plot_loss_curves(curves: pd.DataFrame, out: Path) -> Path | None:
+    """Train and validation loss per epoch (every ``<split>/…loss…`` column)."""
+    cols = [c for c in curves.columns if (m := split_metric(c)) and "loss" in m[1]]
+    if not cols:
+        return None
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = _epoch_axes(fig, "Loss", "loss")
+    for col in cols:
+        _line(ax, curves[col], label=col)
+    ax.legend()
+    return _save(fig, out)
+
+
+def plot_metric_curves(curves: pd.DataFrame, out: Path) -> Path | None:
+    """Every validation metric other than loss per epoch; train counterparts dashed."""
+    val = [c for c in curves.columns if (m := split_metric(c)) and m[0] == "val"
+           and "loss" not in m[1]]
+    if not val:
+        return None
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = _epoch_axes(fig, "Validation metrics", "value")
+    for i, col in enumerate(val):
+        color = f"C{i % 10}"
+        name = split_metric(col)[1]
+        _line(ax, curves[col], label=col, color=color)
+        for train_col in (f"train/{name}", f"train_{name}"):
+            if train_col in curves.columns:
+                _line(ax, curves[train_col], label=train_col, color=color, linestyle="--",
+                      alpha=0.6)
+                break
+    ax.legend(fontsize="small")
+    return _save(fig, out)
+
+
+def plot_lr_curve(curves: pd.DataFrame, out: Path) -> Path | None:
+    """Learning rate per epoch (LearningRateMonitor's ``lr-*`` columns); log scale if it decays."""
+    cols = lr_columns(curves)
+    if not cols:
+        return None
+    fig = Figure(figsize=(6.4, 3.2), layout="constrained")
+    ax = _epoch_axes(fig, "Learning rate", "learning rate")
+    for col in cols:
+        _line(ax, curves[col], label=col)
+    values = curves[cols].to_numpy(dtype=float)
+    positive = values[np.isfinite(values) & (values > 0)]
+    if positive.size and positive.max() / positive.min() > 10:
+        ax.set_yscale("log")
+    ax.legend(fontsize="small")
+    return _save(fig, out)
+
+
+# --------------------------------------------------------------------------- classification
+
+
+def _class_names(n: int, class_names: list[str] | None) -> list[str]:
+    if class_names and len(class_names) >= n:
+        return [str(c) for c in class_names[:n]]
+    return [str(i) for i in range(n)]
+
+
+def encode_predictions(
+    predictions: pd.DataFrame, class_names: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]] | None:
+    """Labels, predicted classes, probabilities (or None) and class names, as class indices.
+
+    Uses ``label`` and ``prediction`` (or the argmax of ``prob_*`` when ``prediction`` is
+    missing); rows without a label are dropped. ``None`` when there is no ``label`` column or
+    the labels cannot be turned into class indices.
+    """
+    if "label" not in predictions.columns:
+        return None
+    frame = predictions.dropna(subset=["label"])
+    if frame.empty:
+        return None
+    probs_cols = prob_columns(frame)
+    probs = frame[probs_cols].to_numpy(dtype=float) if probs_cols else None
+    y = class_indices(frame["label"], class_names)
+    if "prediction" in frame.columns:
+        pred = class_indices(frame["prediction"], class_names)
+    elif probs is not None and probs.shape[1] > 1:
+        pred = probs.argmax(axis=1)
+    else:
+        return None
+    if y is None or pred is None:  # string labels without class_names: name them in order
+        if "prediction" not in frame.columns:
+            return None
+        names = sorted(set(frame["label"].astype(str)) | set(frame["prediction"].astype(str)))
+        lookup = {n: i for i, n in enumerate(names)}
+        y = frame["label"].astype(str).map(lookup).to_numpy()
+        pred = frame["prediction"].astype(str).map(lookup).to_numpy()
+        return y, pred, None, names
+    n = max(int(y.max()) + 1, int(pred.max()) + 1, len(probs_cols), len(class_names or []))
+    return y, pred, probs, _class_names(n, class_names)
+
+
+def plot_confusion_matrix(
+    predictions: pd.DataFrame, out: Path, class_names: list[str] | None = None, title: str = ""
+) -> Path | None:
+    """Confusion matrix of ``label`` vs ``prediction``: counts and row-normalised side by side."""
+    encoded = encode_predictions(predictions, class_names)
+    if encoded is None:
+        return None
+    y, pred, _, names = encoded
+    k = len(names)
+    counts = confusion_matrix(y, pred, labels=list(range(k)))
+    rows = counts.sum(axis=1, keepdims=True)
+    normalised = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
+    side = min(4.0 + 0.35 * k, 12.0)
+    fig = Figure(figsize=(2 * side + 1.0, side), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, matrix, label, fmt in (
+        (axes[0], counts, "counts", "{:d}"),
+        (axes[1], normalised, "row-normalised (recall)", "{:.2f}"),
+    ):
+        image = ax.imshow(matrix, cmap="Blues", vmin=0,
+                          vmax=1 if matrix is normalised else max(1, matrix.max()))
+        fig.colorbar(image, ax=ax, shrink=0.8)
+        ax.set_title(f"{title} {label}".strip())
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ticks = np.arange(k)
+        ax.set_xticks(ticks, names, rotation=45 if k > 6 else 0, ha="right" if k > 6 else "center")
+        ax.set_yticks(ticks, names)
+        if k <= MAX_ANNOTATED_CLASSES:
+            top = matrix.max() if matrix.max() > 0 else 1
+            for i in range(k):
+                for j in range(k):
+                    value = matrix[i, j]
+                    ax.text(j, i, fmt.format(value), ha="center", va="center",
+                            fontsize=8 if k > 8 else 10,
+                            color="white" if value > 0.6 * top else "black")
+    return _save(fig, out)
+
+
+def plot_f1_per_class(
+    predictions: pd.DataFrame, out: Path, class_names: list[str] | None = None, title: str = ""
+) -> Path | None:
+    """Bar chart of the F1 score of each class (sklearn ``f1_score(average=None)``)."""
+    encoded = encode_predictions(predictions, class_names)
+    if encoded is None:
+        return None
+    y, pred, _, names = encoded
+    scores = f1_score(y, pred, labels=list(range(len(names))), average=None, zero_division=0)
+    fig = Figure(figsize=(max(5.0, 0.5 * len(names) + 2.5), 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    bars = ax.bar(names, scores, color="C0")
+    if len(names) <= MAX_ANNOTATED_CLASSES:
+        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+    ax.axhline(scores.mean(), color="C3", linestyle="--", label=f"macro F1 {scores.mean():.3f}")
+    ax.set_ylim(0, 1.08)
+    ax.set_xlabel("class")
+    ax.set_ylabel("F1")
+    ax.set_title(f"{title} F1 per class".strip())
+    if len(names) > 6:
+        ax.tick_params(axis="x", labelrotation=45)
+    ax.legend(loc="lower right", fontsize="small")
+    return _save(fig, out)
+
+
+def binary_scores(
+    predictions: pd.DataFrame, class_names: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(y_true in {0,1}, prob_1)`` for a binary task (``prob_1`` and no ``prob_2``), else None."""
+    cols = prob_columns(predictions)
+    if "prob_1" not in cols or "prob_2" in cols or "label" not in predictions.columns:
+        return None
+    frame = predictions.dropna(subset=["label", "prob_1"])
+    y = class_indices(frame["label"], class_names) if not frame.empty else None
+    if y is None or not set(np.unique(y)) <= {0, 1}:
+        return None
+    return y, frame["prob_1"].to_numpy(dtype=float)
+
+
+def _roc_axes(fig: Figure, title: str):
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", linewidth=1)
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_roc(
+    predictions: pd.DataFrame, out: Path, class_names: list[str] | None = None, title: str = ""
+) -> Path | None:
+    """ROC curves from ``prob_*``: one curve for binary tasks, one-vs-rest per class otherwise."""
+    title = f"{title} ROC".strip()
+    binary = binary_scores(predictions, class_names)
+    if binary is not None:
+        y, score = binary
+        if len(np.unique(y)) < 2:
+            return None
+        fpr, tpr, _ = roc_curve(y, score)
+        fig = Figure(figsize=(5.0, 5.0), layout="constrained")
+        ax = _roc_axes(fig, title)
+        positive = _class_names(2, class_names)[1]
+        ax.plot(fpr, tpr, color="C0", label=f"class {positive} (AUC {auc(fpr, tpr):.3f})")
+        ax.legend(loc="lower right")
+        return _save(fig, out)
+    encoded = encode_predictions(predictions, class_names)
+    if encoded is None or encoded[2] is None or encoded[2].shape[1] < 2:
+        return None
+    y, _, probs, names = encoded
+    fig = Figure(figsize=(5.6, 5.0), layout="constrained")
+    ax = _roc_axes(fig, f"{title} (one-vs-rest)")
+    drawn = 0
+    for k in range(probs.shape[1]):
+        positives = y == k
+        if positives.all() or not positives.any():
+            continue
+        fpr, tpr, _ = roc_curve(positives, probs[:, k])
+        ax.plot(fpr, tpr, color=f"C{k % 10}", label=f"{names[k]} (AUC {auc(fpr, tpr):.3f})")
+        drawn += 1
+    if not drawn:
+        return None
+    ax.legend(loc="lower right", fontsize="small" if drawn > 5 else "medium")
+    return _save(fig, out)
+
+
+def plot_calibration(
+    predictions: pd.DataFrame, out: Path, class_names: list[str] | None = None,
+    n_bins: int = 10, title: str = "",
+) -> Path | None:
+    """Reliability diagram of ``prob_1`` for a binary task, with a histogram of the scores."""
+    binary = binary_scores(predictions, class_names)
+    if binary is None or len(np.unique(binary[0])) < 2:
+        return None
+    y, score = binary
+    observed, predicted = calibration_curve(y, score, n_bins=n_bins, strategy="uniform")
+    fig = Figure(figsize=(5.0, 5.6), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.plot([0, 1], [0, 1], color="0.6", linestyle=":", label="perfectly calibrated")
+    top.plot(predicted, observed, marker="o", color="C0",
+             label=f"model (Brier {brier_score_loss(y, score):.3f})")
+    top.set_ylabel("fraction of positives")
+    top.set_ylim(-0.02, 1.02)
+    top.set_title(f"{title} calibration".strip())
+    top.legend(loc="upper left", fontsize="small")
+    top.grid(alpha=0.3)
+    bottom.hist(score, bins=n_bins, range=(0, 1), color="C0", alpha=0.7)
+    bottom.set_xlabel("predicted probability of class 1")
+    bottom.set_ylabel("count")
+    return _save(fig, out)
+
+
+# --------------------------------------------------------------------------- segmentation
+
+
+def plot_score_distribution(
+    predictions: pd.DataFrame, out: Path, columns: tuple[str, ...] = ("dice", "iou"),
+    title: str = "",
+) -> Path | None:
+    """Histogram of per-image scores (segmentation ``dice``/``iou``) with their means."""
+    present = [c for c in columns if c in predictions.columns
+               and pd.to_numeric(predictions[c], errors="coerce").notna().any()]
+    if not present:
+        return None
+    fig = Figure(figsize=(6.4, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    for i, col in enumerate(present):
+        values = pd.to_numeric(predictions[col], errors="coerce").dropna().to_numpy()
+        ax.hist(values, bins=20, range=(0, 1), alpha=0.5, color=f"C{i}",
+                label=f"{col} (mean {values.mean():.3f}, n={values.size})")
+        ax.axvline(values.mean(), color=f"C{i}", linestyle="--")
+    ax.set_xlabel("score per image")
+    ax.set_ylabel("images")
+    ax.set_title(f"{title} per-image scores".strip())
+    ax.legend(loc="upper left", fontsize="small")
+    return _save(fig, out)
+
+
+# --------------------------------------------------------------------------- several runs
+
+
+def plot_runs_curve(
+    curves_by_run: Mapping[str, pd.DataFrame | None], column: str, out: Path
+) -> Path | None:
+    """One curve (e.g. ``val/loss``) of several runs in one figure; runs without it are skipped."""
+    runs = {name: c[column] for name, c in curves_by_run.items()
+            if c is not None and column in c.columns and c[column].notna().any()}
+    if not runs:
+        return None
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = _epoch_axes(fig, column, column.split("/")[-1])
+    for i, (name, series) in enumerate(runs.items()):
+        _line(ax, series, label=name, color=f"C{i % 10}")
+    ax.legend(fontsize="small")
+    return _save(fig, out)
+
+
+def plot_runs_roc(
+    scores_by_run: Mapping[str, tuple[np.ndarray, np.ndarray]], out: Path, title: str = "ROC"
+) -> Path | None:
+    """Binary ROC curves of several runs in one plot; ``scores_by_run`` maps name → (y, prob_1)."""
+    usable = {n: s for n, s in scores_by_run.items() if len(np.unique(s[0])) == 2}
+    if not usable:
+        return None
+    fig = Figure(figsize=(5.6, 5.4), layout="constrained")
+    ax = _roc_axes(fig, title)
+    for i, (name, (y, score)) in enumerate(usable.items()):
+        fpr, tpr, _ = roc_curve(y, score)
+        ax.plot(fpr, tpr, color=f"C{i % 10}", label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+    ax.legend(loc="lower right", fontsize="small")
+    return _save(fig, out)
+
+
+def plot_metric_bars(
+    values: Mapping[str, tuple[float, float, float]], metric: str, out: Path
+) -> Path | None:
+    """Horizontal bars of one metric per run with its interval as error bars.
+
+    ``values`` maps run name → ``(value, low, high)``; NaN bounds draw no error bar.
+    """
+    rows = [(n, v) for n, v in values.items() if np.isfinite(v[0])]
+    if not rows:
+        return None
+    names = [n for n, _ in rows]
+    value = np.array([v[0] for _, v in rows])
+    low = np.array([v[1] if np.isfinite(v[1]) else v[0] for _, v in rows])
+    high = np.array([v[2] if np.isfinite(v[2]) else v[0] for _, v in rows])
+    errors = np.vstack([np.clip(value - low, 0, None), np.clip(high - value, 0, None)])
+    fig = Figure(figsize=(6.4, 1.2 + 0.45 * len(rows)), layout="constrained")
+    ax = fig.add_subplot()
+    positions = np.arange(len(rows))
+    ax.barh(positions, value, xerr=errors, color="C0", alpha=0.8, capsize=4,
+            error_kw={"elinewidth": 1.2})
+    for y, v, h in zip(positions, value, high, strict=True):
+        ax.text(h, y, f"  {v:.3f}", va="center", fontsize=8)
+    ax.set_yticks(positions, names)
+    ax.invert_yaxis()
+    ax.set_xlabel(metric)
+    if np.nanmin(low) >= 0 and np.nanmax(high) <= 1:
+        ax.set_xlim(0, 1.12)
+    ax.set_title(f"{metric} with 95% interval")
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, out)

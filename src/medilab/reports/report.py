@@ -1,0 +1,294 @@
+"""The HTML report of one run folder, built only from the files in it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from medilab.reports import plots
+from medilab.reports.html import data_uri, format_interval, format_number, render_page
+from medilab.reports.runfiles import (
+    metric_entry,
+    prediction_files,
+    read_config,
+    read_config_text,
+    read_csv,
+    read_curves,
+    read_metrics_json,
+    require_run_dir,
+    split_metrics,
+)
+
+GALLERY_CAP = 24
+CASES = 3
+RUN_FOLDER_TIME_FORMATS = ("%Y-%m-%dT%H-%M-%S", "%Y-%m-%d_%H-%M-%S", "%Y%m%d-%H%M%S",
+                           "%Y-%m-%dT%H-%M-%S.%f")
+CONFIG_SUMMARY_KEYS = (
+    "task", "seed", "data.source", "data.batch_size", "model.name", "model.kwargs", "loss.name",
+    "optimizer.name", "optimizer.lr", "optimizer.weight_decay", "scheduler.name",
+    "trainer.max_epochs", "trainer.precision", "trainer.accelerator", "trainer.monitor",
+)
+FILE_PATTERNS = ("metrics.json", "metrics.csv", "predictions_*.csv", "splits.csv", "config.yaml",
+                 "checkpoints/*.ckpt")
+
+
+@dataclass
+class Image:
+    """One embedded image: a caption, its ``data:`` URI and where it came from."""
+
+    title: str
+    uri: str
+    source: str
+
+
+@dataclass
+class Section:
+    """A titled group of images; ``note`` says e.g. how many were left out."""
+
+    title: str
+    images: list[Image] = field(default_factory=list)
+    note: str = ""
+    gallery: bool = False
+
+
+def make_run_plots(run_dir: Path, task: str | None = None,
+                   class_names: list[str] | None = None) -> list[tuple[str, Path]]:
+    """Write the plots the run folder's files allow into ``run_dir/plots``; ``(title, path)``s."""
+    run_dir = Path(run_dir)
+    out = run_dir / "plots"
+    made: list[tuple[str, Path | None]] = []
+    curves = read_curves(run_dir)
+    if curves is not None:
+        made += [
+            ("Loss", plots.plot_loss_curves(curves, out / "loss_curves.png")),
+            ("Validation metrics", plots.plot_metric_curves(curves, out / "metric_curves.png")),
+            ("Learning rate", plots.plot_lr_curve(curves, out / "learning_rate.png")),
+        ]
+    for split, path in prediction_files(run_dir).items():
+        frame = read_csv(path)
+        if frame is None or frame.empty:
+            continue
+        if task not in ("segmentation", "detection"):
+            made += [
+                (f"{split}: confusion matrix", plots.plot_confusion_matrix(
+                    frame, out / f"{split}_confusion_matrix.png", class_names, title=split)),
+                (f"{split}: F1 per class", plots.plot_f1_per_class(
+                    frame, out / f"{split}_f1_per_class.png", class_names, title=split)),
+                (f"{split}: ROC", plots.plot_roc(
+                    frame, out / f"{split}_roc.png", class_names, title=split)),
+                (f"{split}: calibration", plots.plot_calibration(
+                    frame, out / f"{split}_calibration.png", class_names, title=split)),
+            ]
+        made.append((f"{split}: per-image scores", plots.plot_score_distribution(
+            frame, out / f"{split}_scores.png", title=split)))
+    return [(title, path) for title, path in made if path is not None]
+
+
+def build_report(run_dir: Path) -> Path:
+    """Make the plots and write ``run_dir/report.html``; return its path.
+
+    Uses whatever is present: ``metrics.json`` (tables, notes), ``metrics.csv`` (curves),
+    ``predictions_<split>.csv`` (confusion matrix, ROC, calibration, per-image scores, best and
+    worst cases), ``config.yaml`` (summary and full text) and every PNG under ``plots/``.
+    """
+    run_dir = require_run_dir(run_dir)
+    metrics = read_metrics_json(run_dir) or {}
+    config = read_config(run_dir) or {}
+    task = metrics.get("task") or config.get("task")
+    class_names = metrics.get("class_names")
+    generated = make_run_plots(run_dir, task, class_names)
+    sections = [Section("Plots", [_image(title, path, run_dir) for title, path in generated])]
+    sections += _other_plot_sections(run_dir, {p.resolve() for _, p in generated})
+    return render_page(
+        "report.html",
+        run_dir / "report.html",
+        experiment=metrics.get("experiment") or config.get("experiment") or run_dir.parent.name,
+        task=task or "–",
+        model=metrics.get("model") or _get(config, "model.name") or "–",
+        run_name=run_dir.name,
+        run_date=_run_date(run_dir),
+        built=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        has_metrics=bool(metrics),
+        config_summary=_config_summary(config),
+        metric_tables=_metric_tables(metrics),
+        subgroup_tables=_subgroup_tables(metrics),
+        notes=[str(n) for n in metrics.get("notes") or []],
+        sections=[s for s in sections if s.images],
+        cases=_cases(run_dir),
+        config_text=read_config_text(run_dir),
+        files=_files(run_dir),
+    )
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def _image(title: str, path: Path, run_dir: Path) -> Image:
+    return Image(title, data_uri(path) or "", _relative(path, run_dir))
+
+
+def _relative(path: Path, run_dir: Path) -> str:
+    try:
+        return path.resolve().relative_to(run_dir.resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
+def _other_plot_sections(run_dir: Path, generated: set[Path]) -> list[Section]:
+    """PNGs in ``plots/`` not made here: top-level ones, then one gallery per sub-folder."""
+    root = run_dir / "plots"
+    if not root.is_dir():
+        return []
+    groups: dict[str, list[Path]] = {}
+    for path in sorted(root.rglob("*.png")):
+        if path.name.startswith(".") or path.resolve() in generated:
+            continue
+        folder = path.parent.relative_to(root).as_posix()
+        groups.setdefault(folder, []).append(path)
+    sections = []
+    for folder in sorted(groups, key=lambda f: (f != ".", f)):
+        paths = groups[folder]
+        shown = paths[:GALLERY_CAP]
+        note = (f"showing {len(shown)} of {len(paths)} images in plots/{folder}/"
+                if len(paths) > len(shown) else "")
+        title = "Other plots" if folder == "." else f"Gallery: {folder}"
+        images = [_image(p.stem, p, run_dir) for p in shown]
+        sections.append(Section(title, images, note, gallery=folder != "."))
+    return sections
+
+
+def _get(config: dict[str, Any], dotted: str) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _config_summary(config: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    for key in CONFIG_SUMMARY_KEYS:
+        value = _get(config, key)
+        if value is None or value == {}:
+            continue
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        rows.append((key, str(value)))
+    return rows
+
+
+def _run_date(run_dir: Path) -> str:
+    for fmt in RUN_FOLDER_TIME_FORMATS:
+        try:
+            return datetime.strptime(run_dir.name, fmt).strftime("%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            continue
+    stamp = next((p for p in (run_dir / "config.yaml", run_dir / "metrics.json") if p.is_file()),
+                 run_dir)
+    return datetime.fromtimestamp(stamp.stat().st_mtime, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _metric_tables(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    tables = []
+    counts = metrics.get("n") or {}
+    for split in metrics.get("splits") or {}:
+        rows = [(name, format_interval(*entry))
+                for name, entry in split_metrics(metrics, split).items()]
+        if rows:
+            n = counts.get(split) if isinstance(counts, dict) else None
+            tables.append({"split": split, "n": n, "rows": rows})
+    return tables
+
+
+def _subgroup_tables(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    tables = []
+    for split, groups in (metrics.get("subgroups") or {}).items():
+        if not isinstance(groups, dict) or not groups:
+            continue
+        columns: list[str] = []
+        for values in groups.values():
+            columns += [k for k in (values or {}) if k != "n" and k not in columns]
+        rows = []
+        for name, values in groups.items():
+            values = values or {}
+            cells = [format_interval(*metric_entry(values[c])) if c in values else "–"
+                     for c in columns]
+            rows.append({"name": name, "n": values.get("n", "–"), "cells": cells})
+        tables.append({"split": split, "columns": columns, "rows": rows})
+    return tables
+
+
+def _cases(run_dir: Path) -> dict[str, Any] | None:
+    """Best and worst images by ``dice`` in ``predictions_val.csv`` (or test), with overlays."""
+    files = prediction_files(run_dir)
+    for split in ("val", "test"):
+        frame = read_csv(files[split]) if split in files else None
+        if frame is None or "dice" not in frame.columns:
+            continue
+        frame = frame.assign(dice=pd.to_numeric(frame["dice"], errors="coerce"))
+        frame = frame.dropna(subset=["dice"]).sort_values("dice", ascending=False, kind="stable")
+        if frame.empty:
+            continue
+        id_col = next((c for c in ("image", "sample_id", "id") if c in frame.columns),
+                      frame.columns[0])
+        score_cols = [c for c in ("dice", "iou", "auc") if c in frame.columns]
+        overlay_col = next((c for c in frame.columns if "overlay" in str(c).lower()), None)
+        groups = []
+        for title, rows in (("Best", frame.head(CASES)), ("Worst", frame.tail(CASES)[::-1])):
+            cases = []
+            for _, row in rows.iterrows():
+                overlay = _find_overlay(run_dir, row, id_col, overlay_col)
+                cases.append({
+                    "id": str(row[id_col]),
+                    "scores": [(c, format_number(_float(row[c]))) for c in score_cols],
+                    "uri": data_uri(overlay) if overlay else None,
+                })
+            groups.append({"title": title, "cases": cases})
+        return {"split": split, "groups": groups, "n": len(frame)}
+    return None
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _find_overlay(run_dir: Path, row: pd.Series, id_col: str, overlay_col: str | None) -> Path | None:
+    """The overlay image of a row: its overlay column, else a PNG in plots/ named after it."""
+    if overlay_col is not None and isinstance(row[overlay_col], str) and row[overlay_col]:
+        given = Path(row[overlay_col])
+        for candidate in (given, run_dir / given, run_dir / "plots" / given):
+            if candidate.is_file():
+                return candidate
+        return None
+    stem = Path(str(row[id_col])).stem
+    plots_dir = run_dir / "plots"
+    if not stem or not plots_dir.is_dir():
+        return None
+    matches = sorted(p for p in plots_dir.rglob(f"{stem}*.png") if p.parent != plots_dir)
+    return matches[0] if matches else None
+
+
+def _files(run_dir: Path) -> list[dict[str, str]]:
+    files = []
+    for pattern in FILE_PATTERNS:
+        for path in sorted(run_dir.glob(pattern)):
+            if path.is_file():
+                files.append({"href": _relative(path, run_dir), "size": _size(path.stat().st_size)})
+    return files
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
