@@ -36,7 +36,8 @@ def write_sparse_metrics_csv(path: Path, epochs: int, rng: np.random.Generator,
 
 
 def entry(value: float, width: float = 0.02) -> dict[str, float]:
-    return {"value": value, "low": round(value - width, 4), "high": round(min(1.0, value + width), 4)}
+    high = round(min(1.0, value + width), 4)
+    return {"value": value, "low": round(value - width, 4), "high": high}
 
 
 def write_classification_predictions(path: Path, n: int, k: int, rng: np.random.Generator,

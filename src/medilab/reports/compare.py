@@ -69,7 +69,8 @@ def compare_runs(
             "label": run.label, "experiment": run.experiment, "run": run.run_dir.name,
             "model": run.model, "task": run.task, "n": "–" if run.n is None else run.n,
             "cells": [
-                (format_interval(*run.metrics[m]) if m in run.metrics else "–", run.label in best[m])
+                (format_interval(*run.metrics[m]) if m in run.metrics else "–",
+                 run.label in best[m])
                 for m in names
             ],
         }

@@ -261,7 +261,9 @@ def _float(value: Any) -> float:
         return math.nan
 
 
-def _find_overlay(run_dir: Path, row: pd.Series, id_col: str, overlay_col: str | None) -> Path | None:
+def _find_overlay(
+    run_dir: Path, row: pd.Series, id_col: str, overlay_col: str | None
+) -> Path | None:
     """The overlay image of a row: its overlay column, else a PNG in plots/ named after it."""
     if overlay_col is not None and isinstance(row[overlay_col], str) and row[overlay_col]:
         given = Path(row[overlay_col])
