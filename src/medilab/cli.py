@@ -79,11 +79,16 @@ def predict(
     inputs: Annotated[Path, typer.Argument(help="New data: a pixel CSV, image(s) or a folder.")],
     out: Annotated[Path, typer.Option("--out", help="Output file or folder.")],
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
+    probabilities: Annotated[
+        bool, typer.Option(help="Segmentation: also write per-pixel foreground probabilities.")
+    ] = False,
 ) -> None:
-    """Predict new data with a trained run (digits: a Kaggle submission CSV)."""
+    """Predict new data with a trained run (digits: submission CSV; segmentation: masks)."""
     from medilab import api
 
-    written = api.predict(run_dir, inputs, out, checkpoint=checkpoint)
+    written = api.predict(
+        run_dir, inputs, out, checkpoint=checkpoint, probabilities=probabilities
+    )
     typer.echo(f"wrote {written}")
 
 
