@@ -108,6 +108,132 @@ def demo(
     typer.echo(f"report:     {result.report}")
 
 
+# ----------------------------------------------------------------------------- data: split, info
+class _SplitGroup(typer.core.TyperGroup):
+    """``medilab split MANIFEST ...`` runs ``make``; ``medilab split check ...`` runs ``check``."""
+
+    def parse_args(self, ctx, args):  # noqa: ANN001, ANN201 - click's signature
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["make", *args]
+        return super().parse_args(ctx, args)
+
+
+split_app = typer.Typer(cls=_SplitGroup, no_args_is_help=True,
+                        help="Split a manifest by patient (default command) or check for leakage.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
+app.add_typer(split_app, name="split")
+app.add_typer(data_app, name="data")
+
+
+def _none_if_empty(text: str) -> str | None:
+    return None if text.lower() in ("", "none") else text
+
+
+@split_app.command("make")
+def split_make(
+    manifest: Annotated[Path, typer.Argument(help="Manifest / metadata CSV (or its folder).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="splits.csv to write.")],
+    group: Annotated[str, typer.Option(help="Patient column ('none': no grouping).")] = (
+        "patient_id"
+    ),
+    stratify: Annotated[str, typer.Option(help="Label column ('none': not stratified).")] = "label",
+    val: Annotated[float, typer.Option(help="Validation fraction.")] = 0.2,
+    test: Annotated[float, typer.Option(help="Test fraction held out first.")] = 0.0,
+    folds: Annotated[int | None, typer.Option(help="K folds instead of train/val.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+) -> None:
+    """Split a manifest (stratified, grouped by patient, seeded) into a splits CSV."""
+    from medilab.data.splits import split_file
+
+    splits = split_file(manifest, out, group=_none_if_empty(group),
+                        stratify=_none_if_empty(stratify), val=val, test=test, folds=folds,
+                        seed=seed)
+    counts = splits["split"].value_counts().sort_index()
+    typer.echo(", ".join(f"{name}: {n}" for name, n in counts.items()) + f" -> {out}")
+
+
+@split_app.command("check")
+def split_check(
+    manifest: Annotated[Path, typer.Argument(help="Manifest or splits CSV.")],
+    split_column: Annotated[str, typer.Option(help="Column holding the split.")] = "split",
+    group: Annotated[str, typer.Option(help="Patient column.")] = "patient_id",
+) -> None:
+    """List patients found in more than one split; exit code 1 if there are any."""
+    from medilab.data.splits import check_leakage, read_table
+
+    leaks = check_leakage(read_table(manifest), split_column=split_column, group=group)
+    for row in leaks.itertuples(index=False):
+        typer.echo(f"{row[0]}\t{row.splits}\t{row.n_samples} samples")
+    typer.echo(f"{len(leaks)} {group} value(s) in more than one {split_column!r} split")
+    if len(leaks):
+        raise typer.Exit(1)
+
+
+@data_app.command("info")
+def data_info(
+    path: Annotated[Path, typer.Argument(help="MedMNIST .npz, folder + metadata.csv, CSV, "
+                                              "or DICOM folder.")],
+) -> None:
+    """Show what a dataset holds: samples per split and label, shapes, value range, patients."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from medilab.data.info import dataset_info
+
+    table = Table("field", "value", title=str(path))
+    for name, value in dataset_info(path).rows():
+        table.add_row(name, value)
+    Console().print(table)
+
+
+dicom_app = typer.Typer(help="DICOM utilities.", no_args_is_help=True)
+app.add_typer(dicom_app, name="dicom")
+
+
+@dicom_app.command("convert")
+def dicom_convert(
+    src: Annotated[Path, typer.Argument(help="Folder tree of DICOM files.")],
+    dst: Annotated[Path, typer.Argument(help="Output folder (PNGs, manifest.csv, errors.csv).")],
+    log: Annotated[bool, typer.Option("--log", help="Log transform.")] = False,
+    color_balance: Annotated[
+        float | None,
+        typer.Option("--color-balance", metavar="PCT", help="Simplest color balance: saturate "
+                     "PCT % of pixels in total (half at each end)."),
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(metavar="NAME|C,W", help="Window preset (lung, mediastinum, soft_tissue, "
+                     "bone, brain, liver) or CENTER,WIDTH; default: the file's first VOI."),
+    ] = None,
+    size: Annotated[
+        int | None, typer.Option(metavar="N", help="Resize to NxN keeping aspect (padded).")
+    ] = None,
+    bits: Annotated[int, typer.Option(help="PNG bit depth: 8 or 16.")] = 8,
+    workers: Annotated[int, typer.Option(help="Parallel worker processes.")] = 1,
+    salt: Annotated[
+        str | None, typer.Option(help="Salt for patient keys (random per run when omitted).")
+    ] = None,
+) -> None:
+    """Convert DICOM files under SRC to PNG under DST (same folders), with a PHI-free
+    manifest.csv; unreadable files go to errors.csv. Re-running skips finished files.
+    Exit code 0 when every file converted or was already done, 1 when any file failed,
+    2 on invalid options or a missing SRC."""
+    from medilab.io.convert import ConvertOptions, convert_tree
+
+    options = ConvertOptions(
+        log=log, color_balance=color_balance, window=window, size=size, bits=bits,
+        workers=workers, salt=salt,
+    )
+    summary = convert_tree(src, dst, options)
+    typer.echo(summary.describe())
+    typer.echo(f"manifest: {summary.manifest}")
+    if summary.salt_generated:
+        typer.echo("note: no --salt given; patient keys are random for this run only")
+    if summary.failed:
+        typer.echo(f"errors:   {summary.errors}", err=True)
+        raise typer.Exit(1)
+
+
 @app.command()
 def version() -> None:
     """Print medilab's version."""
