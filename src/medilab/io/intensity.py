@@ -158,6 +158,32 @@ _RESAMPLE = {
 }
 
 
+def resize_info(
+    in_shape: tuple[int, int], size: int | tuple[int, int], keep_aspect: bool = True
+) -> ResizeInfo:
+    """The mapping ``resize`` uses for an image of ``in_shape`` (no pixels needed)."""
+    in_h, in_w = int(in_shape[0]), int(in_shape[1])
+    out_h, out_w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if min(in_h, in_w, out_h, out_w) < 1:
+        raise MedilabError(f"resize: sizes must be positive, got {in_shape} -> {size}")
+    if keep_aspect:
+        scale = min(out_h / in_h, out_w / in_w)
+        new_h, new_w = max(1, round(in_h * scale)), max(1, round(in_w * scale))
+    else:
+        new_h, new_w = out_h, out_w
+    top, left = (out_h - new_h) // 2, (out_w - new_w) // 2
+    return ResizeInfo(
+        in_shape=(in_h, in_w),
+        out_shape=(out_h, out_w),
+        scale_y=new_h / in_h,
+        scale_x=new_w / in_w,
+        pad_top=top,
+        pad_bottom=out_h - new_h - top,
+        pad_left=left,
+        pad_right=out_w - new_w - left,
+    )
+
+
 def _resize_plane(plane: np.ndarray, height: int, width: int, resample: int) -> np.ndarray:
     image = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32))
     return np.asarray(image.resize((width, height), resample=resample), dtype=np.float32)
@@ -181,35 +207,20 @@ def resize(
     arr = np.asarray(x)
     if arr.ndim not in (2, 3):
         raise MedilabError(f"resize: expected a 2D image (H, W) or (H, W, C), got {arr.shape}")
-    out_h, out_w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    in_h, in_w = arr.shape[:2]
-    if keep_aspect:
-        scale = min(out_h / in_h, out_w / in_w)
-        new_h, new_w = max(1, round(in_h * scale)), max(1, round(in_w * scale))
-    else:
-        new_h, new_w = out_h, out_w
+    info = resize_info(arr.shape[:2], size, keep_aspect)
+    (out_h, out_w), (top, left) = info.out_shape, (info.pad_top, info.pad_left)
+    new_h, new_w = out_h - top - info.pad_bottom, out_w - left - info.pad_right
     planes = arr[..., None] if arr.ndim == 2 else arr
     resized = np.stack(
         [_resize_plane(planes[..., c], new_h, new_w, _RESAMPLE[interpolation])
          for c in range(planes.shape[-1])],
         axis=-1,
     )
-    top, left = (out_h - new_h) // 2, (out_w - new_w) // 2
     out = np.full((out_h, out_w, planes.shape[-1]), pad_value, dtype=np.float32)
     out[top : top + new_h, left : left + new_w] = resized
     if arr.ndim == 2:
         out = out[..., 0]
     if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
-        info = np.iinfo(arr.dtype) if arr.dtype != bool else np.iinfo(np.uint8)
-        out = np.clip(np.rint(out), info.min, info.max)
-    info_out = ResizeInfo(
-        in_shape=(in_h, in_w),
-        out_shape=(out_h, out_w),
-        scale_y=new_h / in_h,
-        scale_x=new_w / in_w,
-        pad_top=top,
-        pad_bottom=out_h - new_h - top,
-        pad_left=left,
-        pad_right=out_w - new_w - left,
-    )
-    return out.astype(arr.dtype), info_out
+        limits = np.iinfo(arr.dtype) if arr.dtype != bool else np.iinfo(np.uint8)
+        out = np.clip(np.rint(out), limits.min, limits.max)
+    return out.astype(arr.dtype), info

@@ -1,0 +1,290 @@
+"""Convert a folder tree of DICOM files to PNG, with a PHI-free ``manifest.csv``.
+
+Per file: decode → ``standardise_dicom`` (modality LUT, VOI / window, MONOCHROME1 inversion)
+→ optional log transform → optional simplest color balance → optional resize with padding →
+8/16-bit PNG mirroring the source's relative path (``a/b/img.dcm`` → ``a/b/img.png``;
+multi-frame files give ``img_f0000.png``, ``img_f0001.png``, …). Files whose outputs exist
+are skipped. Unreadable files are listed in ``errors.csv`` and never stop the batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import secrets
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medilab.errors import InputFileError, MedilabError
+from medilab.io.atomic import write_text
+from medilab.io.dicom import (
+    DICOM_SUFFIXES,
+    decode_pixels,
+    is_color,
+    looks_like_dicom,
+    read_dataset,
+    standardise_dicom,
+)
+from medilab.io.images import write_png
+from medilab.io.intensity import (
+    ResizeInfo,
+    log_transform,
+    parse_window,
+    resize,
+    resize_info,
+    simplest_color_balance,
+)
+from medilab.io.phi import dicom_metadata
+
+MANIFEST = "manifest.csv"
+ERRORS = "errors.csv"
+ROW_HEAD = ("output", "source", "frame", "patient_key")
+RESIZE_COLUMNS = ("scale_y", "scale_x", "pad_top", "pad_left")
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """How to convert. ``window``: ``None`` uses each file's first VOI LUT / window (min–max
+    when it has none), or a preset name / ``"C,W"`` / ``(center, width)``. ``color_balance`` is
+    the total saturated percentage (half per side). ``salt`` keys patients; without one a random
+    salt is drawn, so keys are consistent within a run but not across runs."""
+
+    log: bool = False
+    color_balance: float | None = None
+    window: str | tuple[float, float] | None = None
+    size: int | None = None
+    keep_aspect: bool = True
+    bits: int = 8
+    workers: int = 1
+    salt: str | None = None
+
+    def check(self) -> None:
+        """Raise ``MedilabError`` on an invalid option (before any file is touched)."""
+        if self.bits not in (8, 16):
+            raise MedilabError(f"bits: must be 8 or 16, got {self.bits}")
+        if self.workers < 1:
+            raise MedilabError(f"workers: must be at least 1, got {self.workers}")
+        if self.size is not None and self.size < 1:
+            raise MedilabError(f"size: must be positive, got {self.size}")
+        if self.color_balance is not None and not 0 <= self.color_balance < 100:
+            raise MedilabError(f"color balance: must be in [0, 100), got {self.color_balance}")
+        if self.window is not None:
+            parse_window(self.window)
+
+
+@dataclass
+class ConvertSummary:
+    """Counts of one ``convert_tree`` run (files, not frames) and where the tables are."""
+
+    total: int = 0
+    converted: int = 0
+    skipped: int = 0
+    failed: int = 0
+    manifest: Path | None = None
+    errors: Path | None = None
+    salt_generated: bool = False
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def describe(self) -> str:
+        return (
+            f"{self.total} DICOM files: {self.converted} converted, {self.skipped} skipped "
+            f"(already done), {self.failed} failed"
+        )
+
+
+@dataclass(frozen=True)
+class _Job:
+    source: str
+    relative: str
+    output: str  # relative to dst, posix
+    target: str
+    options: ConvertOptions
+
+
+@dataclass
+class _Result:
+    relative: str
+    status: str  # "converted", "skipped" or "failed"
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    reason: str = ""
+
+
+def output_name(relative: Path) -> Path:
+    """``a/b/img.dcm`` → ``a/b/img.png``; a name without a DICOM suffix gets ``.png`` added."""
+    if relative.suffix.lower() in DICOM_SUFFIXES:
+        return relative.with_suffix(".png")
+    return relative.with_name(relative.name + ".png")
+
+
+def find_dicom_files(src: Path, exclude: Path | None = None) -> list[Path]:
+    """DICOM candidates under ``src`` (suffix, no suffix, or DICM magic), sorted; hidden
+    files/folders, DICOMDIR and the ``exclude`` folder are left out."""
+    found = []
+    exclude = exclude.resolve() if exclude is not None else None
+    for root, dirs, files in os.walk(src):
+        here = Path(root)
+        dirs[:] = sorted(
+            d for d in dirs
+            if not d.startswith(".") and (exclude is None or (here / d).resolve() != exclude)
+        )
+        for name in sorted(files):
+            path = here / name
+            if name.startswith(".") or name.upper() == "DICOMDIR":
+                continue
+            if looks_like_dicom(path):
+                found.append(path)
+    return found
+
+
+def _frame_targets(target: Path, frames: int) -> list[Path]:
+    if frames <= 1:
+        return [target]
+    return [target.with_name(f"{target.stem}_f{i:04d}.png") for i in range(frames)]
+
+
+def _process_image(x: np.ndarray, colour: bool, options: ConvertOptions) -> np.ndarray:
+    if options.log:
+        x = log_transform(x)
+    if options.color_balance:
+        x = simplest_color_balance(x, options.color_balance, channel_axis=-1 if colour else None)
+    if options.size:
+        x, _ = resize(x, options.size, keep_aspect=options.keep_aspect)
+        x = np.clip(x, 0.0, 1.0)
+    return x
+
+
+def _rows(
+    job: _Job, targets: list[Path], meta: dict[str, Any], info: ResizeInfo | None
+) -> list[dict[str, Any]]:
+    rows = []
+    for frame, target in enumerate(targets):
+        row: dict[str, Any] = {
+            "output": (Path(job.output).parent / target.name).as_posix(),
+            "source": job.relative,
+            "frame": frame if len(targets) > 1 else "",
+        }
+        row.update(meta)
+        if info is not None:
+            row.update(
+                scale_y=info.scale_y, scale_x=info.scale_x,
+                pad_top=info.pad_top, pad_left=info.pad_left,
+            )
+        rows.append(row)
+    return rows
+
+
+def _convert_one(job: _Job) -> _Result:
+    """Convert one file; every problem becomes a ``failed`` result with a one-line reason."""
+    options, source, target = job.options, Path(job.source), Path(job.target)
+    try:
+        header = read_dataset(source, stop_before_pixels=True)
+        frames = int(header.get("NumberOfFrames", 1) or 1)
+        targets = _frame_targets(target, frames)
+        meta = dicom_metadata(header, salt=options.salt)
+        shape = (int(header.get("Rows", 0)), int(header.get("Columns", 0)))
+        info = resize_info(shape, options.size, options.keep_aspect) if options.size else None
+        if all(t.exists() for t in targets):
+            return _Result(job.relative, "skipped", _rows(job, targets, meta, info))
+        ds = read_dataset(source)
+        pixels = decode_pixels(ds, source)
+        x = standardise_dicom(ds, window=options.window or "first", output="float", pixels=pixels)
+        colour = is_color(ds)
+        stack = x if frames > 1 else x[None]
+        for plane, out in zip(stack, targets, strict=True):
+            write_png(out, _process_image(plane, colour, options), bits=options.bits)
+        return _Result(job.relative, "converted", _rows(job, targets, meta, info))
+    except InputFileError as exc:
+        return _Result(job.relative, "failed", reason=exc.problem)
+    except MedilabError as exc:
+        return _Result(job.relative, "failed", reason=" ".join(str(exc).split()))
+    except Exception as exc:  # never stop the batch
+        text = " ".join(str(exc).split())[:200]
+        return _Result(job.relative, "failed", reason=f"{type(exc).__name__}: {text}")
+
+
+def _csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> list[_Result]:
+    from rich.progress import Progress
+
+    results: list[_Result] = []
+    with Progress(disable=not progress, transient=False) as bar:
+        task = bar.add_task("converting DICOM", total=len(jobs))
+        if workers == 1:
+            for job in jobs:
+                results.append(_convert_one(job))
+                bar.advance(task)
+            return results
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(_convert_one, job): job for job in jobs}
+            for future in as_completed(futures):
+                try:
+                    results.append(future.result())
+                except Exception as exc:  # a worker died (e.g. out of memory)
+                    reason = f"worker failed: {type(exc).__name__}"
+                    results.append(_Result(futures[future].relative, "failed", reason=reason))
+                bar.advance(task)
+    return results
+
+
+def convert_tree(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    options: ConvertOptions | None = None,
+    progress: bool = True,
+) -> ConvertSummary:
+    """Convert every DICOM file under ``src`` to PNG under ``dst`` (same relative folders);
+    write ``dst/manifest.csv`` (output, source, frame, patient_key, PHI-free metadata, resize
+    scale/padding) and ``dst/errors.csv`` (source, reason). Both are rewritten on each run and
+    cover skipped files too. ``workers > 1`` uses a process pool; 1 runs inline."""
+    options = options or ConvertOptions()
+    options.check()
+    src, dst = Path(src), Path(dst)
+    if not src.is_dir():
+        raise InputFileError(src, "source must be an existing folder")
+    summary = ConvertSummary(salt_generated=options.salt is None)
+    if options.salt is None:
+        options = ConvertOptions(**{**options.__dict__, "salt": secrets.token_hex(16)})
+    files = find_dicom_files(src, exclude=dst)
+    jobs, claimed, results = [], {}, []
+    for path in files:
+        relative = path.relative_to(src)
+        name = output_name(relative)
+        if name.as_posix().lower() in claimed:
+            other = claimed[name.as_posix().lower()]
+            reason = f"output {name.as_posix()} would overwrite the PNG of {other}"
+            results.append(_Result(relative.as_posix(), "failed", reason=reason))
+            continue
+        claimed[name.as_posix().lower()] = relative.as_posix()
+        jobs.append(
+            _Job(str(path), relative.as_posix(), name.as_posix(), str(dst / name), options)
+        )
+    results += _run_jobs(jobs, options.workers, progress)
+    results.sort(key=lambda r: r.relative)
+    rows = [row for r in results for row in r.rows]
+    meta_columns = [k for k in rows[0] if k not in ROW_HEAD + RESIZE_COLUMNS] if rows else []
+    columns = [*ROW_HEAD, *meta_columns, *(RESIZE_COLUMNS if options.size else ())]
+    summary.failures = [(r.relative, r.reason) for r in results if r.status == "failed"]
+    summary.manifest = write_text(dst / MANIFEST, _csv_text(rows, columns))
+    error_rows = [{"source": s, "reason": why} for s, why in summary.failures]
+    summary.errors = write_text(dst / ERRORS, _csv_text(error_rows, ["source", "reason"]))
+    summary.total = len(results)
+    summary.converted = sum(r.status == "converted" for r in results)
+    summary.skipped = sum(r.status == "skipped" for r in results)
+    summary.failed = len(summary.failures)
+    return summary
