@@ -12,7 +12,8 @@ labels 1..C (0 is background); batch them with :func:`detection_collate`.
 Images are read with ``reader`` (default :func:`medilab.data.sources.loader.read_array`, which
 handles files, DICOM series folders and MedMNIST npz references); pass a
 :class:`medilab.data.cache.CachedReader` to decode each file once. uint8 pixels are scaled to
-0..1, other types are kept as float32. ``transform`` is applied to the image tensor;
+0..1, other types are kept as float32; an alpha channel is dropped and ``channels=1|3`` makes
+grey / RGB. ``transform`` is applied to the image tensor;
 ``joint_transform`` to the whole sample dict (use it for augmentations that must move the image
 and mask together, e.g. MONAI dictionary transforms).
 """
@@ -47,15 +48,26 @@ def to_float(array: np.ndarray) -> np.ndarray:
     return array.astype(np.float32)
 
 
-def channels_first(array: np.ndarray) -> np.ndarray:
-    """(H, W) → (1, H, W); (H, W, C) with C ≤ 4 → (C, H, W)."""
+def channels_first(array: np.ndarray, channels: int | None = None) -> np.ndarray:
+    """(H, W) → (1, H, W); (H, W, C) with C ≤ 4 → (C, H, W); an alpha channel is dropped.
+
+    ``channels`` 1 averages colour channels, 3 repeats a grey channel; None keeps them.
+    """
     if array.ndim == 2:
-        return array[None]
-    if array.ndim == 3 and array.shape[-1] <= 4 and array.shape[0] > 4:
-        return np.moveaxis(array, -1, 0)
-    if array.ndim == 3 and array.shape[0] <= 4:
-        return array
-    raise MedilabError(f"expected a 2D image (H, W) or (H, W, C), got shape {array.shape}")
+        array = array[None]
+    elif array.ndim == 3 and array.shape[-1] <= 4 and array.shape[0] > 4:
+        array = np.moveaxis(array, -1, 0)
+    elif not (array.ndim == 3 and array.shape[0] <= 4):
+        raise MedilabError(f"expected a 2D image (H, W) or (H, W, C), got shape {array.shape}")
+    if array.shape[0] in (2, 4):  # grey + alpha or RGBA
+        array = array[: array.shape[0] - 1]
+    if channels == 1 and array.shape[0] == 3:
+        array = array.mean(axis=0, keepdims=True)
+    elif channels == 3 and array.shape[0] == 1:
+        array = np.repeat(array, 3, axis=0)
+    elif channels is not None and array.shape[0] != channels:
+        raise MedilabError(f"cannot make {channels} channels from shape {array.shape}")
+    return array
 
 
 def stack_slices(volume: np.ndarray, index: int, k: int = 3, axis: int = 0) -> np.ndarray:
@@ -96,7 +108,9 @@ class ManifestDataset(Dataset):
         label_column: str | None = "label",
         mask_columns: Sequence[str] = (),
         binary_masks: bool = True,
+        channels: int | None = None,
     ) -> None:
+        self.channels = channels
         self.manifest = manifest.reset_index(drop=True)
         if "image" not in self.manifest.columns:
             raise MedilabError("dataset: manifest has no 'image' column")
@@ -117,7 +131,7 @@ class ManifestDataset(Dataset):
         return len(self.manifest)
 
     def _image(self, row: pd.Series, position: int) -> np.ndarray:
-        return channels_first(to_float(self.reader(row["image"])))
+        return channels_first(to_float(self.reader(row["image"])), self.channels)
 
     def _masks(self, row: pd.Series, position: int) -> dict[str, torch.Tensor]:
         return {c: _mask_tensor(self.reader(row[c]), self.binary_masks) for c in self.mask_columns}
@@ -235,7 +249,9 @@ class DetectionDataset(Dataset):
         classes: Sequence[str] | None = None,
         reader: Reader | None = None,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        channels: int | None = None,
     ) -> None:
+        self.channels = channels
         self.manifest = manifest.reset_index(drop=True)
         for column in ("image", "boxes"):
             if column not in self.manifest.columns:
@@ -256,8 +272,8 @@ class DetectionDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         row = self.manifest.iloc[index]
-        image = torch.from_numpy(np.ascontiguousarray(channels_first(to_float(
-            self.reader(row["image"])))))
+        array = channels_first(to_float(self.reader(row["image"])), self.channels)
+        image = torch.from_numpy(np.ascontiguousarray(array))
         if self.transform is not None:
             image = self.transform(image)
         boxes = torch.tensor(row["boxes"], dtype=torch.float32).reshape(-1, 4)
