@@ -1,0 +1,82 @@
+"""Splits: grouped by patient, stratified, seeded; leakage check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medilab.data.splits import check_leakage, make_splits, read_table
+
+
+@pytest.fixture
+def manifest():
+    """300 samples from 100 patients (1-5 samples each), ~30 % positive patients."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for patient in range(100):
+        label = int(rng.random() < 0.3)
+        for visit in range(int(rng.integers(1, 6))):
+            rows.append({"sample_id": f"p{patient}_{visit}", "patient_id": f"p{patient}",
+                         "label": label})
+    return pd.DataFrame(rows)
+
+
+def _ratio(frame):
+    return frame["label"].mean()
+
+
+def test_train_val_test_grouped_and_stratified(manifest):
+    splits = make_splits(manifest, val=0.2, test=0.2, seed=3)
+    assert list(splits.columns) == ["sample_id", "split", "patient_id"]
+    assert set(splits["split"]) == {"train", "val", "test"}
+    assert check_leakage(splits).empty
+    merged = manifest.assign(split=splits["split"])
+    overall = _ratio(manifest)
+    for name, part in merged.groupby("split"):
+        assert abs(_ratio(part) - overall) < 0.05, name
+    fractions = merged["split"].value_counts(normalize=True)
+    assert abs(fractions["test"] - 0.2) < 0.06 and abs(fractions["val"] - 0.2) < 0.06
+
+
+def test_folds(manifest):
+    splits = make_splits(manifest, folds=5, seed=1)
+    assert sorted(set(splits["split"])) == [f"fold{k}" for k in range(5)]
+    assert check_leakage(splits).empty
+    merged = manifest.assign(split=splits["split"])
+    for _, part in merged.groupby("split"):
+        assert abs(_ratio(part) - _ratio(manifest)) < 0.05
+
+
+def test_seeded(manifest):
+    a = make_splits(manifest, seed=7)
+    assert a.equals(make_splits(manifest, seed=7))
+    assert not a["split"].equals(make_splits(manifest, seed=8)["split"])
+
+
+def test_without_group(manifest):
+    splits = make_splits(manifest.drop(columns="patient_id"), group=None, val=0.25)
+    assert "patient_id" not in splits.columns
+    assert abs((splits["split"] == "val").mean() - 0.25) < 0.02
+
+
+def test_leakage_check_catches_planted_leak(manifest):
+    splits = make_splits(manifest, seed=0)
+    victim = splits.loc[splits["split"] == "train", "patient_id"].iloc[0]
+    row = splits.index[(splits["patient_id"] == victim)][0]
+    splits.loc[row, "split"] = "val"
+    if (splits["patient_id"] == victim).sum() == 1:  # a one-sample patient: plant a second row
+        extra = splits.loc[[row]].assign(sample_id="planted", split="train")
+        splits = pd.concat([splits, extra], ignore_index=True)
+    leaks = check_leakage(splits)
+    assert leaks["patient_id"].tolist() == [victim]
+    assert leaks["splits"].iloc[0] == "train,val"
+
+
+def test_nih1000_repo_split_leakage(medilab_data):
+    table = read_table(medilab_data / "nih1000" / "metadata.csv")
+    leaks = check_leakage(table, split_column="repo_split", group="patient_id")
+    # the data README says 30; the shipped metadata.csv has 24 patients in two repo splits
+    per_patient = table.groupby("patient_id")["repo_split"].nunique()
+    assert len(leaks) == int((per_patient > 1).sum()) == 24
+    assert check_leakage(make_splits(table, test=0.1, seed=0)).empty
