@@ -235,6 +235,29 @@ def dicom_convert(
 
 
 @app.command()
+def report(run_dir: RunDir) -> None:
+    """Rebuild a run folder's report.html (and its plots) from the files in it."""
+    from medilab.reports.report import build_report
+
+    typer.echo(build_report(run_dir))
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders to compare.")],
+    out: Annotated[Path, typer.Option("--out", help="The comparison page (.html).")],
+    split: Annotated[str, typer.Option(help="Which split's metrics to compare.")] = "val",
+    metric: Annotated[
+        str | None, typer.Option(help="Main metric for curves and bars (default: auto).")
+    ] = None,
+) -> None:
+    """Compare run folders: metrics table with intervals, curves, ROC curves, CSV."""
+    from medilab.reports.compare import compare_runs
+
+    typer.echo(compare_runs(run_dirs, out, split=split, metric=metric))
+
+
+@app.command()
 def version() -> None:
     """Print medilab's version."""
     from importlib.metadata import version as package_version

@@ -122,6 +122,12 @@ def make_segmentation_run(root: Path) -> Path:
 
 
 @pytest.fixture
+def classification_run_factory():
+    """``make_classification_run`` itself, for tests that need several runs."""
+    return make_classification_run
+
+
+@pytest.fixture
 def multiclass_run(tmp_path: Path) -> Path:
     return make_classification_run(tmp_path, "lab2_resnet50", k=3, skill=0.8)
 

@@ -15,7 +15,7 @@ import pandas as pd
 from medilab.errors import MedilabError
 from medilab.io.atomic import atomic_path
 from medilab.reports import plots
-from medilab.reports.html import data_uri, format_interval, render_page
+from medilab.reports.html import data_uri, format_interval, is_wide, render_page
 from medilab.reports.runfiles import (
     lower_is_better,
     prediction_files,
@@ -182,4 +182,5 @@ def _figures(runs: list[RunSummary], split: str, main: str | None,
         values = {r.label: r.metrics[main] for r in runs if main in r.metrics}
         made.append((f"{main} ({split})",
                      plots.plot_metric_bars(values, main, folder / "bars.png")))
-    return [{"title": title, "uri": data_uri(path) or ""} for title, path in made if path]
+    return [{"title": title, "uri": data_uri(path) or "", "wide": is_wide(path)}
+            for title, path in made if path]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from PIL import Image
 
 from medilab.io.atomic import write_text
 
@@ -42,6 +43,15 @@ def data_uri(path: Path) -> str | None:
     if mime is None or not path.is_file():
         return None
     return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def is_wide(path: Path, ratio: float = 1.8) -> bool:
+    """Whether an image is much wider than tall (it then spans two grid columns)."""
+    try:
+        with Image.open(path) as image:
+            return image.width > ratio * image.height
+    except OSError:
+        return False
 
 
 def format_number(value: float | None) -> str:

@@ -183,28 +183,37 @@ def plot_confusion_matrix(
     return _save(fig, out)
 
 
-def plot_f1_per_class(
-    predictions: pd.DataFrame, out: Path, class_names: list[str] | None = None, title: str = ""
-) -> Path | None:
-    """Bar chart of the F1 score of each class (sklearn ``f1_score(average=None)``)."""
+def f1_per_class(
+    predictions: pd.DataFrame, class_names: list[str] | None = None
+) -> tuple[list[str], np.ndarray] | None:
+    """Class names and the F1 score of each class (sklearn ``f1_score(average=None)``)."""
     encoded = encode_predictions(predictions, class_names)
     if encoded is None:
         return None
     y, pred, _, names = encoded
-    scores = f1_score(y, pred, labels=list(range(len(names))), average=None, zero_division=0)
+    return names, f1_score(y, pred, labels=list(range(len(names))), average=None, zero_division=0)
+
+
+def plot_f1_per_class(
+    predictions: pd.DataFrame, out: Path, class_names: list[str] | None = None, title: str = ""
+) -> Path | None:
+    """Bar chart of the F1 score of each class, with the macro mean as a dashed line."""
+    per_class = f1_per_class(predictions, class_names)
+    if per_class is None:
+        return None
+    names, scores = per_class
     fig = Figure(figsize=(max(5.0, 0.5 * len(names) + 2.5), 3.6), layout="constrained")
     ax = fig.add_subplot()
     bars = ax.bar(names, scores, color="C0")
     if len(names) <= MAX_ANNOTATED_CLASSES:
         ax.bar_label(bars, fmt="%.2f", fontsize=8)
-    ax.axhline(scores.mean(), color="C3", linestyle="--", label=f"macro F1 {scores.mean():.3f}")
-    ax.set_ylim(0, 1.08)
+    ax.axhline(scores.mean(), color="C3", linestyle="--", linewidth=1)
+    ax.set_ylim(0, 1.1)
     ax.set_xlabel("class")
     ax.set_ylabel("F1")
-    ax.set_title(f"{title} F1 per class".strip())
+    ax.set_title(f"{title} F1 per class (dashed: macro F1 {scores.mean():.3f})".strip())
     if len(names) > 6:
         ax.tick_params(axis="x", labelrotation=45)
-    ax.legend(loc="lower right", fontsize="small")
     return _save(fig, out)
 
 

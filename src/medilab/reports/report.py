@@ -11,7 +11,13 @@ from typing import Any
 import pandas as pd
 
 from medilab.reports import plots
-from medilab.reports.html import data_uri, format_interval, format_number, render_page
+from medilab.reports.html import (
+    data_uri,
+    format_interval,
+    format_number,
+    is_wide,
+    render_page,
+)
 from medilab.reports.runfiles import (
     metric_entry,
     prediction_files,
@@ -29,7 +35,7 @@ CASES = 3
 RUN_FOLDER_TIME_FORMATS = ("%Y-%m-%dT%H-%M-%S", "%Y-%m-%d_%H-%M-%S", "%Y%m%d-%H%M%S",
                            "%Y-%m-%dT%H-%M-%S.%f")
 CONFIG_SUMMARY_KEYS = (
-    "task", "seed", "data.source", "data.batch_size", "model.name", "model.kwargs", "loss.name",
+    "seed", "data.source", "data.batch_size", "model.name", "model.kwargs", "loss.name",
     "optimizer.name", "optimizer.lr", "optimizer.weight_decay", "scheduler.name",
     "trainer.max_epochs", "trainer.precision", "trainer.accelerator", "trainer.monitor",
 )
@@ -44,6 +50,7 @@ class Image:
     title: str
     uri: str
     source: str
+    wide: bool = False
 
 
 @dataclass
@@ -129,7 +136,7 @@ def build_report(run_dir: Path) -> Path:
 
 
 def _image(title: str, path: Path, run_dir: Path) -> Image:
-    return Image(title, data_uri(path) or "", _relative(path, run_dir))
+    return Image(title, data_uri(path) or "", _relative(path, run_dir), is_wide(path))
 
 
 def _relative(path: Path, run_dir: Path) -> str:
