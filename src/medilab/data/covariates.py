@@ -1,10 +1,10 @@
 """Encode tabular covariates (age, sex, ...) as a float vector, fitted on the training split only.
 
 Numeric columns are standardised with the training mean and standard deviation; categorical
-columns are one-hot over the training categories (unseen values give all zeros); a column with
-missing values in the training data, or ``<col>_missing`` flags in the manifest, adds a 0/1
-``<col>_missing`` feature, and missing numeric values are filled with the training mean (0 after
-standardisation).
+columns are one-hot over the training categories (unseen or missing values give all zeros);
+with ``missing_flags`` (default) every covariate adds a 0/1 ``<col>_missing`` feature (set where
+the value is NaN or the manifest's ``<col>_missing`` flag is 1), and missing numeric values are
+filled with the training mean (0 after standardisation).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class CovariateEncoder:
 
     numeric: Sequence[str] = ()
     categorical: Sequence[str] = ()
+    missing_flags: bool = True
     means: dict[str, float] = field(default_factory=dict)
     stds: dict[str, float] = field(default_factory=dict)
     categories: dict[str, list[str]] = field(default_factory=dict)
@@ -44,13 +45,10 @@ class CovariateEncoder:
             self.means[column] = float(present.mean())
             std = float(present.std(ddof=0))
             self.stds[column] = std if std > 0 else 1.0
-            if values.isna().any() or f"{column}_missing" in train.columns:
-                self.flagged.append(column)
         for column in self.categorical:
-            values = train[column]
-            self.categories[column] = sorted({str(v) for v in values.dropna()})
-            if values.isna().any() or f"{column}_missing" in train.columns:
-                self.flagged.append(column)
+            self.categories[column] = sorted({str(v) for v in train[column].dropna()})
+        if self.missing_flags:
+            self.flagged = [*self.numeric, *self.categorical]
         self.fitted = True
         return self
 
@@ -119,6 +117,7 @@ def fit_covariates(
     numeric: Sequence[str] = ("age",),
     categorical: Sequence[str] = ("sex",),
     *,
+    missing_flags: bool = True,
     split_column: str = "split",
     train_split: str = "train",
 ) -> CovariateEncoder:
@@ -128,4 +127,5 @@ def fit_covariates(
     train = manifest[manifest[split_column] == train_split]
     if train.empty:
         raise MedilabError(f"covariates: no rows with {split_column} == {train_split!r}")
-    return CovariateEncoder(numeric=list(numeric), categorical=list(categorical)).fit(train)
+    encoder = CovariateEncoder(list(numeric), list(categorical), missing_flags=missing_flags)
+    return encoder.fit(train)
