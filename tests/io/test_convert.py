@@ -65,6 +65,10 @@ def test_convert_tree_converts_good_lists_bad_and_skips_on_rerun(tree: Path) -> 
     assert _csv(dst / "manifest.csv") == manifest  # skipped files stay in the manifest
     assert not [p for p in dst.rglob(".*")]  # no temporary files left
 
+    redo = ConvertOptions(size=32, salt="pepper", overwrite=True)
+    assert convert_tree(tree, dst, redo, progress=False).converted == 2
+    assert read_image(dst / "a" / "ct.png").array.shape == (32, 32)
+
 
 def test_convert_window_bits_workers_and_multiframe(tmp_path: Path, tree: Path, dicom_file):
     shutil.copy(dicom_file("emri_small.dcm"), tree / "b" / "cine.dcm")

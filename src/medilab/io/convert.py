@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import multiprocessing
 import os
 import secrets
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -52,7 +53,9 @@ class ConvertOptions:
     """How to convert. ``window``: ``None`` uses each file's first VOI LUT / window (min–max
     when it has none), or a preset name / ``"C,W"`` / ``(center, width)``. ``color_balance`` is
     the total saturated percentage (half per side). ``salt`` keys patients; without one a random
-    salt is drawn, so keys are consistent within a run but not across runs."""
+    salt is drawn, so keys are consistent within a run but not across runs. Existing outputs are
+    skipped (so a re-run finishes an interrupted batch) unless ``overwrite``; after changing
+    other options, use ``overwrite=True`` or a fresh ``dst``."""
 
     log: bool = False
     color_balance: float | None = None
@@ -62,6 +65,7 @@ class ConvertOptions:
     bits: int = 8
     workers: int = 1
     salt: str | None = None
+    overwrite: bool = False
 
     def check(self) -> None:
         """Raise ``MedilabError`` on an invalid option (before any file is touched)."""
@@ -192,7 +196,7 @@ def _convert_one(job: _Job) -> _Result:
         meta = dicom_metadata(header, salt=options.salt)
         shape = (int(header.get("Rows", 0)), int(header.get("Columns", 0)))
         info = resize_info(shape, options.size, options.keep_aspect) if options.size else None
-        if all(t.exists() for t in targets):
+        if not options.overwrite and all(t.exists() for t in targets):
             return _Result(job.relative, "skipped", _rows(job, targets, meta, info))
         ds = read_dataset(source)
         pixels = decode_pixels(ds, source)
@@ -230,7 +234,9 @@ def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> list[_Result]:
                 results.append(_convert_one(job))
                 bar.advance(task)
             return results
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawn, not fork: safe when the caller holds threads (progress bar, torch, CUDA)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {pool.submit(_convert_one, job): job for job in jobs}
             for future in as_completed(futures):
                 try:

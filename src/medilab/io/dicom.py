@@ -130,7 +130,7 @@ def voi_to_unit(values: np.ndarray, ds: Dataset, window: Window = "first") -> np
     """
     if window is None:
         return minmax_normalise(values)
-    if isinstance(window, str) and window != "first" or isinstance(window, tuple | list):
+    if (isinstance(window, str) and window != "first") or isinstance(window, tuple | list):
         center, width = parse_window(window)
         return apply_window(values, center, width)
     index = 0 if window == "first" else int(window)
