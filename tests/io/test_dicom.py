@@ -196,3 +196,19 @@ def test_rgb_jpeg_is_scaled_not_windowed(dicom_file) -> None:
     image = read_dicom(dicom_file("SC_rgb_jpeg_dcmtk.dcm"), standardise=True)
     assert image.array.shape == (100, 100, 3) and image.array.dtype == np.float32
     assert image.array.min() >= 0.0 and image.array.max() <= 1.0
+
+
+def test_file_without_meta_header_is_read(dicom_file, tmp_path: Path) -> None:
+    from pydicom.filebase import DicomFileLike
+    from pydicom.filewriter import write_dataset
+
+    ds = pydicom.dcmread(dicom_file("CT_small.dcm"))
+    expected = apply_modality_lut(ds.pixel_array, ds)
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    with open(tmp_path / "IM0001", "wb") as handle:  # old ACR-NEMA style: no preamble, no meta
+        fp = DicomFileLike(handle)
+        fp.is_little_endian, fp.is_implicit_VR = True, True
+        write_dataset(fp, ds)
+    image = read_image(tmp_path / "IM0001")
+    np.testing.assert_array_equal(image.array, expected)
+    assert image.meta["transfer_syntax"] == "Implicit VR Little Endian"

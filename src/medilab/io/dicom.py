@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, get_decoder
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.image_data import ImageData
@@ -51,6 +52,18 @@ def looks_like_dicom(path: str | os.PathLike[str]) -> bool:
     return p.suffix.lower() in DICOM_SUFFIXES or p.suffix == "" or has_dicom_magic(p)
 
 
+def _guess_transfer_syntax(ds: Dataset) -> None:
+    """Files without file meta (old ACR-NEMA style): take the syntax the data was read with."""
+    if ds.file_meta is None:
+        ds.file_meta = FileMetaDataset()
+    if "TransferSyntaxUID" not in ds.file_meta:
+        implicit, little = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if implicit
+            else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        )
+
+
 def read_dataset(path: str | os.PathLike[str], stop_before_pixels: bool = False) -> Dataset:
     """Read a DICOM file with pydicom; raise ``InputFileError`` (one line) if it cannot be read.
 
@@ -64,6 +77,7 @@ def read_dataset(path: str | os.PathLike[str], stop_before_pixels: bool = False)
             ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
             if "Rows" not in ds:
                 raise InputFileError(path, "not a readable DICOM file (no DICOM header)") from None
+            _guess_transfer_syntax(ds)
     except MedilabError:
         raise
     except Exception as exc:  # pydicom raises many types on corrupt input
