@@ -212,3 +212,18 @@ def test_file_without_meta_header_is_read(dicom_file, tmp_path: Path) -> None:
     image = read_image(tmp_path / "IM0001")
     np.testing.assert_array_equal(image.array, expected)
     assert image.meta["transfer_syntax"] == "Implicit VR Little Endian"
+
+
+def test_voi_lut_sequence_preferred_like_pydicom(dicom_file) -> None:
+    ds = pydicom.dcmread(dicom_file("CT_small.dcm"))
+    item = pydicom.Dataset()
+    item.LUTDescriptor = [512, 0, 12]  # 512 entries mapping modality values 0..511
+    item.LUTData = [int(v) for v in np.linspace(100, 4000, 512)]
+    ds.VOILUTSequence = pydicom.Sequence([item])
+    ds.WindowCenter, ds.WindowWidth = 40, 400  # present too, but the LUT wins (as in pydicom)
+    hu = apply_modality_lut(ds.pixel_array, ds)
+    reference = apply_voi_lut(hu, ds)
+    reference = (reference - 100) / (4000 - 100)
+    ours = standardise_dicom(ds)
+    np.testing.assert_allclose(ours, reference, atol=1e-6)
+    assert ours.min() == 0 and ours.max() == 1
