@@ -45,7 +45,7 @@ def data_uri(path: Path) -> str | None:
     return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def is_wide(path: Path, ratio: float = 1.8) -> bool:
+def is_wide(path: Path, ratio: float = 2.15) -> bool:
     """Whether an image is much wider than tall (it then spans two grid columns)."""
     try:
         with Image.open(path) as image:

@@ -88,7 +88,7 @@ def plot_lr_curve(curves: pd.DataFrame, out: Path) -> Path | None:
     cols = lr_columns(curves)
     if not cols:
         return None
-    fig = Figure(figsize=(6.4, 3.2), layout="constrained")
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
     ax = _epoch_axes(fig, "Learning rate", "learning rate")
     for col in cols:
         _line(ax, curves[col], label=col)
@@ -157,7 +157,7 @@ def plot_confusion_matrix(
     rows = counts.sum(axis=1, keepdims=True)
     normalised = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
     side = min(4.0 + 0.35 * k, 12.0)
-    fig = Figure(figsize=(2 * side + 1.0, side), layout="constrained")
+    fig = Figure(figsize=(2 * side + 2.0, side), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, matrix, label, fmt in (
         (axes[0], counts, "counts", "{:d}"),
@@ -177,6 +177,8 @@ def plot_confusion_matrix(
             for i in range(k):
                 for j in range(k):
                     value = matrix[i, j]
+                    if matrix is normalised and value == 0:
+                        continue  # leave empty cells blank so the errors stand out
                     ax.text(j, i, fmt.format(value), ha="center", va="center",
                             fontsize=8 if k > 8 else 10,
                             color="white" if value > 0.6 * top else "black")

@@ -121,6 +121,8 @@ def build_report(run_dir: Path) -> Path:
         run_date=_run_date(run_dir),
         built=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         has_metrics=bool(metrics),
+        confidence=_percent(metrics.get("confidence", 0.95)),
+        checkpoint=metrics.get("checkpoint"),
         config_summary=_config_summary(config),
         metric_tables=_metric_tables(metrics),
         subgroup_tables=_subgroup_tables(metrics),
@@ -167,6 +169,13 @@ def _other_plot_sections(run_dir: Path, generated: set[Path]) -> list[Section]:
         images = [_image(p.stem, p, run_dir) for p in shown]
         sections.append(Section(title, images, note, gallery=folder != "."))
     return sections
+
+
+def _percent(confidence: Any) -> str:
+    try:
+        return f"{100 * float(confidence):g}%"
+    except (TypeError, ValueError):
+        return "95%"
 
 
 def _get(config: dict[str, Any], dotted: str) -> Any:

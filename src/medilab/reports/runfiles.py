@@ -155,7 +155,15 @@ def split_metrics(metrics: dict[str, Any] | None, split: str) -> dict[str, tuple
     block = ((metrics or {}).get("splits") or {}).get(split) or {}
     if not isinstance(block, dict):
         return {}
-    return {name: metric_entry(raw) for name, raw in block.items() if name != "n"}
+    return {name: metric_entry(raw) for name, raw in block.items()
+            if name != "n" and _is_metric(raw)}
+
+
+def _is_metric(raw: Any) -> bool:
+    """A number or a ``{"value": …}`` entry (not a nested table such as per-class scores)."""
+    if isinstance(raw, dict):
+        return "value" in raw
+    return isinstance(raw, int | float) and not isinstance(raw, bool)
 
 
 def prediction_files(run_dir: Path) -> dict[str, Path]:
