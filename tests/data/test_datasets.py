@@ -124,3 +124,37 @@ def test_real_adrenal_25d(medilab_data):
     manifest = medmnist_manifest(medilab_data / "medmnist" / "adrenalmnist3d.npz").head(2)
     ds = SliceDataset(manifest, k=3)
     assert len(ds) == 56 and ds[0]["image"].shape == (3, 28, 28)
+
+
+def _dicom_series(folder, depth=4):
+    """CT slices whose stored value is 10*i at z = 2*i, written in reverse file order."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    folder.mkdir()
+    for i in range(depth):
+        ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+        ds.ImagePositionPatient = [0.0, 0.0, 2.0 * i]
+        ds.InstanceNumber = i + 1
+        ds.SOPInstanceUID = f"{ds.SOPInstanceUID}.{i}"
+        ds.PixelData = np.full((ds.Rows, ds.Columns), 10 * i, np.int16).tobytes()
+        ds.save_as(folder / f"slice_{depth - i}.dcm")
+    return folder
+
+
+def test_volume_sources_dicom_series_and_nifti(tmp_path):
+    import nibabel as nib
+
+    series = _dicom_series(tmp_path / "series")
+    # NIfTI stores (x, y, z); medilab.io returns (z, y, x): slice i holds i
+    nib.save(nib.Nifti1Image(np.moveaxis(_volume(3, 6), 0, -1), np.eye(4)), tmp_path / "v.nii.gz")
+    manifest = pd.DataFrame({"image": [str(series), str(tmp_path / "v.nii.gz")],
+                             "sample_id": ["ct", "nii"], "label": [0, 1]})
+    ct = VolumeDataset(manifest.iloc[:1])[0]["image"]
+    assert ct.shape == (1, 4, 128, 128)
+    # modality LUT applied (intercept -1024) and slices ordered by position, not file name
+    assert ct[0, :, 0, 0].tolist() == [-1024.0, -1014.0, -1004.0, -994.0]
+    slices = SliceDataset(manifest.iloc[:1], k=3)
+    assert slices[3]["image"][:, 0, 0].tolist() == [-1004.0, -994.0, -994.0]
+    nii = VolumeDataset(manifest.iloc[1:])[0]["image"]
+    assert nii.shape == (1, 3, 6, 6) and nii[0, :, 2, 1].tolist() == [0.0, 1.0, 2.0]
