@@ -19,7 +19,7 @@ from medilab.io.reader import read_image
 
 @pytest.fixture
 def tree(tmp_path: Path, dicom_file) -> Path:
-    """src/a/ct.dcm, src/b/IM0001 (MR, no suffix), src/a/broken.dcm (truncated), notes.txt."""
+    """src/a/ct.dcm, src/b/IM0001 (MR, no suffix), src/a/broken.dcm (truncated), 2 non-DICOM."""
     src = tmp_path / "src"
     (src / "a").mkdir(parents=True)
     (src / "b").mkdir()
@@ -30,6 +30,7 @@ def tree(tmp_path: Path, dicom_file) -> Path:
     data = (src / "a" / "ct.dcm").read_bytes()
     (src / "a" / "broken.dcm").write_bytes(data[: len(data) // 2])
     (src / "notes.txt").write_text("not an image")
+    (src / "b" / "README").write_text("no suffix, no DICM magic: ignored")
     return src
 
 
@@ -43,7 +44,7 @@ def test_convert_tree_converts_good_lists_bad_and_skips_on_rerun(tree: Path) -> 
     options = ConvertOptions(size=64, salt="pepper", color_balance=1.0)
     summary = convert_tree(tree, dst, options, progress=False)
     assert (summary.total, summary.converted, summary.skipped, summary.failed) == (3, 2, 0, 1)
-    assert not summary.ok
+    assert not summary.ok and summary.ignored == 2
     errors = _csv(dst / "errors.csv")
     assert [e["source"] for e in errors] == ["a/broken.dcm"]
     assert errors[0]["reason"].startswith("not a readable DICOM file (")

@@ -14,6 +14,7 @@ import io
 import multiprocessing
 import os
 import secrets
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +27,8 @@ from medilab.io.atomic import write_text
 from medilab.io.dicom import (
     DICOM_SUFFIXES,
     decode_pixels,
+    has_dicom_magic,
     is_color,
-    looks_like_dicom,
     read_dataset,
     standardise_dicom,
 )
@@ -89,6 +90,7 @@ class ConvertSummary:
     converted: int = 0
     skipped: int = 0
     failed: int = 0
+    ignored: int = 0
     manifest: Path | None = None
     errors: Path | None = None
     salt_generated: bool = False
@@ -101,7 +103,7 @@ class ConvertSummary:
     def describe(self) -> str:
         return (
             f"{self.total} DICOM files: {self.converted} converted, {self.skipped} skipped "
-            f"(already done), {self.failed} failed"
+            f"(already done), {self.failed} failed; {self.ignored} other files ignored"
         )
 
 
@@ -129,10 +131,14 @@ def output_name(relative: Path) -> Path:
     return relative.with_name(relative.name + ".png")
 
 
-def find_dicom_files(src: Path, exclude: Path | None = None) -> list[Path]:
-    """DICOM candidates under ``src`` (suffix, no suffix, or DICM magic), sorted; hidden
-    files/folders, DICOMDIR and the ``exclude`` folder are left out."""
-    found = []
+def find_dicom_files(src: Path, exclude: Path | None = None) -> tuple[list[Path], int]:
+    """DICOM candidates under ``src``, sorted, and the number of other files ignored.
+
+    A file is a candidate when it has a DICOM suffix (``.dcm``, ``.dicom``, ``.dic``, ``.ima``)
+    or the DICM magic; so README or LICENSE files are ignored, while a broken ``.dcm`` is
+    reported. Hidden files/folders, DICOMDIR and the ``exclude`` folder are left out.
+    """
+    found, ignored = [], 0
     exclude = exclude.resolve() if exclude is not None else None
     for root, dirs, files in os.walk(src):
         here = Path(root)
@@ -142,11 +148,15 @@ def find_dicom_files(src: Path, exclude: Path | None = None) -> list[Path]:
         )
         for name in sorted(files):
             path = here / name
-            if name.startswith(".") or name.upper() == "DICOMDIR":
+            if name.startswith("."):
                 continue
-            if looks_like_dicom(path):
+            if name.upper() != "DICOMDIR" and (
+                path.suffix.lower() in DICOM_SUFFIXES or has_dicom_magic(path)
+            ):
                 found.append(path)
-    return found
+            else:
+                ignored += 1
+    return found, ignored
 
 
 def _frame_targets(target: Path, frames: int) -> list[Path]:
@@ -189,8 +199,18 @@ def _rows(
 def _convert_one(job: _Job) -> _Result:
     """Convert one file; every problem becomes a ``failed`` result with a one-line reason."""
     options, source, target = job.options, Path(job.source), Path(job.target)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's per-file warnings would drown the progress bar
+        return _convert_checked(job, options, source, target)
+
+
+def _convert_checked(job: _Job, options: ConvertOptions, source: Path, target: Path) -> _Result:
     try:
         header = read_dataset(source, stop_before_pixels=True)
+        if "Rows" not in header:
+            sop = header.get("SOPClassUID")
+            kind = f"{sop.name}, " if sop is not None else ""
+            raise InputFileError(source, f"not a DICOM image ({kind}no pixel data)")
         frames = int(header.get("NumberOfFrames", 1) or 1)
         targets = _frame_targets(target, frames)
         meta = dicom_metadata(header, salt=options.salt)
@@ -266,7 +286,7 @@ def convert_tree(
     summary = ConvertSummary(salt_generated=options.salt is None)
     if options.salt is None:
         options = ConvertOptions(**{**options.__dict__, "salt": secrets.token_hex(16)})
-    files = find_dicom_files(src, exclude=dst)
+    files, summary.ignored = find_dicom_files(src, exclude=dst)
     jobs, claimed, results = [], {}, []
     for path in files:
         relative = path.relative_to(src)

@@ -76,7 +76,9 @@ def read_dataset(path: str | os.PathLike[str], stop_before_pixels: bool = False)
         except InvalidDicomError:
             ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
             if "Rows" not in ds:
-                raise InputFileError(path, "not a readable DICOM file (no DICOM header)") from None
+                raise InputFileError(
+                    path, "not a readable DICOM file (no DICM header, no image rows)"
+                ) from None
             _guess_transfer_syntax(ds)
     except MedilabError:
         raise
