@@ -158,3 +158,27 @@ def test_volume_sources_dicom_series_and_nifti(tmp_path):
     assert slices[3]["image"][:, 0, 0].tolist() == [-1004.0, -994.0, -994.0]
     nii = VolumeDataset(manifest.iloc[1:])[0]["image"]
     assert nii.shape == (1, 3, 6, 6) and nii[0, :, 2, 1].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_make_datasets_by_split(tmp_path):
+    from medilab.data.datasets import make_datasets
+    from medilab.data.splits import make_splits
+
+    paths = []
+    for i in range(20):
+        paths.append(str(tmp_path / f"{i}.npy"))
+        np.save(paths[-1], np.full((4, 4), i, np.float32))
+    manifest = pd.DataFrame({"sample_id": [f"s{i}" for i in range(20)], "image": paths,
+                             "patient_id": [f"p{i // 2}" for i in range(20)],
+                             "label": [i % 2 for i in range(20)],
+                             "age": np.arange(20, dtype=float), "sex": ["F", "M"] * 10})
+    splits = make_splits(manifest, val=0.3, seed=0)
+    datasets, encoder = make_datasets(manifest, splits, numeric=["age"], categorical=["sex"],
+                                      transform={"train": lambda x: x + 100})
+    assert set(datasets) == {"train", "val"}
+    assert sum(len(d) for d in datasets.values()) == 20
+    train_ages = manifest.set_index("sample_id").loc[
+        splits.loc[splits["split"] == "train", "sample_id"], "age"]
+    assert encoder.means["age"] == pytest.approx(train_ages.mean())
+    assert datasets["train"][0]["image"].min() >= 100 and datasets["val"][0]["image"].max() < 100
+    assert datasets["val"][0]["covariates"].shape == (5,)

@@ -322,3 +322,53 @@ class ArrayDataset(Dataset):
         if self.covariates is not None:
             sample["covariates"] = torch.as_tensor(self.covariates[index], dtype=torch.float32)
         return sample
+
+
+DATASET_KINDS: dict[str, type[Dataset]] = {
+    "2d": ManifestDataset,
+    "2.5d": SliceDataset,
+    "3d": VolumeDataset,
+    "segmentation": SegmentationDataset,
+    "detection": DetectionDataset,
+}
+
+
+def make_datasets(
+    manifest: pd.DataFrame,
+    splits: pd.DataFrame | None = None,
+    *,
+    kind: str = "2d",
+    numeric: Sequence[str] = (),
+    categorical: Sequence[str] = (),
+    train_split: str = "train",
+    **dataset_kwargs: Any,
+) -> tuple[dict[str, Dataset], CovariateEncoder | None]:
+    """One dataset per split name, and the covariate encoder fitted on the training rows.
+
+    ``splits`` (``sample_id, split``) is joined on ``sample_id``; without it the manifest's own
+    ``split`` column is used. ``kind``: "2d", "2.5d", "3d", "segmentation" or "detection";
+    ``dataset_kwargs`` go to the dataset class (reader, transform, k, ...). A ``transform``
+    given as a dict ``{split: transform}`` is applied per split (e.g. augmentation on train).
+    """
+    from medilab.data.covariates import fit_covariates
+    from medilab.data.splits import apply_splits
+
+    if kind not in DATASET_KINDS:
+        raise MedilabError(f"dataset kind {kind!r}: expected one of {list(DATASET_KINDS)}")
+    table = apply_splits(manifest, splits) if splits is not None else manifest
+    if "split" not in table.columns:
+        raise MedilabError("datasets: no splits given and the manifest has no 'split' column")
+    encoder = None
+    if numeric or categorical:
+        encoder = fit_covariates(table, numeric, categorical, train_split=train_split)
+        dataset_kwargs["covariates"] = encoder
+    transforms = dataset_kwargs.pop("transform", None)
+    out: dict[str, Dataset] = {}
+    for name in sorted(table["split"].astype(str).unique()):
+        kwargs = dict(dataset_kwargs)
+        transform = transforms.get(name) if isinstance(transforms, dict) else transforms
+        if transform is not None:
+            kwargs["transform"] = transform
+        part = table[table["split"].astype(str) == name].reset_index(drop=True)
+        out[name] = DATASET_KINDS[kind](part, **kwargs)
+    return out, encoder
