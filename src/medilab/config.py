@@ -64,8 +64,35 @@ class MnistIdxData(DataCommon):
     labels: Path
 
 
+class SegmentationFolderData(DataCommon):
+    """Image + mask pairs: folders under ``root`` (``layout`` drive / isbi / folders) or a
+    manifest CSV (``image, mask[, fov]``). Masks are binary (> 0 is foreground; ``invert_mask``
+    swaps, ISBI default: membrane = 0 is the foreground) or class indices 0..num_classes-1."""
+
+    source: Literal["segmentation_folder"] = "segmentation_folder"
+    root: Path
+    layout: Literal["drive", "isbi", "folders"] = "drive"
+    manifest: Path | None = None  # CSV with image, mask[, fov] (relative to root)
+    images: str | None = None  # folder names (layout defaults when None)
+    masks: str | None = None
+    fov: str | None = None
+    key: str = "number"  # file pairing rule: number, stem or a regex
+    num_classes: int = Field(2, ge=2)
+    invert_mask: bool | None = None  # None: layout default (isbi True)
+    channels: Literal["auto", "rgb", "green", "grey"] = "auto"
+    spatial_dims: Literal[2, 3] = 2
+    normalize: Literal["zscore", "none"] = "zscore"
+    val_count: int | None = Field(None, ge=1)  # images held back (else val_fraction)
+    patch_size: list[int] = Field(default_factory=lambda: [96, 96])
+    patches_per_image: int = Field(8, ge=1)
+    roi_size: list[int] | None = None  # sliding window; None: patch_size
+    overlap: float = Field(0.25, ge=0, lt=1)
+    blend_mode: Literal["gaussian", "constant"] = "gaussian"
+    sw_batch_size: int = Field(4, ge=1)
+
+
 DataConfig = Annotated[
-    PixelCsvData | SklearnDigitsData | MnistIdxData,
+    PixelCsvData | SklearnDigitsData | MnistIdxData | SegmentationFolderData,
     Field(discriminator="source"),
 ]
 

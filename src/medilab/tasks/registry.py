@@ -12,4 +12,8 @@ def get_task_family(name: str) -> TaskFamily:
         from medilab.tasks.classification import ClassificationFamily
 
         return ClassificationFamily()
+    if name == "segmentation":
+        from medilab.tasks.segmentation import SegmentationFamily
+
+        return SegmentationFamily()
     raise ConfigError(f"task: {name!r} is not implemented yet")

@@ -1,0 +1,336 @@
+"""Segmentation data: image + mask pairs read once into memory, seeded train/val split, random
+patches (with joint augmentation) for training and whole images for validation.
+
+Arrays are channels-first: images ``(C, H, W)`` or ``(C, D, H, W)`` float32, masks ``(H, W)`` /
+``(D, H, W)`` int64 class indices, and a ``valid`` map (1 inside the field of view and the
+image, 0 outside) that loss and metrics respect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from medilab.config import AugmentConfig, ExperimentConfig, SegmentationFolderData
+from medilab.data.manifest import load_manifest
+from medilab.data.sources.loader import read_array
+from medilab.data.sources.masks import mask_folder_manifest
+from medilab.errors import ConfigError, InputFileError, MedilabError
+
+LAYOUTS = {  # layout → (images, masks, field-of-view) folder names
+    "drive": ("images", "1st_manual", "mask"),
+    "isbi": ("images", "labels", None),
+    "folders": ("images", "masks", None),
+}
+
+
+@dataclass
+class SegSample:
+    """One image in memory: normalised pixels, class-index mask, valid map, display copy."""
+
+    sample_id: str
+    path: str
+    image: np.ndarray  # float32 (C, *S)
+    mask: np.ndarray | None  # int64 (*S)
+    valid: np.ndarray  # float32 (*S): 1 where loss/metrics count
+    display: np.ndarray  # uint8 (H, W) or (H, W, 3): for overlays (middle slice of volumes)
+
+
+# ----------------------------------------------------------------------------- pixels
+def prepare_image(
+    array: np.ndarray, channels: str = "auto", spatial_dims: int = 2, normalize: str = "zscore",
+    path: object = "image",
+) -> np.ndarray:
+    """Raw pixels → float32 ``(C, *S)``: channel choice (rgb / green / grey), 0..1 scaling
+    for integer types, then per-image z-score."""
+    array = np.asarray(array)
+    if spatial_dims == 2:
+        if array.ndim == 2:
+            array = array[None]
+        elif array.ndim == 3 and array.shape[-1] in (3, 4):
+            array = np.moveaxis(array[..., :3], -1, 0)
+        else:
+            raise InputFileError(path, f"expected a 2D image (H, W[, 3]), got shape {array.shape}")
+    elif array.ndim == 3:
+        array = array[None]
+    else:
+        raise InputFileError(path, f"expected a volume (D, H, W), got shape {array.shape}")
+    if np.issubdtype(array.dtype, np.integer):
+        image = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
+    else:
+        image = array.astype(np.float32)
+    if channels == "green" and image.shape[0] == 3:
+        image = image[1:2]
+    elif channels == "grey" and image.shape[0] == 3:
+        image = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), image, axes=1)[None]
+    elif channels == "rgb" and image.shape[0] == 1:
+        image = np.repeat(image, 3, axis=0)
+    if normalize == "zscore":
+        image = (image - image.mean()) / max(float(image.std()), 1e-6)
+    return np.ascontiguousarray(image, dtype=np.float32)
+
+
+def prepare_mask(
+    array: np.ndarray, num_classes: int = 2, invert: bool = False, path: object = "mask"
+) -> np.ndarray:
+    """Raw mask → int64 class indices. Binary (``num_classes`` 2): > 0 is foreground, or == 0
+    with ``invert``; otherwise the values are the classes and must lie in 0..num_classes-1."""
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        array = array[..., 0]
+    if num_classes == 2:
+        foreground = array == 0 if invert else array > 0
+        return foreground.astype(np.int64)
+    if array.min() < 0 or array.max() >= num_classes:
+        raise InputFileError(
+            path, f"mask values {int(array.min())}..{int(array.max())} outside 0..{num_classes - 1}"
+        )
+    return array.astype(np.int64)
+
+
+def display_copy(array: np.ndarray, spatial_dims: int) -> np.ndarray:
+    """An 8-bit copy for overlays (the middle slice of a volume)."""
+    array = np.asarray(array)
+    if spatial_dims == 3:
+        array = array[array.shape[0] // 2]
+    if array.ndim == 3:
+        array = array[..., :3]
+    if array.dtype == np.uint8:
+        return array.copy()
+    low, high = float(array.min()), float(array.max())
+    scaled = (array.astype(np.float32) - low) / max(high - low, 1e-6)
+    return (scaled * 255).round().astype(np.uint8)
+
+
+def load_sample(
+    data: SegmentationFolderData, sample_id: str, image_path: str,
+    mask_path: str | None = None, fov_path: str | None = None,
+) -> SegSample:
+    """Read and prepare one image with its mask and field of view (sizes must agree)."""
+    raw = read_array(image_path)
+    image = prepare_image(raw, data.channels, data.spatial_dims, data.normalize, image_path)
+    shape = image.shape[1:]
+    mask = None
+    if mask_path:
+        invert = data.invert_mask if data.invert_mask is not None else data.layout == "isbi"
+        mask = prepare_mask(read_array(mask_path), data.num_classes, invert, mask_path)
+        _check_size(mask_path, mask.shape, image_path, shape)
+    valid = np.ones(shape, np.float32)
+    if fov_path:
+        fov = np.asarray(read_array(fov_path))
+        if fov.ndim == len(shape) + 1 and fov.shape[-1] in (3, 4):
+            fov = fov[..., 0]
+        _check_size(fov_path, fov.shape, image_path, shape)
+        valid = (fov > 0).astype(np.float32)
+    return SegSample(sample_id, str(image_path), image, mask, valid,
+                     display_copy(raw, data.spatial_dims))
+
+
+def _check_size(path: object, shape: Sequence[int], image: object, image_shape: Sequence[int]):
+    if tuple(shape) != tuple(image_shape):
+        raise InputFileError(
+            path, f"size {'x'.join(map(str, shape))} differs from its image "
+            f"{Path(str(image)).name} ({'x'.join(map(str, image_shape))})"
+        )
+
+
+# ----------------------------------------------------------------------------- manifest, split
+def segmentation_manifest(data: SegmentationFolderData) -> pd.DataFrame:
+    """``sample_id, image, mask[, fov]`` from the folder layout or the manifest CSV."""
+    if data.manifest is not None:
+        path = data.manifest if data.manifest.is_absolute() else data.root / data.manifest
+        frame = load_manifest(path, root=data.root, required=("image", "mask"))
+        return frame
+    images, masks, fov = LAYOUTS[data.layout]
+    folders = {"mask": data.masks or masks}
+    if data.fov or fov:
+        folders["fov"] = data.fov or fov
+    if not Path(data.root).is_dir():
+        raise InputFileError(data.root, "data.root: folder not found")
+    return mask_folder_manifest(data.root, images=data.images or images, masks=folders,
+                                key=data.key)
+
+
+def split_samples(
+    sample_ids: Sequence[str], val_count: int | None, val_fraction: float, seed: int
+) -> pd.DataFrame:
+    """``sample_id, split``: ``val_count`` (or ``val_fraction``) images to val, seeded."""
+    n = len(sample_ids)
+    n_val = val_count if val_count is not None else max(1, round(val_fraction * n))
+    if not 0 < n_val < n:
+        raise ConfigError(f"data.val_count: {n_val} validation images of {n} leaves no training")
+    order = np.random.default_rng(seed).permutation(n)
+    split = np.full(n, "train", dtype=object)
+    split[order[:n_val]] = "val"
+    return pd.DataFrame({"sample_id": list(sample_ids), "split": split})
+
+
+# ----------------------------------------------------------------------------- augmentation
+class JointAugment:
+    """Flips, 90° rotations and a small affine applied to image, mask and valid map together
+    (nearest-neighbour for the maps); brightness / contrast change the image only."""
+
+    def __init__(self, augment: AugmentConfig, spatial_dims: int = 2) -> None:
+        self.cfg = augment
+        self.affine = None
+        if spatial_dims == 2 and (augment.rotate_degrees or augment.translate or augment.scale):
+            self.affine = v2.RandomAffine(
+                degrees=augment.rotate_degrees,
+                translate=(augment.translate, augment.translate) if augment.translate else None,
+                scale=(1 - augment.scale, 1 + augment.scale) if augment.scale else None,
+                interpolation=v2.InterpolationMode.BILINEAR,
+            )
+
+    def __call__(
+        self, image: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        maps = [image, mask[None], valid[None]]
+        if cfg.hflip and torch.rand(()) < 0.5:
+            maps = [m.flip(-1) for m in maps]
+        if cfg.vflip and torch.rand(()) < 0.5:
+            maps = [m.flip(-2) for m in maps]
+        if cfg.rot90:
+            square = maps[0].shape[-1] == maps[0].shape[-2]
+            k = int(torch.randint(0, 4, ()).item()) if square else 2 * int(torch.rand(()) < 0.5)
+            maps = [torch.rot90(m, k, dims=(-2, -1)) for m in maps]
+        if self.affine is not None:
+            maps = list(self.affine(tv_tensors.Image(maps[0]), tv_tensors.Mask(maps[1]),
+                                    tv_tensors.Mask(maps[2])))
+            maps = [m.as_subclass(torch.Tensor) for m in maps]
+        image, mask, valid = maps[0], maps[1][0], maps[2][0]
+        if cfg.contrast:
+            image = image * (1 + (2 * torch.rand(()) - 1) * cfg.contrast)
+        if cfg.brightness:
+            image = image + (2 * torch.rand(()) - 1) * cfg.brightness
+        return image.contiguous(), mask.contiguous(), valid.contiguous()
+
+
+# ----------------------------------------------------------------------------- datasets
+class PatchDataset(Dataset):
+    """``patches_per_image`` random patches of each image per epoch (images smaller than the
+    patch are zero-padded; padding is outside the valid map)."""
+
+    def __init__(
+        self, samples: Sequence[SegSample], patch_size: Sequence[int], patches_per_image: int,
+        augment: JointAugment | None = None,
+    ) -> None:
+        if any(s.mask is None for s in samples):
+            raise MedilabError("training patches need masks for every image")
+        self.samples = list(samples)
+        self.patch_size = tuple(int(p) for p in patch_size)
+        self.patches_per_image = patches_per_image
+        self.augment = augment
+        dims = samples[0].image.ndim - 1 if samples else len(self.patch_size)
+        if len(self.patch_size) != dims:
+            raise ConfigError(f"data.patch_size: {list(self.patch_size)} is not {dims}D")
+
+    def __len__(self) -> int:
+        return len(self.samples) * self.patches_per_image
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        sample = self.samples[index % len(self.samples)]
+        image, mask, valid = sample.image, sample.mask, sample.valid
+        pads = [(0, max(0, p - s)) for p, s in zip(self.patch_size, mask.shape, strict=True)]
+        if any(after for _, after in pads):
+            image = np.pad(image, [(0, 0), *pads])
+            mask, valid = np.pad(mask, pads), np.pad(valid, pads)
+        starts = [int(torch.randint(0, s - p + 1, ()).item())
+                  for s, p in zip(mask.shape, self.patch_size, strict=True)]
+        window = tuple(slice(a, a + p) for a, p in zip(starts, self.patch_size, strict=True))
+        out = (torch.from_numpy(np.ascontiguousarray(image[(slice(None), *window)])),
+               torch.from_numpy(np.ascontiguousarray(mask[window])),
+               torch.from_numpy(np.ascontiguousarray(valid[window])))
+        if self.augment is not None:
+            out = self.augment(*out)
+        return {"image": out[0], "mask": out[1], "valid": out[2]}
+
+
+class FullImageDataset(Dataset):
+    """Whole images (batch size 1: sizes may differ) with mask and valid map."""
+
+    def __init__(self, samples: Sequence[SegSample]) -> None:
+        self.samples = list(samples)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        sample = self.samples[index]
+        item = {"image": torch.from_numpy(sample.image), "valid": torch.from_numpy(sample.valid),
+                "index": torch.tensor(index)}
+        if sample.mask is not None:
+            item["mask"] = torch.from_numpy(sample.mask)
+        return item
+
+
+# ----------------------------------------------------------------------------- datamodule
+class SegmentationDataModule(L.LightningDataModule):
+    """Samples in memory, split into train (patches) and val (whole images)."""
+
+    def __init__(self, samples: Sequence[SegSample], splits: pd.DataFrame,
+                 data: SegmentationFolderData) -> None:
+        super().__init__()
+        self.data = data
+        self.samples = {s.sample_id: s for s in samples}
+        self.splits = splits.reset_index(drop=True)
+        unknown = set(self.splits["sample_id"].astype(str)) - set(self.samples)
+        if unknown:
+            raise MedilabError(
+                f"splits: sample_id {sorted(unknown)[0]!r} is not among the images in "
+                f"{data.root}"
+            )
+        self.in_channels = int(samples[0].image.shape[0])
+        self.num_classes = data.num_classes
+        self.spatial_dims = data.spatial_dims
+
+    @property
+    def split_names(self) -> list[str]:
+        return list(dict.fromkeys(self.splits["split"]))
+
+    def split_samples(self, split: str) -> list[SegSample]:
+        ids = self.splits.loc[self.splits["split"] == split, "sample_id"].astype(str)
+        return [self.samples[i] for i in ids]
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = PatchDataset(
+            self.split_samples("train"), self.data.patch_size, self.data.patches_per_image,
+            JointAugment(self.data.augment, self.spatial_dims),
+        )
+        return DataLoader(dataset, batch_size=self.data.batch_size, shuffle=True,
+                          num_workers=self.data.num_workers, drop_last=False)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(FullImageDataset(self.split_samples("val")), batch_size=1,
+                          num_workers=self.data.num_workers)
+
+
+def build_datamodule(
+    config: ExperimentConfig, splits: pd.DataFrame | None
+) -> SegmentationDataModule:
+    """Read every pair named by ``config.data`` once; split anew (seeded) unless given."""
+    data = config.data
+    if not isinstance(data, SegmentationFolderData):
+        raise ConfigError(f"data.source {data.source!r} is not a segmentation source")
+    manifest = segmentation_manifest(data)
+    if splits is None:
+        splits = split_samples(list(manifest["sample_id"]), data.val_count, data.val_fraction,
+                               config.seed)
+    splits = splits[["sample_id", "split"]].assign(sample_id=lambda f: f["sample_id"].astype(str))
+    images = dict(zip(manifest["sample_id"], manifest["image"], strict=True))
+    splits = splits.assign(image=[Path(images.get(i, "")).name for i in splits["sample_id"]])
+    samples = [
+        load_sample(data, str(row["sample_id"]), row["image"], row.get("mask"),
+                    row.get("fov") if isinstance(row.get("fov"), str) else None)
+        for _, row in manifest.iterrows()
+    ]
+    return SegmentationDataModule(samples, splits, data)

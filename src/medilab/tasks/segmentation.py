@@ -1,0 +1,407 @@
+"""Semantic segmentation: loss (MONAI Dice / cross-entropy / both, inside the field of view),
+per-image Dice / IoU / pixel AUC / pixel error, sliding-window inference, evaluation with
+bootstrap intervals over images, mask and overlay PNGs, and prediction of new images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from monai.inferers import sliding_window_inference
+from monai.losses import DiceLoss
+from monai.metrics import compute_dice, compute_iou
+from scipy import ndimage
+from torch import nn
+from torchmetrics.functional.classification import binary_auroc
+
+from medilab.config import ExperimentConfig, SegmentationFolderData
+from medilab.data import segmentation as seg_data
+from medilab.data.sources.masks import IMAGE_SUFFIXES
+from medilab.errors import ConfigError, InputFileError
+from medilab.io.atomic import atomic_path
+from medilab.io.images import write_png
+from medilab.models import create_model
+from medilab.tasks.base import BaseModule, TaskFamily
+
+MAX_AUC_PIXELS = 200_000
+EMPTY_MASK_NOTE = (
+    "Dice and IoU per image are computed inside the field of view; an image whose ground-truth "
+    "mask of a class is empty scores 1 for that class when the prediction is empty too, else 0 "
+    "(MONAI ignore_empty=False)."
+)
+
+
+# ----------------------------------------------------------------------------- loss
+class SegmentationLoss(nn.Module):
+    """``cross_entropy``, ``dice`` (MONAI DiceLoss on softmax probabilities, foreground classes,
+    pooled over the batch) or ``dice_ce`` (their sum, as MONAI's DiceCELoss), counting only
+    pixels where ``valid`` is 1. ``class_weights`` weight both terms."""
+
+    def __init__(self, name: str, num_classes: int, class_weights: list[float] | None = None):
+        super().__init__()
+        if class_weights is not None and len(class_weights) != num_classes:
+            raise ConfigError(
+                f"loss.class_weights: {len(class_weights)} weights for {num_classes} classes"
+            )
+        self.name = name
+        self.num_classes = num_classes
+        weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.register_buffer("weight", weight, persistent=False)
+        self.dice = DiceLoss(include_background=False, batch=True,
+                             weight=weight[1:] if weight is not None else None)
+
+    def cross_entropy(self, logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor):
+        pixel = F.cross_entropy(logits, target, weight=self.weight, reduction="none")
+        norm = valid if self.weight is None else self.weight[target] * valid
+        return (pixel * valid).sum() / norm.sum().clamp_min(1e-8)
+
+    def dice_loss(self, logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor):
+        inside = valid.unsqueeze(1)
+        probs = torch.softmax(logits, dim=1) * inside
+        onehot = F.one_hot(target, self.num_classes).movedim(-1, 1).to(probs.dtype) * inside
+        return self.dice(probs, onehot)
+
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if valid is None:
+            valid = torch.ones_like(target, dtype=logits.dtype)
+        valid = valid.to(logits.dtype)
+        if self.name == "cross_entropy":
+            return self.cross_entropy(logits, target, valid)
+        if self.name == "dice":
+            return self.dice_loss(logits, target, valid)
+        return self.dice_loss(logits, target, valid) + self.cross_entropy(logits, target, valid)
+
+
+# ----------------------------------------------------------------------------- metrics
+def image_scores(
+    probs: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None,
+    with_auc: bool = True, seed: int = 0,
+) -> dict[str, float]:
+    """Scores of one image from class probabilities ``(K, *S)`` and class indices ``(*S)``:
+    ``dice``, ``iou`` (mean over foreground classes; also ``dice_<k>`` for K > 2),
+    ``pixel_error`` and, for binary tasks, ``auc`` (foreground probability, at most
+    ``MAX_AUC_PIXELS`` pixels sampled with ``seed``). Only pixels where ``valid`` > 0 count."""
+    num_classes = probs.shape[0]
+    inside = torch.ones_like(target, dtype=torch.bool) if valid is None else valid > 0
+    pred = probs.argmax(dim=0)
+    onehot_pred = F.one_hot(pred, num_classes).movedim(-1, 0)[None] * inside
+    onehot_true = F.one_hot(target, num_classes).movedim(-1, 0)[None] * inside
+    dice = compute_dice(onehot_pred, onehot_true, include_background=False, ignore_empty=False)[0]
+    iou = compute_iou(onehot_pred, onehot_true, include_background=False, ignore_empty=False)[0]
+    count = inside.sum().clamp_min(1)
+    scores = {
+        "dice": float(dice.mean()),
+        "iou": float(iou.mean()),
+        "pixel_error": float(((pred != target) & inside).sum() / count),
+    }
+    if num_classes > 2:
+        scores.update({f"dice_{k + 1}": float(v) for k, v in enumerate(dice)})
+    if with_auc and num_classes == 2:
+        scores["auc"] = pixel_auc(probs[1][inside], target[inside], seed)
+    return scores
+
+
+def pixel_auc(scores: torch.Tensor, target: torch.Tensor, seed: int = 0) -> float:
+    """Binary AUROC over pixels (a seeded sample of ``MAX_AUC_PIXELS`` when there are more);
+    NaN when only one class is present."""
+    if len(target) > MAX_AUC_PIXELS:
+        generator = torch.Generator().manual_seed(seed)
+        keep = torch.randperm(len(target), generator=generator)[:MAX_AUC_PIXELS]
+        scores, target = scores[keep], target[keep]
+    if target.min() == target.max():
+        return float("nan")
+    return float(binary_auroc(scores.float(), target.long()))
+
+
+def bootstrap_summary(
+    frame: pd.DataFrame, columns: list[str], num_bootstraps: int = 1000,
+    confidence: float = 0.95, seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """``{column: {value, low, high}}``: the mean over images and a percentile bootstrap
+    interval (images resampled with replacement, numpy seeded); NaNs are left out."""
+    rng = np.random.default_rng(seed)
+    alpha = (1 - confidence) / 2
+    out: dict[str, dict[str, float]] = {}
+    for column in columns:
+        values = frame[column].to_numpy(dtype=float)
+        values = values[np.isfinite(values)]
+        if len(values) == 0:
+            continue
+        entry = {"value": float(values.mean())}
+        if num_bootstraps > 0 and len(values) > 1:
+            draws = rng.integers(0, len(values), size=(num_bootstraps, len(values)))
+            means = values[draws].mean(axis=1)
+            entry.update(low=float(np.quantile(means, alpha)),
+                         high=float(np.quantile(means, 1 - alpha)))
+        out[column] = entry
+    return out
+
+
+# ----------------------------------------------------------------------------- module
+class SegmentationModule(BaseModule):
+    """Random-patch training, whole-image sliding-window validation; logs ``train/loss``,
+    ``val/loss``, ``val/dice``, ``val/iou``."""
+
+    def __init__(
+        self, config: ExperimentConfig, model: nn.Module, num_classes: int, in_channels: int,
+    ) -> None:
+        super().__init__(config, model)
+        data = config.data
+        if not isinstance(data, SegmentationFolderData):
+            raise ConfigError(f"data.source {data.source!r} is not a segmentation source")
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.spatial_dims = data.spatial_dims
+        self.roi_size = list(data.roi_size or data.patch_size)
+        if len(self.roi_size) != self.spatial_dims:
+            raise ConfigError(f"data.roi_size: {self.roi_size} is not {self.spatial_dims}D")
+        self.loss_fn = SegmentationLoss(config.loss.name, num_classes, config.loss.class_weights)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model(image)
+
+    def infer(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits for whole images by MONAI sliding-window inference (roi, overlap, blending
+        from ``config.data``)."""
+        data = self.config.data
+        return sliding_window_inference(
+            image, self.roi_size, data.sw_batch_size, self.model, overlap=data.overlap,
+            mode=data.blend_mode,
+        )
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.loss_fn(self(batch["image"]), batch["mask"], batch["valid"])
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=len(batch["image"]), sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits = self.infer(batch["image"])
+        loss = self.loss_fn(logits, batch["mask"], batch["valid"])
+        scores = image_scores(torch.softmax(logits[0], 0), batch["mask"][0], batch["valid"][0],
+                              with_auc=False)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=1, sync_dist=True)
+        for name in ("dice", "iou"):
+            self.log(f"val/{name}", scores[name], on_epoch=True, prog_bar=name == "dice",
+                     batch_size=1, sync_dist=True)
+
+    @torch.inference_mode()
+    def probabilities(self, image: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(K, *S)`` of one prepared image ``(C, *S)`` (eval mode)."""
+        self.eval()
+        logits = self.infer(torch.from_numpy(image)[None].to(self.device))
+        return torch.softmax(logits[0].float(), dim=0).cpu().numpy()
+
+
+# ----------------------------------------------------------------------------- outputs
+def mask_values(pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Binary masks as 0 / 255, multi-class masks as class indices (uint8)."""
+    if num_classes == 2:
+        return (pred > 0).astype(np.uint8) * 255
+    return pred.astype(np.uint8)
+
+
+def overlay(display: np.ndarray, pred: np.ndarray, truth: np.ndarray | None) -> np.ndarray:
+    """RGB overlay: predicted foreground tinted red, ground-truth outline in green."""
+    base = display.astype(np.float32) / 255
+    if base.ndim == 2:
+        base = np.repeat(base[..., None], 3, axis=-1)
+    out = base.copy()
+    fg = pred > 0
+    out[fg] = 0.55 * base[fg] + 0.45 * np.array([1.0, 0.0, 0.0])
+    if truth is not None:
+        edge = (truth > 0) & ~ndimage.binary_erosion(truth > 0)
+        out[edge] = (0.0, 1.0, 0.0)
+    return (out * 255).round().astype(np.uint8)
+
+
+def middle(array: np.ndarray, spatial_dims: int) -> np.ndarray:
+    return array[array.shape[0] // 2] if spatial_dims == 3 else array
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return path
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else path.stem
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith((".nii", ".nii.gz"))
+
+
+# ----------------------------------------------------------------------------- family
+class SegmentationFamily(TaskFamily):
+    """Per-pixel classification of 2D images (or 3D volumes) with U-Net / FCN-8s."""
+
+    name = "segmentation"
+
+    def __init__(self) -> None:
+        self._for_training = False
+
+    def build_datamodule(
+        self, config: ExperimentConfig, splits: pd.DataFrame | None
+    ) -> seg_data.SegmentationDataModule:
+        return seg_data.build_datamodule(config, splits)
+
+    def model_args(self, config: ExperimentConfig, datamodule: L.LightningDataModule) -> dict:
+        assert isinstance(datamodule, seg_data.SegmentationDataModule)
+        args: dict[str, Any] = {
+            "in_channels": datamodule.in_channels, "num_classes": datamodule.num_classes,
+        }
+        if datamodule.spatial_dims == 3:
+            args["spatial_dims"] = 3
+        dims = config.model.kwargs.get("spatial_dims", datamodule.spatial_dims)
+        if dims != datamodule.spatial_dims:
+            raise ConfigError(
+                f"model.kwargs.spatial_dims: {dims} but data.spatial_dims is "
+                f"{datamodule.spatial_dims}"
+            )
+        self._for_training = True  # the engine builds the module to train next
+        return {**args, **config.model.kwargs}
+
+    def build_module(self, config: ExperimentConfig, model_args: dict) -> SegmentationModule:
+        """The module; pretrained weights are loaded only for a module about to be trained
+        (a module rebuilt from a run folder gets every weight from its checkpoint)."""
+        args = dict(model_args)
+        if not self._for_training and args.get("pretrained"):
+            args["pretrained"] = False
+        self._for_training = False
+        model = create_model(config.model.name, **args)
+        return SegmentationModule(config, model, int(args["num_classes"]),
+                                  int(args["in_channels"]))
+
+    def evaluate(
+        self, module: BaseModule, datamodule: L.LightningDataModule, config: ExperimentConfig,
+        run_dir: Path,
+    ) -> dict[str, Any]:
+        assert isinstance(module, SegmentationModule)
+        assert isinstance(datamodule, seg_data.SegmentationDataModule)
+        splits_out: dict[str, Any] = {}
+        counts: dict[str, int] = {}
+        for split in datamodule.split_names:
+            if split == "train":
+                continue
+            frame = self._score_split(module, datamodule.split_samples(split), run_dir, config)
+            write_csv(frame, run_dir / f"predictions_{split}.csv")
+            columns = [c for c in frame.columns if c in ("dice", "iou", "auc", "pixel_error")
+                       or c.startswith("dice_")]
+            splits_out[split] = bootstrap_summary(
+                frame, columns, config.evaluation.bootstrap_samples,
+                config.evaluation.confidence, config.seed,
+            )
+            counts[split] = len(frame)
+        return {
+            "splits": splits_out,
+            "n": counts,
+            "class_names": [str(k) for k in range(module.num_classes)],
+            "notes": [
+                EMPTY_MASK_NOTE,
+                "Values are means over images; intervals are percentile bootstraps over images.",
+                "auc: pixel-level AUROC of the foreground probability inside the field of view "
+                f"(at most {MAX_AUC_PIXELS} pixels sampled per image, seeded); NaN (left out of "
+                "the mean) when an image holds a single class.",
+                "pixel_error: fraction of field-of-view pixels whose predicted class is wrong.",
+                f"Inference: sliding window, roi {module.roi_size}, overlap "
+                f"{config.data.overlap}, {config.data.blend_mode} blending.",
+            ],
+        }
+
+    def _score_split(
+        self, module: SegmentationModule, samples: list[seg_data.SegSample], run_dir: Path,
+        config: ExperimentConfig,
+    ) -> pd.DataFrame:
+        rows = []
+        for sample in samples:
+            probs = module.probabilities(sample.image)
+            pred = probs.argmax(axis=0)
+            truth = sample.mask
+            scores = image_scores(torch.from_numpy(probs), torch.from_numpy(truth),
+                                  torch.from_numpy(sample.valid), seed=config.seed)
+            if module.spatial_dims == 3:
+                from medilab.io.volumes import write_nifti
+
+                mask_rel = Path("plots/masks") / f"{sample.sample_id}_mask.nii.gz"
+                (run_dir / mask_rel).parent.mkdir(parents=True, exist_ok=True)
+                write_nifti(run_dir / mask_rel, mask_values(pred, module.num_classes))
+            else:
+                mask_rel = Path("plots/masks") / f"{sample.sample_id}_mask.png"
+                (run_dir / mask_rel).parent.mkdir(parents=True, exist_ok=True)
+                write_png(run_dir / mask_rel, mask_values(pred, module.num_classes))
+            overlay_rel = Path("plots/overlays") / f"{sample.sample_id}_overlay.png"
+            (run_dir / overlay_rel).parent.mkdir(parents=True, exist_ok=True)
+            write_png(run_dir / overlay_rel, overlay(
+                sample.display, middle(pred, module.spatial_dims),
+                middle(truth, module.spatial_dims)))
+            rows.append({"image": Path(sample.path).name, "sample_id": sample.sample_id,
+                         **{k: round(v, 6) for k, v in scores.items()},
+                         "mask": mask_rel.as_posix(), "overlay": overlay_rel.as_posix()})
+        return pd.DataFrame(rows)
+
+    def predict(
+        self, module: BaseModule, config: ExperimentConfig, inputs: Path, out: Path,
+        **options: Any,
+    ) -> Path:
+        """One mask per input image in ``out`` (``<stem>_mask.png``; NIfTI volumes
+        ``<stem>_mask.nii.gz``), plus ``<stem>_prob.png`` (16-bit foreground probability) with
+        ``probabilities=True``."""
+        assert isinstance(module, SegmentationModule)
+        data = config.data
+        assert isinstance(data, SegmentationFolderData)
+        files = [inputs] if inputs.is_file() else sorted(
+            p for p in inputs.iterdir()
+            if p.is_file() and (p.suffix.lower() in IMAGE_SUFFIXES or _is_nifti(p))
+        )
+        if not files:
+            raise InputFileError(inputs, "no image files to predict")
+        out.mkdir(parents=True, exist_ok=True)
+        for path in files:
+            self._predict_one(module, data, path, out, bool(options.get("probabilities")))
+        return out
+
+    def _predict_one(
+        self, module: SegmentationModule, data: SegmentationFolderData, path: Path, out: Path,
+        probabilities: bool,
+    ) -> None:
+        from medilab.io.reader import read_image
+        from medilab.io.volumes import write_nifti
+
+        image_data = read_image(path)
+        raw = image_data.array
+        volume_in_2d = _is_nifti(path) and module.spatial_dims == 2 and raw.ndim == 3
+        slices = list(raw) if volume_in_2d else [raw]
+        probs = []
+        for array in slices:
+            image = seg_data.prepare_image(array, data.channels, module.spatial_dims,
+                                           data.normalize, path)
+            if image.shape[0] != module.in_channels:
+                raise InputFileError(
+                    path, f"has {image.shape[0]} channel(s) after data.channels="
+                    f"{data.channels!r}; the model expects {module.in_channels}"
+                )
+            probs.append(module.probabilities(image))
+        prob = np.stack(probs, axis=1) if volume_in_2d else probs[0]
+        pred = mask_values(prob.argmax(axis=0), module.num_classes)
+        stem = _stem(path)
+        if _is_nifti(path):
+            affine = image_data.meta.get("affine")
+            write_nifti(out / f"{stem}_mask.nii.gz", pred, image_data.spacing,
+                        np.asarray(affine) if affine is not None else None)
+            if probabilities:
+                write_nifti(out / f"{stem}_prob.nii.gz", prob[1:].sum(0).astype(np.float32),
+                            image_data.spacing, np.asarray(affine) if affine is not None else None)
+            return
+        write_png(out / f"{stem}_mask.png", pred)
+        if probabilities:
+            write_png(out / f"{stem}_prob.png", np.clip(prob[1:].sum(0), 0, 1), bits=16)
