@@ -80,3 +80,12 @@ def test_nih1000_repo_split_leakage(medilab_data):
     per_patient = table.groupby("patient_id")["repo_split"].nunique()
     assert len(leaks) == int((per_patient > 1).sum()) == 24
     assert check_leakage(make_splits(table, test=0.1, seed=0)).empty
+
+
+def test_too_many_folds_is_a_medilab_error():
+    from medilab.errors import MedilabError
+
+    small = pd.DataFrame({"sample_id": list("abcd"), "patient_id": [1, 1, 2, 2],
+                          "label": [0, 0, 1, 1]})
+    with pytest.raises(MedilabError, match="cannot make 5 splits"):
+        make_splits(small, folds=5)

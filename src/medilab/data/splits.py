@@ -43,8 +43,11 @@ def _fold_ids(
     splitter = _kfold(n_splits, groups is not None, y is not None, seed)
     folds = np.full(n, -1, dtype=int)
     x = np.zeros((n, 1))
-    for k, (_, held) in enumerate(splitter.split(x, y, groups)):
-        folds[held] = k
+    try:
+        for k, (_, held) in enumerate(splitter.split(x, y, groups)):
+            folds[held] = k
+    except ValueError as exc:  # e.g. fewer patients than folds
+        raise MedilabError(f"cannot make {n_splits} splits: {exc}") from None
     return folds
 
 
