@@ -213,6 +213,10 @@ def dicom_convert(
     salt: Annotated[
         str | None, typer.Option(help="Salt for patient keys (random per run when omitted).")
     ] = None,
+    pseudonymise_paths: Annotated[
+        bool, typer.Option("--pseudonymise-paths", help="Name PNGs by a salted hash of the "
+                           "source path (flat) instead of mirroring folders.")
+    ] = False,
 ) -> None:
     """Convert DICOM files under SRC to PNG under DST (same folders), with a PHI-free
     manifest.csv; unreadable files go to errors.csv. Re-running skips finished files.
@@ -222,13 +226,18 @@ def dicom_convert(
 
     options = ConvertOptions(
         log=log, color_balance=color_balance, window=window, size=size, bits=bits,
-        workers=workers, salt=salt,
+        workers=workers, salt=salt, pseudonymise_paths=pseudonymise_paths,
     )
     summary = convert_tree(src, dst, options)
     typer.echo(summary.describe())
     typer.echo(f"manifest: {summary.manifest}")
     if summary.salt_generated:
         typer.echo("note: no --salt given; patient keys are random for this run only")
+    if summary.identifiers_in_paths:
+        typer.echo(
+            f"warning: {summary.identifiers_in_paths} source paths contain a patient ID or name, "
+            "and so do their mirrored outputs; consider --pseudonymise-paths", err=True,
+        )
     if summary.failed:
         typer.echo(f"errors:   {summary.errors}", err=True)
         raise typer.Exit(1)

@@ -85,6 +85,24 @@ def test_convert_window_bits_workers_and_multiframe(tmp_path: Path, tree: Path, 
     assert summary.salt_generated
 
 
+def test_identifiers_in_paths_flagged_and_pseudonymised(tmp_path: Path, dicom_file) -> None:
+    src = tmp_path / "archive"
+    (src / "MRN-778899" / "study").mkdir(parents=True)
+    ds = pydicom.dcmread(dicom_file("CT_small.dcm"))
+    ds.PatientName, ds.PatientID = "Doe^Johnathan", "MRN-778899"
+    ds.save_as(src / "MRN-778899" / "study" / "ct.dcm")
+    mirrored = convert_tree(src, tmp_path / "m", ConvertOptions(salt="s"), progress=False)
+    assert mirrored.identifiers_in_paths == 1
+    options = ConvertOptions(salt="s", pseudonymise_paths=True)
+    hidden = convert_tree(src, tmp_path / "p", options, progress=False)
+    assert (hidden.converted, hidden.identifiers_in_paths) == (1, 0)
+    name = patient_key("MRN-778899/study/ct.dcm", "s") + ".png"
+    assert (tmp_path / "p" / name).is_file()
+    text = (tmp_path / "p" / "manifest.csv").read_text()
+    assert "MRN" not in text and "Doe" not in text and name in text
+    assert convert_tree(src, tmp_path / "p", options, progress=False).skipped == 1
+
+
 def test_convert_bad_options_and_missing_source(tmp_path: Path) -> None:
     with pytest.raises(MedilabError, match="bits"):
         convert_tree(tmp_path, tmp_path / "o", ConvertOptions(bits=12))

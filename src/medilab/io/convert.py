@@ -41,7 +41,7 @@ from medilab.io.intensity import (
     resize_info,
     simplest_color_balance,
 )
-from medilab.io.phi import dicom_metadata
+from medilab.io.phi import dicom_metadata, patient_key
 
 MANIFEST = "manifest.csv"
 ERRORS = "errors.csv"
@@ -56,7 +56,10 @@ class ConvertOptions:
     the total saturated percentage (half per side). ``salt`` keys patients; without one a random
     salt is drawn, so keys are consistent within a run but not across runs. Existing outputs are
     skipped (so a re-run finishes an interrupted batch) unless ``overwrite``; after changing
-    other options, use ``overwrite=True`` or a fresh ``dst``."""
+    other options, use ``overwrite=True`` or a fresh ``dst``. ``pseudonymise_paths`` names each
+    PNG by a salted hash of its source path, flat in ``dst`` (folder names in DICOM archives are
+    often patient IDs), and leaves the manifest's ``source`` column empty; give a fixed ``salt``
+    so a re-run finds the same names."""
 
     log: bool = False
     color_balance: float | None = None
@@ -67,6 +70,7 @@ class ConvertOptions:
     workers: int = 1
     salt: str | None = None
     overwrite: bool = False
+    pseudonymise_paths: bool = False
 
     def check(self) -> None:
         """Raise ``MedilabError`` on an invalid option (before any file is touched)."""
@@ -94,6 +98,7 @@ class ConvertSummary:
     manifest: Path | None = None
     errors: Path | None = None
     salt_generated: bool = False
+    identifiers_in_paths: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -122,13 +127,27 @@ class _Result:
     status: str  # "converted", "skipped" or "failed"
     rows: list[dict[str, Any]] = field(default_factory=list)
     reason: str = ""
+    identifier_in_path: bool = False
 
 
-def output_name(relative: Path) -> Path:
-    """``a/b/img.dcm`` → ``a/b/img.png``; a name without a DICOM suffix gets ``.png`` added."""
+def output_name(relative: Path, options: ConvertOptions | None = None) -> Path:
+    """``a/b/img.dcm`` → ``a/b/img.png``; a name without a DICOM suffix gets ``.png`` added.
+
+    With ``options.pseudonymise_paths``: ``<16 hex digits of a salted hash of the path>.png``.
+    """
+    if options is not None and options.pseudonymise_paths:
+        return Path(patient_key(relative.as_posix(), options.salt or "") + ".png")
     if relative.suffix.lower() in DICOM_SUFFIXES:
         return relative.with_suffix(".png")
     return relative.with_name(relative.name + ".png")
+
+
+def _identifier_in_path(relative: str, header: Any) -> bool:
+    """True when a folder/file name of ``relative`` holds the PatientID or a name part."""
+    text = f"{header.get('PatientID') or ''} {header.get('PatientName') or ''}"
+    words = {w.lower() for w in text.replace("^", " ").split() if len(w) > 2}
+    parts = [p.lower() for p in Path(relative).parts]
+    return any(w in part for w in words for part in parts)
 
 
 def find_dicom_files(src: Path, exclude: Path | None = None) -> tuple[list[Path], int]:
@@ -183,7 +202,7 @@ def _rows(
     for frame, target in enumerate(targets):
         row: dict[str, Any] = {
             "output": (Path(job.output).parent / target.name).as_posix(),
-            "source": job.relative,
+            "source": "" if job.options.pseudonymise_paths else job.relative,
             "frame": frame if len(targets) > 1 else "",
         }
         row.update(meta)
@@ -216,8 +235,10 @@ def _convert_checked(job: _Job, options: ConvertOptions, source: Path, target: P
         meta = dicom_metadata(header, salt=options.salt)
         shape = (int(header.get("Rows", 0)), int(header.get("Columns", 0)))
         info = resize_info(shape, options.size, options.keep_aspect) if options.size else None
+        flagged = not options.pseudonymise_paths and _identifier_in_path(job.relative, header)
         if not options.overwrite and all(t.exists() for t in targets):
-            return _Result(job.relative, "skipped", _rows(job, targets, meta, info))
+            rows = _rows(job, targets, meta, info)
+            return _Result(job.relative, "skipped", rows, identifier_in_path=flagged)
         ds = read_dataset(source)
         pixels = decode_pixels(ds, source)
         x = standardise_dicom(ds, window=options.window or "first", output="float", pixels=pixels)
@@ -225,7 +246,8 @@ def _convert_checked(job: _Job, options: ConvertOptions, source: Path, target: P
         stack = x if frames > 1 else x[None]
         for plane, out in zip(stack, targets, strict=True):
             write_png(out, _process_image(plane, colour, options), bits=options.bits)
-        return _Result(job.relative, "converted", _rows(job, targets, meta, info))
+        rows = _rows(job, targets, meta, info)
+        return _Result(job.relative, "converted", rows, identifier_in_path=flagged)
     except InputFileError as exc:
         return _Result(job.relative, "failed", reason=exc.problem)
     except MedilabError as exc:
@@ -277,7 +299,9 @@ def convert_tree(
     """Convert every DICOM file under ``src`` to PNG under ``dst`` (same relative folders);
     write ``dst/manifest.csv`` (output, source, frame, patient_key, PHI-free metadata, resize
     scale/padding) and ``dst/errors.csv`` (source, reason). Both are rewritten on each run and
-    cover skipped files too. ``workers > 1`` uses a process pool; 1 runs inline."""
+    cover skipped files too. ``workers > 1`` uses a process pool; 1 runs inline.
+    ``summary.identifiers_in_paths`` counts source paths holding the PatientID or a name part,
+    which mirrored output paths would carry too (see ``pseudonymise_paths``)."""
     options = options or ConvertOptions()
     options.check()
     src, dst = Path(src), Path(dst)
@@ -290,7 +314,7 @@ def convert_tree(
     jobs, claimed, results = [], {}, []
     for path in files:
         relative = path.relative_to(src)
-        name = output_name(relative)
+        name = output_name(relative, options)
         if name.as_posix().lower() in claimed:
             other = claimed[name.as_posix().lower()]
             reason = f"output {name.as_posix()} would overwrite the PNG of {other}"
@@ -313,4 +337,5 @@ def convert_tree(
     summary.converted = sum(r.status == "converted" for r in results)
     summary.skipped = sum(r.status == "skipped" for r in results)
     summary.failed = len(summary.failures)
+    summary.identifiers_in_paths = sum(r.identifier_in_path for r in results)
     return summary
