@@ -97,3 +97,12 @@ def test_cli_compare(two_binary_runs, tmp_path: Path, capsys: pytest.CaptureFixt
         main(["compare", str(weak), str(strong), "--out", str(out)])
     assert exit_info.value.code == 2
     assert str(strong) in capsys.readouterr().err
+
+
+def test_compare_segmentation_uses_dice(segmentation_run: Path, tmp_path: Path) -> None:
+    out = compare_runs([segmentation_run], tmp_path / "seg.html")
+    html = out.read_text(encoding="utf-8")
+    assert "main metric: dice" in html and "ROC" not in html
+    dice = json.loads((segmentation_run / "metrics.json").read_text())["splits"]["val"]["dice"]
+    assert f"<strong>{dice['value']:.3f} [" in html  # a single run is the best of itself
+    assert html.count("data:image/png;base64,") == 3  # loss, dice curve, bars

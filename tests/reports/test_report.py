@@ -134,3 +134,23 @@ def test_cli_report(multiclass_run: Path, capsys: pytest.CaptureFixture[str]) ->
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip().endswith("report.html")
     assert (multiclass_run / "report.html").is_file()
+
+
+def test_confidence_level_and_nested_entries(multiclass_run: Path) -> None:
+    path = multiclass_run / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["confidence"] = 0.9
+    metrics["checkpoint"] = "last"
+    metrics["splits"]["val"]["f1_per_class"] = {"0": 0.9, "1": 0.8}  # a nested table: not a row
+    path.write_text(json.dumps(metrics))
+    html = build_report(multiclass_run).read_text(encoding="utf-8")
+    assert "90% interval" in html and "checkpoint: last" in html
+    assert "f1_per_class" not in html.split('id="subgroups"')[0]
+
+
+def test_overlays_found_by_image_name(segmentation_run: Path) -> None:
+    path = segmentation_run / "predictions_val.csv"
+    pd.read_csv(path).drop(columns=["overlay"]).to_csv(path, index=False)
+    html = build_report(segmentation_run).read_text(encoding="utf-8")
+    cases = html[html.index('id="cases"'):]
+    assert cases.count("data:image/png;base64,") == 6

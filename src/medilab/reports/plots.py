@@ -385,7 +385,7 @@ def plot_metric_bars(
     low = np.array([v[1] if np.isfinite(v[1]) else v[0] for _, v in rows])
     high = np.array([v[2] if np.isfinite(v[2]) else v[0] for _, v in rows])
     errors = np.vstack([np.clip(value - low, 0, None), np.clip(high - value, 0, None)])
-    fig = Figure(figsize=(6.4, 1.2 + 0.45 * len(rows)), layout="constrained")
+    fig = Figure(figsize=(6.4, max(3.2, 1.2 + 0.45 * len(rows))), layout="constrained")
     ax = fig.add_subplot()
     positions = np.arange(len(rows))
     ax.barh(positions, value, xerr=errors, color="C0", alpha=0.8, capsize=4,
