@@ -128,22 +128,32 @@ def test_report_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "report.html").exists()
 
 
-def test_cli_report(multiclass_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_report(tmp_path: Path, multiclass_run: Path,
+                    capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "metrics_only"
+    run.mkdir()
+    (run / "metrics.json").write_bytes((multiclass_run / "metrics.json").read_bytes())
     with pytest.raises(SystemExit) as exit_info:
-        main(["report", str(multiclass_run)])
+        main(["report", str(run)])
     assert exit_info.value.code == 0
-    assert capsys.readouterr().out.strip().endswith("report.html")
-    assert (multiclass_run / "report.html").is_file()
+    assert capsys.readouterr().out.strip() == str(run / "report.html")
+    assert "0.971 [0.956, 0.986]" in (run / "report.html").read_text(encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(tmp_path / "missing")])
+    assert exit_info.value.code == 2
+    assert "missing: run folder not found" in capsys.readouterr().err
 
 
-def test_confidence_level_and_nested_entries(multiclass_run: Path) -> None:
-    path = multiclass_run / "metrics.json"
-    metrics = json.loads(path.read_text())
+def test_confidence_level_and_nested_entries(multiclass_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "metrics_only"
+    run.mkdir()
+    path = run / "metrics.json"
+    metrics = json.loads((multiclass_run / "metrics.json").read_text())
     metrics["confidence"] = 0.9
     metrics["checkpoint"] = "last"
     metrics["splits"]["val"]["f1_per_class"] = {"0": 0.9, "1": 0.8}  # a nested table: not a row
     path.write_text(json.dumps(metrics))
-    html = build_report(multiclass_run).read_text(encoding="utf-8")
+    html = build_report(run).read_text(encoding="utf-8")
     assert "90% interval" in html and "checkpoint: last" in html
     assert "f1_per_class" not in html.split('id="subgroups"')[0]
 
