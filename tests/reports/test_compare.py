@@ -106,3 +106,13 @@ def test_compare_segmentation_uses_dice(segmentation_run: Path, tmp_path: Path) 
     dice = json.loads((segmentation_run / "metrics.json").read_text())["splits"]["val"]["dice"]
     assert f"<strong>{dice['value']:.3f} [" in html  # a single run is the best of itself
     assert html.count("data:image/png;base64,") == 3  # loss, dice curve, bars
+
+
+def test_experiment_folder_means_its_latest_run(tmp_path: Path, classification_run_factory):
+    old = classification_run_factory(tmp_path, "lab3_early", k=2, timestamp="2026-11-27T09-00-00")
+    new = classification_run_factory(tmp_path, "lab3_early", k=2, timestamp="2026-11-27T10-00-00",
+                                     seed=4)
+    assert old.parent == new.parent
+    compare_runs([new.parent], tmp_path / "c.html")
+    table = pd.read_csv(tmp_path / "c.csv")
+    assert table["run"].tolist() == [new.name]

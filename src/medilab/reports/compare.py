@@ -90,8 +90,8 @@ def compare_runs(
 
 def _summaries(run_dirs: list[Path], split: str) -> list[RunSummary]:
     runs = []
-    for run_dir in run_dirs:
-        require_run_dir(run_dir)
+    for given in run_dirs:
+        run_dir = require_run_dir(given)
         metrics = read_metrics_json(run_dir, required=True) or {}
         config = read_config(run_dir) or {}
         model = metrics.get("model") or (config.get("model") or {}).get("name") or "–"

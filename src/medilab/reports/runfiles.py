@@ -25,12 +25,23 @@ LOWER_IS_BETTER = ("loss", "hausdorff", "hd95", "error", "mae", "mse", "rmse", "
                    "distance", "assd", "nll")
 
 
+RUN_FILES = ("metrics.json", "metrics.csv", "config.yaml")
+
+
 def require_run_dir(run_dir: Path) -> Path:
-    """Return ``run_dir`` as a Path, or raise if it is not an existing folder."""
+    """Return ``run_dir`` as a Path, or raise if it is not an existing folder.
+
+    An experiment folder (``runs/<experiment>``) holding run folders but no run files of its
+    own stands for its latest run (run folder names are timestamps, so the last by name).
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise MedilabError(f"{run_dir}: run folder not found")
-    return run_dir
+    if any((run_dir / name).is_file() for name in RUN_FILES):
+        return run_dir
+    runs = sorted(p for p in run_dir.iterdir()
+                  if p.is_dir() and any((p / name).is_file() for name in RUN_FILES))
+    return runs[-1] if runs else run_dir
 
 
 def read_metrics_json(run_dir: Path, required: bool = False) -> dict[str, Any] | None:
