@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import VGG16_Weights, vgg16
+from torchvision.models import VGG16_Weights
+from torchvision.models.vgg import cfgs, make_layers
 
 from medilab.errors import ConfigError
 from medilab.models.registry import register_model
@@ -54,7 +55,7 @@ class FCN8s(nn.Module):
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
-        features = vgg16(weights=None).features
+        features = make_layers(cfgs["D"])  # torchvision's VGG16 convolutional layers
         if in_channels != 3:
             features[0] = nn.Conv2d(in_channels, 64, 3, padding=1)
         self.in_channels = in_channels
