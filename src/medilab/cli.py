@@ -253,7 +253,9 @@ def report(run_dir: RunDir) -> None:
 
 @app.command()
 def compare(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders to compare.")],
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="Run folders (an experiment folder: its latest run).")
+    ],
     out: Annotated[Path, typer.Option("--out", help="The comparison page (.html).")],
     split: Annotated[str, typer.Option(help="Which split's metrics to compare.")] = "val",
     metric: Annotated[

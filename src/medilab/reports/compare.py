@@ -50,6 +50,7 @@ def compare_runs(
 ) -> Path:
     """Write a comparison page of ``run_dirs`` to ``out`` (HTML) and its table to ``out.csv``.
 
+    An experiment folder (``runs/<experiment>``) stands for its latest run.
     ``metric`` is the main metric for the curves and the bar chart; by default the first of
     AUROC, macro F1, accuracy, Dice, … that every run has. Raises ``MedilabError`` naming the
     folder when a run folder or its ``metrics.json`` is missing.

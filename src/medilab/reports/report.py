@@ -160,7 +160,7 @@ def _other_plot_sections(run_dir: Path, generated: set[Path]) -> list[Section]:
         folder = path.parent.relative_to(root).as_posix()
         groups.setdefault(folder, []).append(path)
     sections = []
-    for folder in sorted(groups, key=lambda f: (f != ".", f)):
+    for folder in sorted(groups, key=lambda f: (f != ".", "overlay" not in f, f)):
         paths = groups[folder]
         shown = paths[:GALLERY_CAP]
         note = (f"showing {len(shown)} of {len(paths)} images in plots/{folder}/"
@@ -251,7 +251,7 @@ def _cases(run_dir: Path) -> dict[str, Any] | None:
         frame = frame.dropna(subset=["dice"]).sort_values("dice", ascending=False, kind="stable")
         if frame.empty:
             continue
-        id_col = next((c for c in ("image", "sample_id", "id") if c in frame.columns),
+        id_col = next((c for c in ("sample_id", "image", "id") if c in frame.columns),
                       frame.columns[0])
         score_cols = [c for c in ("dice", "iou", "auc") if c in frame.columns]
         overlay_col = next((c for c in frame.columns if "overlay" in str(c).lower()), None)
@@ -291,7 +291,8 @@ def _find_overlay(
     plots_dir = run_dir / "plots"
     if not stem or not plots_dir.is_dir():
         return None
-    matches = sorted(p for p in plots_dir.rglob(f"{stem}*.png") if p.parent != plots_dir)
+    matches = sorted((p for p in plots_dir.rglob(f"{stem}*.png") if p.parent != plots_dir),
+                     key=lambda p: ("overlay" not in p.as_posix(), p))
     return matches[0] if matches else None
 
 
