@@ -103,11 +103,10 @@ class FCN8s(nn.Module):
             if index == 0 and kind == "weight" and self.in_channels != 3:
                 tensor = tensor.mean(dim=1, keepdim=True).repeat(1, self.in_channels, 1, 1)
             encoder[(index, kind)] = tensor
-        parts = ((self.to_pool3, 0), (self.to_pool4, 17), (self.to_pool5, 24))
-        for part, offset in parts:
-            for name, param in part.named_parameters():
+        for part in (self.to_pool3, self.to_pool4, self.to_pool5):
+            for name, param in part.named_parameters():  # slices keep VGG16's layer indices
                 index, kind = name.split(".")
-                key = (int(index) + offset, kind)
+                key = (int(index), kind)
                 if key not in encoder:
                     raise ConfigError(f"VGG16 weights: no features.{key[0]}.{kind}")
                 with torch.no_grad():
