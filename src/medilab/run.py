@@ -32,6 +32,7 @@ from medilab.tasks.registry import get_task_family
 CONFIG_FILE = "config.yaml"
 SPLITS_FILE = "splits.csv"
 MODEL_ARGS_FILE = "checkpoints/model.json"
+CURVES_FILE = "metrics.csv"
 RUN_DIR_ENV = "MEDILAB_RUN_DIR"
 
 
@@ -136,11 +137,16 @@ def train(
     created = not run_dir.exists()
     if not (resume or launched) and run_dir.exists() and any(run_dir.iterdir()):
         raise MedilabError(f"{run_dir}: run folder exists and is not empty (use --resume)")
+    earlier_curves = _read_curves(run_dir) if resume else None
     try:
         if not launched:
             _write_run_files(run_dir, config, datamodule.splits, model_args)
         trainer = build_trainer(config, run_dir)
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last else None)
+        if earlier_curves is not None and is_primary_process():
+            _prepend_curves(run_dir, earlier_curves)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()  # evaluation runs in one process
     except MedilabError:
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -228,6 +234,22 @@ def read_splits(path: str | Path) -> pd.DataFrame:
         if column not in frame.columns:
             raise InputFileError(path, f"no {column!r} column")
     return frame
+
+
+def _read_curves(run_dir: Path) -> pd.DataFrame | None:
+    path = run_dir / CURVES_FILE
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def _prepend_curves(run_dir: Path, earlier: pd.DataFrame) -> None:
+    """Lightning's CSV logger starts metrics.csv afresh on resume: put the earlier epochs back."""
+    latest = _read_curves(run_dir)
+    if latest is None or latest.empty:
+        return
+    first_new_epoch = latest["epoch"].min()
+    kept = earlier[earlier["epoch"] < first_new_epoch]
+    merged = pd.concat([kept, latest], ignore_index=True)
+    write_text(run_dir / CURVES_FILE, merged.to_csv(index=False))
 
 
 def _write_run_files(

@@ -1,0 +1,75 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def medilab_data_root() -> Path:
+    """``$MEDILAB_DATA`` or ``../shared/data`` beside the repository."""
+    return Path(os.environ.get("MEDILAB_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def medilab_data() -> Path:
+    """The real datasets folder; tests using it skip when it is absent."""
+    root = medilab_data_root()
+    if not root.is_dir():
+        pytest.skip(f"MEDILAB_DATA folder {root} not present")
+    return root
+
+
+def write_digits_csv(path: Path, n: int = 200, labelled: bool = True, seed: int = 0) -> Path:
+    """A Kaggle-layout CSV of ``n`` real scikit-learn digits (8×8, grey levels 0–16)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(digits.target), size=n, replace=False)
+    pixels = digits.images[rows].reshape(n, -1).astype(int)
+    frame = pd.DataFrame(pixels, columns=[f"pixel{i}" for i in range(64)])
+    if labelled:
+        frame.insert(0, "label", digits.target[rows])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def digits_csv(tmp_path: Path) -> Path:
+    return write_digits_csv(tmp_path / "train.csv")
+
+
+@pytest.fixture
+def digits_config(tmp_path: Path, digits_csv: Path) -> Path:
+    """A tiny SimpleNN experiment on ``digits_csv`` (2 epochs, no progress bar)."""
+    path = tmp_path / "tiny_digits.yaml"
+    path.write_text(
+        f"""
+experiment: tiny_digits
+seed: 1
+data:
+  source: pixel_csv
+  train_csv: {digits_csv}
+  pixel_scale: 16
+  batch_size: 32
+model:
+  name: simple_nn
+  kwargs: {{hidden_sizes: [32], dropout: 0.1}}
+optimizer: {{name: adam, lr: 0.01}}
+trainer:
+  max_epochs: 2
+  progress_bar: false
+evaluation:
+  bootstrap_samples: 50
+""",
+        encoding="utf-8",
+    )
+    return path

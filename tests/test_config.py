@@ -1,0 +1,97 @@
+from pathlib import Path
+
+import pytest
+
+from medilab.config import (
+    PixelCsvData,
+    apply_overrides,
+    config_to_yaml,
+    load_config,
+    parse_override,
+)
+from medilab.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repo_configs_validate():
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        config = load_config(path)
+        assert config.experiment == path.stem
+
+
+def test_load_config_names_experiment_after_file(digits_config):
+    config = load_config(digits_config)
+    assert config.experiment == "tiny_digits"
+    assert isinstance(config.data, PixelCsvData)
+    assert config.trainer.max_epochs == 2
+
+
+def test_overrides_are_typed_and_nested(digits_config):
+    config = load_config(
+        digits_config,
+        ["trainer.max_epochs=30", "optimizer.lr=1e-4", "trainer.precision=bf16-mixed",
+         "data.augment.hflip=true", "model.kwargs.hidden_sizes=[8, 4]"],
+    )
+    assert config.trainer.max_epochs == 30
+    assert config.optimizer.lr == pytest.approx(1e-4)
+    assert config.trainer.precision == "bf16-mixed"
+    assert config.data.augment.hflip is True
+    assert config.model.kwargs["hidden_sizes"] == [8, 4]
+
+
+def test_parse_override_requires_equals():
+    with pytest.raises(ConfigError, match="KEY.SUB=VALUE"):
+        parse_override("trainer.max_epochs")
+    assert parse_override("a.b=") == (["a", "b"], "")
+
+
+def test_override_into_scalar_is_an_error():
+    with pytest.raises(ConfigError, match="not a section"):
+        apply_overrides({"seed": 1}, ["seed.x=2"])
+
+
+def test_unknown_key_names_key_and_file(tmp_path, digits_config):
+    text = digits_config.read_text() + "\nbogus_section: 1\n"
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+    assert "unknown key 'bogus_section'" in str(info.value)
+
+
+def test_unknown_nested_key_is_named(digits_config):
+    with pytest.raises(ConfigError, match="unknown key 'trainer.max_epoch'"):
+        load_config(digits_config, ["trainer.max_epoch=3"])
+
+
+def test_wrong_type_names_field(digits_config):
+    with pytest.raises(ConfigError, match="'trainer.max_epochs'"):
+        load_config(digits_config, ["trainer.max_epochs=many"])
+
+
+def test_unknown_data_source_is_named(digits_config):
+    with pytest.raises(ConfigError, match="bogus"):
+        load_config(digits_config, ["data.source=bogus"])
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="empty"):
+        load_config(empty)
+
+
+def test_resolved_yaml_round_trips(tmp_path, digits_config):
+    config = load_config(digits_config, ["trainer.max_epochs=7"])
+    saved = tmp_path / "resolved.yaml"
+    saved.write_text(config_to_yaml(config))
+    again = load_config(saved)
+    assert again.model_dump() == config.model_dump()
