@@ -1,0 +1,213 @@
+"""Segmentation task: loss and metric values on hand-made masks, sliding window, end to end."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceCELoss
+from PIL import Image
+
+from medilab import api
+from medilab.config import validate_config
+from medilab.errors import InputFileError
+from medilab.models import create_model
+from medilab.tasks.segmentation import (
+    SegmentationLoss,
+    SegmentationModule,
+    bootstrap_summary,
+    image_scores,
+    pixel_auc,
+)
+
+
+def probs_of(pred: torch.Tensor, num_classes: int = 2) -> torch.Tensor:
+    return F.one_hot(pred, num_classes).movedim(-1, 0).float()
+
+
+def test_perfect_disjoint_and_half_overlap():
+    truth = torch.zeros(8, 8, dtype=torch.long)
+    truth[:4] = 1  # top half
+    perfect = image_scores(probs_of(truth), truth)
+    assert perfect["dice"] == 1 and perfect["iou"] == 1 and perfect["pixel_error"] == 0
+    assert perfect["auc"] == 1
+    disjoint = image_scores(probs_of(1 - truth), truth)
+    assert disjoint["dice"] == 0 and disjoint["iou"] == 0 and disjoint["pixel_error"] == 1
+    left = torch.zeros(8, 8, dtype=torch.long)
+    left[:, :4] = 1  # left half: 16 of 32 pixels shared
+    half = image_scores(probs_of(left), truth)
+    assert half["dice"] == pytest.approx(0.5)
+    assert half["iou"] == pytest.approx(1 / 3)
+    assert half["pixel_error"] == pytest.approx(0.5)
+
+
+def test_field_of_view_restricts_the_scores():
+    truth = torch.zeros(8, 8, dtype=torch.long)
+    truth[2:6, 2:6] = 1
+    pred = truth.clone()
+    pred[0, :] = 1  # false positives in the first row only
+    fov = torch.ones(8, 8)
+    fov[0] = 0
+    everywhere = image_scores(probs_of(pred), truth)
+    inside = image_scores(probs_of(pred), truth, fov)
+    assert everywhere["dice"] == pytest.approx(32 / 40)
+    assert everywhere["pixel_error"] == pytest.approx(8 / 64)
+    assert inside["dice"] == 1 and inside["pixel_error"] == 0
+
+
+def test_empty_ground_truth_rule():
+    empty = torch.zeros(6, 6, dtype=torch.long)
+    assert image_scores(probs_of(empty), empty, with_auc=False) == {
+        "dice": 1.0, "iou": 1.0, "pixel_error": 0.0}
+    spot = empty.clone()
+    spot[0, 0] = 1
+    scores = image_scores(probs_of(spot), empty)
+    assert scores["dice"] == 0 and scores["iou"] == 0
+    assert np.isnan(scores["auc"])  # one class only: AUC undefined
+
+
+def test_multiclass_dice_per_class():
+    truth = torch.tensor([[0, 1, 1, 2, 2, 2]])
+    pred = torch.tensor([[0, 1, 1, 2, 2, 0]])
+    scores = image_scores(probs_of(pred, 3), truth)
+    assert scores["dice_1"] == 1 and scores["dice_2"] == pytest.approx(0.8)
+    assert scores["dice"] == pytest.approx(0.9) and "auc" not in scores
+
+
+def test_pixel_auc_known_value_and_sampling():
+    scores = torch.tensor([0.1, 0.4, 0.35, 0.8])
+    target = torch.tensor([0, 0, 1, 1])
+    assert pixel_auc(scores, target) == pytest.approx(0.75)
+    big = torch.rand(300_000, generator=torch.Generator().manual_seed(0))
+    assert pixel_auc(big, (big > 0.5).long(), seed=3) == 1.0
+
+
+def test_losses_match_monai_and_torch_and_ignore_outside_fov():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 2, 6, 7)
+    target = torch.randint(0, 2, (2, 6, 7))
+    ours = SegmentationLoss("dice_ce", 2)(logits, target)
+    monai = DiceCELoss(include_background=False, to_onehot_y=True, softmax=True, batch=True)
+    assert ours.item() == pytest.approx(monai(logits, target[:, None]).item(), rel=1e-5)
+    weights = [0.2, 0.8]
+    ce = SegmentationLoss("cross_entropy", 2, weights)(logits, target)
+    expected = F.cross_entropy(logits, target, weight=torch.tensor(weights))
+    assert ce.item() == pytest.approx(expected.item(), rel=1e-5)
+    valid = torch.ones(2, 6, 7)
+    valid[:, :, :3] = 0
+    changed = logits.clone()
+    changed[..., :3] = 50 * torch.randn(2, 2, 6, 3)
+    for name in ("dice", "cross_entropy", "dice_ce"):
+        loss = SegmentationLoss(name, 2)
+        assert loss(changed, target, valid).item() == pytest.approx(
+            loss(logits, target, valid).item(), rel=1e-6)
+        assert loss(changed, target).item() != pytest.approx(loss(logits, target).item())
+    perfect = 40.0 * (F.one_hot(target, 2).movedim(-1, 1).float() - 0.5)
+    assert SegmentationLoss("dice", 2)(perfect, target).item() < 1e-4
+
+
+def test_bootstrap_summary_over_images():
+    frame = pd.DataFrame({"dice": [0.6, 0.7, 0.8, 0.9], "auc": [0.9, np.nan, 0.8, 1.0]})
+    first = bootstrap_summary(frame, ["dice", "auc"], 500, 0.95, seed=1)
+    assert first == bootstrap_summary(frame, ["dice", "auc"], 500, 0.95, seed=1)
+    assert first["dice"]["value"] == pytest.approx(0.75)
+    assert 0.6 <= first["dice"]["low"] < 0.75 < first["dice"]["high"] <= 0.9
+    assert first["auc"]["value"] == pytest.approx(0.9)  # NaN left out
+
+
+def _config(root: Path, **extra) -> dict:
+    raw = {
+        "experiment": "circles",
+        "task": "segmentation",
+        "seed": 0,
+        "data": {"source": "segmentation_folder", "root": str(root), "layout": "folders",
+                 "val_count": 2, "patch_size": [16, 16], "patches_per_image": 4,
+                 "batch_size": 8, "roi_size": [16, 16], "overlap": 0.5,
+                 "augment": {"hflip": True, "vflip": True}},
+        "model": {"name": "unet", "kwargs": {"depth": 2, "base_width": 4}},
+        "loss": {"name": "dice_ce"},
+        "optimizer": {"lr": 0.01},
+        "trainer": {"max_epochs": 4, "monitor": "val/dice", "monitor_mode": "max",
+                    "progress_bar": False},
+        "evaluation": {"bootstrap_samples": 50},
+    }
+    raw.update(extra)
+    return raw
+
+
+def test_sliding_window_equals_whole_image_forward(tmp_path):
+    raw = _config(tmp_path)
+    raw["data"].update(roi_size=[23, 30], blend_mode="constant", overlap=0.0)
+    config = validate_config(raw)
+    torch.manual_seed(0)
+    model = create_model("unet", in_channels=1, num_classes=2, depth=2, base_width=4)
+    module = SegmentationModule(config, model, 2, 1).eval()
+    image = torch.randn(1, 1, 23, 30)
+    with torch.no_grad():
+        assert torch.allclose(module.infer(image), model(image), atol=1e-5)
+
+
+def write_circles(root: Path, n: int = 8) -> Path:
+    """Noisy bright discs on a dark background, 24×28 pixels, masks in masks/."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:24, :28]
+    for i in range(n):
+        cy, cx, r = rng.integers(8, 16), rng.integers(8, 20), rng.integers(4, 7)
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        image = np.clip(60 + 120 * disc + rng.normal(0, 20, disc.shape), 0, 255)
+        Image.fromarray(image.astype(np.uint8)).save(root / "images" / f"{i:02d}.png")
+        Image.fromarray(disc.astype(np.uint8) * 255).save(root / "masks" / f"{i:02d}.png")
+    return root
+
+
+def test_end_to_end_train_evaluate_predict(tmp_path):
+    root = write_circles(tmp_path / "data")
+    run_dir = api.train(validate_config(_config(root)), run_dir=tmp_path / "run")
+    curves = pd.read_csv(run_dir / "metrics.csv")
+    losses = curves["train/loss"].dropna().to_numpy()
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    val = metrics["splits"]["val"]
+    assert set(val) == {"dice", "iou", "auc", "pixel_error"}
+    assert val["dice"]["value"] > 0.5 and val["auc"]["value"] > 0.9
+    assert any("empty" in note for note in metrics["notes"])
+    predictions = pd.read_csv(run_dir / "predictions_val.csv", dtype={"sample_id": str})
+    assert list(predictions.columns) == ["image", "sample_id", "dice", "iou", "pixel_error",
+                                         "auc", "mask", "overlay"]
+    assert predictions["dice"].mean() == pytest.approx(val["dice"]["value"], abs=1e-5)
+    for column in ("mask", "overlay"):
+        assert all((run_dir / p).is_file() for p in predictions[column])
+    overlay = np.asarray(Image.open(run_dir / predictions["overlay"][0]))
+    assert overlay.shape == (24, 28, 3)
+    splits = pd.read_csv(run_dir / "splits.csv", dtype={"sample_id": str})
+    assert (splits["split"] == "val").sum() == 2
+
+    new = tmp_path / "new"
+    new.mkdir()
+    tifffile.imwrite(new / "01_test.tif", np.asarray(Image.open(root / "images" / "01.png")))
+    out = api.predict(run_dir, new, tmp_path / "out", probabilities=True)
+    mask = np.asarray(Image.open(out / "01_test_mask.png"))
+    prob = np.asarray(Image.open(out / "01_test_prob.png"))
+    assert mask.shape == (24, 28) and set(np.unique(mask)) <= {0, 255}
+    assert prob.dtype == np.uint16 and prob.shape == (24, 28)
+    assert np.array_equal(mask == 255, prob > 32767)
+    truth = np.asarray(Image.open(root / "masks" / "01.png")) > 0
+    assert ((mask == 255) == truth).mean() > 0.8
+
+    import nibabel as nib
+
+    volume = np.stack([np.asarray(Image.open(root / "images" / f"0{i}.png")) for i in range(3)])
+    nib.save(nib.Nifti1Image(np.transpose(volume, (2, 1, 0)), np.eye(4)), new / "vol.nii.gz")
+    api.predict(run_dir, new / "vol.nii.gz", tmp_path / "out3d")
+    segmented = nib.load(tmp_path / "out3d" / "vol_mask.nii.gz").get_fdata()
+    assert segmented.shape == (28, 24, 3)
+
+    Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(new / "colour.png")
+    with pytest.raises(InputFileError, match="colour.png: has 3 channel"):
+        api.predict(run_dir, new / "colour.png", tmp_path / "out_bad")
