@@ -164,3 +164,17 @@ def test_overlays_found_by_image_name(segmentation_run: Path) -> None:
     html = build_report(segmentation_run).read_text(encoding="utf-8")
     cases = html[html.index('id="cases"'):]
     assert cases.count("data:image/png;base64,") == 6
+
+
+def test_large_gallery_images_become_thumbnails(segmentation_run: Path) -> None:
+    big = segmentation_run / "plots" / "overlays" / "case00.png"
+    pixels = np.random.default_rng(1).integers(0, 255, (900, 1200, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(big)
+    html = build_report(segmentation_run).read_text(encoding="utf-8")
+    links = parse(html)
+    thumbs = [u for u in links.urls if u.startswith("data:image/jpeg;base64,")]
+    dice = pd.read_csv(segmentation_run / "predictions_val.csv").sort_values("dice")["image"]
+    in_cases = "images/case00.png" in [*dice.iloc[:3], *dice.iloc[-3:]]
+    assert len(thumbs) == 1 + in_cases  # the gallery, and the cases when it is one
+    assert len(thumbs[0]) < big.stat().st_size / 4
+    assert "plots/overlays/case00.png" in links.urls  # the thumbnail links to the full image

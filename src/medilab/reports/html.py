@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import math
 from functools import lru_cache
 from pathlib import Path
@@ -43,6 +44,31 @@ def data_uri(path: Path) -> str | None:
     if mime is None or not path.is_file():
         return None
     return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def thumbnail_uri(path: Path, max_side: int = 480, max_bytes: int = 150_000) -> str | None:
+    """A ``data:`` URI of the image shrunk to ``max_side`` pixels (JPEG for colour images).
+
+    Small files are embedded unchanged; this keeps galleries of full-size overlays light.
+    """
+    path = Path(path)
+    if not path.is_file() or path.suffix.lower() not in IMAGE_TYPES:
+        return None
+    try:
+        with Image.open(path) as image:
+            if max(image.size) <= max_side and path.stat().st_size <= max_bytes:
+                return data_uri(path)
+            image.thumbnail((max_side, max_side))
+            buffer = io.BytesIO()
+            if image.mode in ("RGB", "L"):
+                image.save(buffer, format="JPEG", quality=85)
+                mime = "image/jpeg"
+            else:
+                image.save(buffer, format="PNG", optimize=True)
+                mime = "image/png"
+    except OSError:
+        return None
+    return f"data:{mime};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def is_wide(path: Path, ratio: float = 2.15) -> bool:

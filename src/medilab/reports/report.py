@@ -17,6 +17,7 @@ from medilab.reports.html import (
     format_number,
     is_wide,
     render_page,
+    thumbnail_uri,
 )
 from medilab.reports.runfiles import (
     metric_entry,
@@ -137,8 +138,9 @@ def build_report(run_dir: Path) -> Path:
 # --------------------------------------------------------------------------- pieces
 
 
-def _image(title: str, path: Path, run_dir: Path) -> Image:
-    return Image(title, data_uri(path) or "", _relative(path, run_dir), is_wide(path))
+def _image(title: str, path: Path, run_dir: Path, thumbnail: bool = False) -> Image:
+    uri = thumbnail_uri(path) if thumbnail else data_uri(path)
+    return Image(title, uri or "", _relative(path, run_dir), is_wide(path))
 
 
 def _relative(path: Path, run_dir: Path) -> str:
@@ -163,10 +165,12 @@ def _other_plot_sections(run_dir: Path, generated: set[Path]) -> list[Section]:
     for folder in sorted(groups, key=lambda f: (f != ".", "overlay" not in f, f)):
         paths = groups[folder]
         shown = paths[:GALLERY_CAP]
-        note = (f"showing {len(shown)} of {len(paths)} images in plots/{folder}/"
+        note = (f"showing {len(shown)} of {len(paths)} images in plots/{folder}/. "
                 if len(paths) > len(shown) else "")
+        if folder != ".":
+            note += "Thumbnails: click one to open the full image from the run folder."
         title = "Other plots" if folder == "." else f"Gallery: {folder}"
-        images = [_image(p.stem, p, run_dir) for p in shown]
+        images = [_image(p.stem, p, run_dir, thumbnail=folder != ".") for p in shown]
         sections.append(Section(title, images, note, gallery=folder != "."))
     return sections
 
@@ -263,7 +267,8 @@ def _cases(run_dir: Path) -> dict[str, Any] | None:
                 cases.append({
                     "id": str(row[id_col]),
                     "scores": [(c, format_number(_float(row[c]))) for c in score_cols],
-                    "uri": data_uri(overlay) if overlay else None,
+                    "uri": thumbnail_uri(overlay) if overlay else None,
+                    "href": _relative(overlay, run_dir) if overlay else None,
                 })
             groups.append({"title": title, "cases": cases})
         return {"split": split, "groups": groups, "n": len(frame)}
