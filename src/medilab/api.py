@@ -7,6 +7,7 @@ from typing import Any
 
 from medilab import run
 from medilab.config import ExperimentConfig
+from medilab.reports.report import build_report
 
 
 def train(
@@ -37,10 +38,6 @@ def predict(
     return run.predict(run_dir, inputs, out, **options)
 
 
-def write_report(run_dir: str | Path) -> Path | None:
-    """Build report.html from the run folder's files (None until the reports module exists)."""
-    try:
-        from medilab.reports.report import build_report
-    except ImportError:
-        return None
+def write_report(run_dir: str | Path) -> Path:
+    """Build report.html (and its plots) from the run folder's files."""
     return build_report(Path(run_dir))
