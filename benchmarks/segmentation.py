@@ -1,0 +1,113 @@
+"""Lab 4 benchmark: U-Net and FCN-8s on DRIVE (5 of 20 images held back) and ISBI 2012.
+
+Prints validation Dice, IoU, pixel AUC, pixel error (95% bootstrap intervals over images), epochs
+run, seconds per epoch and total time per run. Targets: U-Net Dice ≥ 0.80 inside the field of
+view on DRIVE within an hour of training on 2 CPU cores; ISBI pixel error ≤ 0.07 on held-out pairs.
+
+    .venv/bin/python benchmarks/segmentation.py [--only unet_drive ...] [--epochs N]
+        [--time-budget SECONDS] [--threads 2] [--out runs/bench_segmentation]
+
+``--time-budget`` stops each training run after that many seconds (Lightning ``max_time``); the
+best checkpoint so far is then evaluated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from torchvision.models import VGG16_Weights
+
+from medilab import api, run
+from medilab.config import load_config
+from medilab.models.weights import hub_file
+from medilab.tasks.registry import get_task_family
+
+REPO = Path(__file__).resolve().parents[1]
+ISBI = ["data.layout=isbi", "data.roi_size=[256,256]"]
+RUNS = {  # name → (config, data folder under MEDILAB_DATA, extra overrides, target)
+    "unet_drive": ("lab4_unet.yaml", "drive/training", [], ("dice", ">=", 0.80)),
+    "fcn8s_drive": ("lab4_fcn8s.yaml", "drive/training", [], ("dice", ">=", 0.77)),
+    "unet_isbi": ("lab4_unet_isbi.yaml", "isbi2012", [], ("pixel_error", "<=", 0.07)),
+    "fcn8s_isbi": ("lab4_fcn8s.yaml", "isbi2012", ISBI, ("pixel_error", "<=", 0.07)),
+}
+
+
+def train_with_budget(
+    config_path: Path, overrides: list[str], run_dir: Path, seconds: float | None
+) -> tuple[Path, int, float]:
+    """``medilab.run.train`` with an optional wall-clock budget; (run folder, epochs, seconds)."""
+    config = load_config(config_path, overrides)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    family = get_task_family(config.task)
+    datamodule = family.build_datamodule(config, None)
+    model_args = family.model_args(config, datamodule)
+    module = family.build_module(config, model_args)
+    run._write_run_files(run_dir, config, datamodule.splits, model_args)
+    extra = {"max_time": dt.timedelta(seconds=seconds)} if seconds else {}
+    trainer = run.build_trainer(config, run_dir, **extra)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    return run_dir, trainer.current_epoch, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=sorted(RUNS), default=None)
+    parser.add_argument("--epochs", type=int, default=None, help="override trainer.max_epochs")
+    parser.add_argument("--time-budget", type=float, default=None,
+                        help="seconds of training per run (default: no limit)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_segmentation"))
+    parser.add_argument("-o", "--override", action="append", default=[],
+                        help="extra config override for every run, e.g. data.patches_per_image=8")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    data = Path(os.environ.get("MEDILAB_DATA", REPO.parent / "shared" / "data"))
+    have_vgg = hub_file(VGG16_Weights.IMAGENET1K_V1).is_file()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    rows = []
+    for name, (config, folder, extra, target) in RUNS.items():
+        if args.only and name not in args.only:
+            continue
+        root = data / folder
+        if not root.is_dir():
+            print(f"{name}: {root} not found, skipped (set MEDILAB_DATA)")
+            continue
+        overrides = [f"data.root={root}", "trainer.progress_bar=false", *extra, *args.override]
+        if name.startswith("fcn8s") and not have_vgg:
+            print(f"{name}: VGG16 ImageNet weights not in the torch hub cache: random init")
+            overrides.append("model.kwargs.pretrained=false")
+        if args.epochs:
+            overrides.append(f"trainer.max_epochs={args.epochs}")
+        start = time.perf_counter()
+        run_dir, epochs, fit_seconds = train_with_budget(
+            REPO / "configs" / config, overrides, args.out / f"{name}-{stamp}", args.time_budget
+        )
+        metrics = api.evaluate(run_dir)["splits"]["val"]
+        rows.append((name, metrics, epochs, fit_seconds, time.perf_counter() - start, target,
+                     run_dir))
+
+    print(f"\n{'run':<12} {'Dice [95% CI]':<24} {'IoU':>6} {'AUC':>6} {'pix.err':>7} "
+          f"{'epochs':>6} {'s/epoch':>7} {'total':>7}  target")
+    for name, m, epochs, fit_seconds, total, (metric, op, goal), run_dir in rows:
+        value = m[metric]["value"]
+        met = value >= goal if op == ">=" else value <= goal
+        dice = m["dice"]
+        auc = m.get("auc", {}).get("value", float("nan"))
+        print(
+            f"{name:<12} {dice['value']:.4f} [{dice.get('low', float('nan')):.3f}, "
+            f"{dice.get('high', float('nan')):.3f}]  {m['iou']['value']:6.4f} {auc:6.4f} "
+            f"{m['pixel_error']['value']:7.4f} {epochs:6d} {fit_seconds / max(epochs, 1):7.1f} "
+            f"{total:6.0f}s  {metric} {op} {goal}: {'met' if met else 'NOT met'}  ({run_dir})"
+        )
+
+
+if __name__ == "__main__":
+    main()
