@@ -116,3 +116,13 @@ def test_experiment_folder_means_its_latest_run(tmp_path: Path, classification_r
     compare_runs([new.parent], tmp_path / "c.html")
     table = pd.read_csv(tmp_path / "c.csv")
     assert table["run"].tolist() == [new.name]
+
+
+def test_direction_of_metrics_and_empty_split(two_binary_runs, tmp_path: Path) -> None:
+    from medilab.reports.runfiles import lower_is_better
+
+    assert [lower_is_better(m) for m in ("loss", "val/loss", "pixel_error", "hd95", "brier")] == [
+        True] * 5
+    assert not any(lower_is_better(m) for m in ("precision", "accuracy", "auroc", "dice", "f1"))
+    with pytest.raises(MedilabError, match="no run has 'train' metrics"):
+        compare_runs(list(two_binary_runs), tmp_path / "out.html", split="train")

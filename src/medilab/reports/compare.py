@@ -60,6 +60,9 @@ def compare_runs(
     out = Path(out)
     runs = _summaries([Path(d) for d in run_dirs], split)
     names = _metric_names(runs)
+    if not names:
+        raise MedilabError(f"compare: no run has {split!r} metrics in its metrics.json "
+                           f"({', '.join(str(r.run_dir) for r in runs)})")
     main = metric or _main_metric(runs, names)
     if metric is not None and metric not in names:
         raise MedilabError(f"compare: metric {metric!r} is in no run's {split} metrics "
@@ -77,16 +80,18 @@ def compare_runs(
         }
         for run in runs
     ]
-    csv_path = _write_csv(runs, names, out.with_suffix(".csv"))
+    csv_path = out.with_suffix(".csv")
     with tempfile.TemporaryDirectory(prefix="medilab-compare-") as tmp:
         figures = _figures(runs, split, main, Path(tmp))
-    return render_page(
+    render_page(
         "compare.html", out,
         title=f"Comparison of {len(runs)} runs ({split})",
         split=split, main=main, names=names, table=table, figures=figures,
         csv_name=csv_path.name, lower=[m for m in names if lower_is_better(m)],
         built=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
+    _write_csv(runs, names, csv_path)
+    return out
 
 
 def _summaries(run_dirs: list[Path], split: str) -> list[RunSummary]:

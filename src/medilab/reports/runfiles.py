@@ -142,9 +142,13 @@ def lr_columns(curves: pd.DataFrame) -> list[str]:
 
 
 def lower_is_better(metric: str) -> bool:
-    """Whether smaller values of ``metric`` are better (losses, distances, errors)."""
-    name = metric.lower()
-    return any(word in name for word in LOWER_IS_BETTER)
+    """Whether smaller values of ``metric`` are better (losses, distances, errors).
+
+    A word of the name (split on ``_``, ``/``, ``-``, …) must start with one of
+    ``LOWER_IS_BETTER``: ``pixel_error`` and ``hd95`` are, ``precision`` is not.
+    """
+    words = re.split(r"[^a-z0-9]+", metric.lower())
+    return any(word.startswith(LOWER_IS_BETTER) for word in words if word)
 
 
 def metric_entry(raw: Any) -> tuple[float, float, float]:
