@@ -211,3 +211,22 @@ def test_end_to_end_train_evaluate_predict(tmp_path):
     Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(new / "colour.png")
     with pytest.raises(InputFileError, match="colour.png: has 3 channel"):
         api.predict(run_dir, new / "colour.png", tmp_path / "out_bad")
+
+
+def test_pretrained_weights_only_for_a_module_about_to_train(tmp_path, monkeypatch):
+    from medilab.data.segmentation import build_datamodule
+    from medilab.errors import WeightsUnavailableError
+    from medilab.tasks.segmentation import SegmentationFamily
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty_hub"))
+    raw = _config(write_circles(tmp_path / "data", n=3))
+    raw["model"] = {"name": "fcn8s", "kwargs": {"pretrained": True, "fc_width": 8}}
+    config = validate_config(raw)
+    family = SegmentationFamily()
+    args = family.model_args(config, build_datamodule(config, None))
+    assert args == {"in_channels": 1, "num_classes": 2, "pretrained": True, "fc_width": 8}
+    with pytest.raises(WeightsUnavailableError, match="not available offline"):
+        family.build_module(config, args)
+    # rebuilt from a run folder (weights come from the checkpoint): no pretrained file needed
+    module = SegmentationFamily().build_module(config, args)
+    assert module.num_classes == 2
