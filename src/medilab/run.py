@@ -24,6 +24,7 @@ from medilab.config import (
     read_yaml,
     validate_config,
 )
+from medilab.data.splits import load_splits
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_text
 from medilab.tasks.base import BaseModule, TaskFamily
@@ -112,7 +113,7 @@ def train(
         last = run_dir / "checkpoints" / "last.ckpt"
         if not last.is_file():
             raise InputFileError(last, "no last checkpoint to resume from")
-        splits = read_splits(run_dir / SPLITS_FILE)
+        splits = load_splits(run_dir / SPLITS_FILE)
     else:
         if not isinstance(config, ExperimentConfig):
             config = load_config(config, overrides)
@@ -122,7 +123,7 @@ def train(
             )
         run_dir = Path(run_dir or os.environ.get(RUN_DIR_ENV) or default_run_dir(config))
         last = None
-        splits = read_splits(config.data.splits_csv) if config.data.splits_csv else None
+        splits = load_splits(config.data.splits_csv) if config.data.splits_csv else None
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     family = get_task_family(config.task)
@@ -164,7 +165,7 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best") -> dict[str, Any]:
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     family = get_task_family(config.task)
-    datamodule = family.build_datamodule(config, read_splits(run_dir / SPLITS_FILE))
+    datamodule = family.build_datamodule(config, load_splits(run_dir / SPLITS_FILE))
     module = load_module(run_dir, family, config, checkpoint)
     body = family.evaluate(module, datamodule, config, run_dir)
     metrics = {
@@ -222,18 +223,6 @@ def load_module(
     module.load_state_dict(state["state_dict"])
     module.eval()
     return module
-
-
-def read_splits(path: str | Path) -> pd.DataFrame:
-    """A saved ``sample_id, split, …`` table."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "splits file not found")
-    frame = pd.read_csv(path, dtype={"sample_id": str})
-    for column in ("sample_id", "split"):
-        if column not in frame.columns:
-            raise InputFileError(path, f"no {column!r} column")
-    return frame
 
 
 def _read_curves(run_dir: Path) -> pd.DataFrame | None:
