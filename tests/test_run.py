@@ -1,0 +1,69 @@
+"""The engine: Trainer from config, run folder, sources through config, loggers, precision."""
+
+import json
+
+import pandas as pd
+from lightning.pytorch import callbacks as cb
+
+from medilab import api
+from medilab.config import load_config
+from medilab.run import build_trainer
+
+
+def test_trainer_from_config(tmp_path, digits_config):
+    config = load_config(
+        digits_config,
+        ["trainer.max_epochs=3", "trainer.monitor=val/accuracy", "trainer.monitor_mode=max",
+         "trainer.early_stopping.patience=2", "trainer.tensorboard=true",
+         "trainer.progress_bar=true"],
+    )
+    trainer = build_trainer(config, tmp_path)
+    checkpoint = next(c for c in trainer.callbacks if isinstance(c, cb.ModelCheckpoint))
+    assert checkpoint.monitor == "val/accuracy" and checkpoint.mode == "max"
+    assert checkpoint.save_last and checkpoint.dirpath == str(tmp_path / "checkpoints")
+    stopping = next(c for c in trainer.callbacks if isinstance(c, cb.EarlyStopping))
+    assert stopping.patience == 2 and stopping.monitor == "val/accuracy"
+    assert any(isinstance(c, cb.RichProgressBar) for c in trainer.callbacks)
+    assert [type(lg).__name__ for lg in trainer.loggers] == ["CSVLogger", "TensorBoardLogger"]
+    assert trainer.max_epochs == 3
+
+
+def test_early_stopping_can_be_disabled(tmp_path, digits_config):
+    config = load_config(digits_config, ["trainer.early_stopping.enabled=false"])
+    trainer = build_trainer(config, tmp_path)
+    assert not any(isinstance(c, cb.EarlyStopping) for c in trainer.callbacks)
+
+
+def test_sklearn_digits_source_bf16_tensorboard(tmp_path, digits_config):
+    """Another source through config, bf16 mixed precision on CPU, and the TensorBoard logger."""
+    text = digits_config.read_text().replace("source: pixel_csv", "source: sklearn_digits")
+    text = "\n".join(
+        line for line in text.splitlines() if "train_csv" not in line and "pixel_scale" not in line
+    )
+    config = tmp_path / "sklearn_digits.yaml"
+    config.write_text(text)
+    run_dir = api.train(
+        config,
+        ["trainer.max_epochs=1", "trainer.precision=bf16-mixed", "trainer.tensorboard=true",
+         "evaluation.bootstrap_samples=20"],
+        run_dir=tmp_path / "run",
+    )
+    splits = pd.read_csv(run_dir / "splits.csv")
+    assert len(splits) == 1797
+    # stratified: every digit is ~20% validation
+    share = splits.groupby("label")["split"].apply(lambda s: (s == "val").mean())
+    assert share.between(0.17, 0.23).all()
+    assert any((run_dir / "tensorboard").rglob("events.out.tfevents*"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["n"]["val"] == 360
+    assert metrics["model"] == "simple_nn"
+
+
+def test_same_seed_same_split_and_metrics(tmp_path, digits_config):
+    runs = [
+        api.train(digits_config, ["trainer.max_epochs=1"], run_dir=tmp_path / f"r{i}")
+        for i in range(2)
+    ]
+    assert (runs[0] / "splits.csv").read_text() == (runs[1] / "splits.csv").read_text()
+    first, second = (json.loads((r / "metrics.json").read_text())["splits"] for r in runs)
+    assert first == second
