@@ -43,6 +43,12 @@ def write_digits_csv(path: Path, n: int = 200, labelled: bool = True, seed: int 
 
 
 @pytest.fixture
+def make_digits_csv():
+    """The ``write_digits_csv`` helper, for tests that need several tables."""
+    return write_digits_csv
+
+
+@pytest.fixture
 def digits_csv(tmp_path: Path) -> Path:
     return write_digits_csv(tmp_path / "train.csv")
 

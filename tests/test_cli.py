@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import write_digits_csv
 from medilab.cli import main
 
 
@@ -24,11 +23,19 @@ def run_cli(*args: str) -> int:
     return 0
 
 
-def test_train_predict_end_to_end(tmp_path, digits_config, capsys):
+def test_train_predict_end_to_end(tmp_path, digits_config, capsys, make_digits_csv):
     run_dir = tmp_path / "run"
     assert run_cli("train", digits_config, "--run-dir", run_dir) == 0
-    for name in ("config.yaml", "splits.csv", "checkpoints/best.ckpt", "checkpoints/last.ckpt",
-                 "metrics.csv", "metrics.json", "predictions_val.csv", "report.html"):
+    for name in (
+        "config.yaml",
+        "splits.csv",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "metrics.csv",
+        "metrics.json",
+        "predictions_val.csv",
+        "report.html",
+    ):
         assert (run_dir / name).is_file(), name
     assert (run_dir / "plots").is_dir()
 
@@ -44,7 +51,7 @@ def test_train_predict_end_to_end(tmp_path, digits_config, capsys):
     assert len(predictions) == 40
     assert predictions[[f"prob_{k}" for k in range(10)]].sum(axis=1).round(3).eq(1).all()
 
-    test_csv = write_digits_csv(tmp_path / "test.csv", n=25, labelled=False, seed=5)
+    test_csv = make_digits_csv(tmp_path / "test.csv", n=25, labelled=False, seed=5)
     out = tmp_path / "submission.csv"
     assert run_cli("predict", run_dir, test_csv, "--out", out) == 0
     submission = pd.read_csv(out)
@@ -61,9 +68,11 @@ def test_training_learns(tmp_path, digits_config):
     assert metrics["splits"]["val"]["accuracy"]["value"] > 0.6  # chance is 0.1
 
 
-def test_bad_train_csv_one_line_error_and_no_run_folder(tmp_path, digits_config, capsys):
+def test_bad_train_csv_one_line_error_and_no_run_folder(
+    tmp_path, digits_config, capsys, make_digits_csv
+):
     bad = tmp_path / "nolabel.csv"
-    pd.read_csv(write_digits_csv(tmp_path / "x.csv")).drop(columns="label").to_csv(bad, index=False)
+    pd.read_csv(make_digits_csv(tmp_path / "x.csv")).drop(columns="label").to_csv(bad, index=False)
     run_dir = tmp_path / "run"
     code = run_cli("train", digits_config, "-o", f"data.train_csv={bad}", "--run-dir", run_dir)
     err = capsys.readouterr().err.strip()
@@ -87,10 +96,12 @@ def test_debug_flag_shows_traceback(tmp_path, digits_config):
         main(["--debug", "train", str(digits_config), "-o", "trainer.epochs=3"])
 
 
-def test_predict_rejects_labelled_test_csv_and_writes_nothing(tmp_path, digits_config, capsys):
+def test_predict_rejects_labelled_test_csv_and_writes_nothing(
+    tmp_path, digits_config, capsys, make_digits_csv
+):
     run_dir = tmp_path / "run"
     assert run_cli("train", digits_config, "--run-dir", run_dir, "--no-evaluate") == 0
-    labelled = write_digits_csv(tmp_path / "test.csv", n=5, labelled=True)
+    labelled = make_digits_csv(tmp_path / "test.csv", n=5, labelled=True)
     out = tmp_path / "submission.csv"
     assert run_cli("predict", run_dir, labelled, "--out", out) == 2
     assert "has a 'label' column" in capsys.readouterr().err
@@ -147,9 +158,24 @@ def test_ddp_two_cpu_processes(tmp_path, digits_config):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("MEDILAB_RUN_DIR", None)
     result = subprocess.run(
-        [sys.executable, "-m", "medilab.cli", "train", str(digits_config), "--run-dir",
-         str(run_dir), "-o", "trainer.devices=2", "-o", "trainer.strategy=ddp"],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "medilab.cli",
+            "train",
+            str(digits_config),
+            "--run-dir",
+            str(run_dir),
+            "-o",
+            "trainer.devices=2",
+            "-o",
+            "trainer.strategy=ddp",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run_dir / "checkpoints/best.ckpt").is_file()

@@ -4,22 +4,19 @@ import struct
 import numpy as np
 import pytest
 
-from conftest import write_digits_csv
 from medilab.data.digits import load_sklearn_digits, read_mnist_idx, read_pixel_csv
 from medilab.errors import InputFileError
 
 
-def test_pixel_csv_train_and_test(tmp_path):
-    csv = write_digits_csv(tmp_path / "t.csv", n=30)
+def test_pixel_csv_train_and_test(tmp_path, make_digits_csv):
+    csv = make_digits_csv(tmp_path / "t.csv", n=30)
     train = read_pixel_csv(csv, labelled=True, pixel_scale=16)
     assert train.images.shape == (30, 1, 8, 8)
     assert train.images.dtype == np.float32
     assert train.images.min() >= 0.0 and train.images.max() <= 1.0
     assert train.labels.shape == (30,) and set(train.labels) <= set(range(10))
     assert train.sample_ids[:2] == ["1", "2"]
-    test = read_pixel_csv(
-        write_digits_csv(tmp_path / "u.csv", n=7, labelled=False), labelled=False
-    )
+    test = read_pixel_csv(make_digits_csv(tmp_path / "u.csv", n=7, labelled=False), labelled=False)
     assert test.labels is None and test.images.shape == (7, 1, 8, 8)
 
 
@@ -36,8 +33,11 @@ def test_real_kaggle_digits(medilab_data):
         ("label,pixel0,pixel1,pixel2,pixel3\n1,1,2,3,4\n", False, "has a 'label' column"),
         ("label,pixel0,pixel1,pixel2\n1,1,2,3\n", True, "3 pixel columns is not a square"),
         ("label,pixel0,pixel1,pixel2,pixel3\n1,1,x,3,4\n", True, "row 1, column 'pixel1'"),
-        ("label,pixel0,pixel1,pixel2,pixel3\n1,1,2,3,4\n1.5,1,2,3,4\n", True,
-         "row 2, column 'label'"),
+        (
+            "label,pixel0,pixel1,pixel2,pixel3\n1,1,2,3,4\n1.5,1,2,3,4\n",
+            True,
+            "row 2, column 'label'",
+        ),
         ("label,pixel0,pixel2,pixel1,pixel3\n1,1,2,3,4\n", True, "column 'pixel2'"),
         ("label,pixel0,pixel1,pixel2,pixel3\n", True, "no rows"),
         ("", True, "empty"),
