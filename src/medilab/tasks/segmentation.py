@@ -209,15 +209,18 @@ def mask_values(pred: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def overlay(display: np.ndarray, pred: np.ndarray, truth: np.ndarray | None) -> np.ndarray:
-    """RGB overlay: predicted foreground tinted red, ground-truth outline in green."""
-    base = display.astype(np.float32) / 255
-    if base.ndim == 2:
-        base = np.repeat(base[..., None], 3, axis=-1)
+    """RGB overlay on the grey image: predicted foreground tinted red, the ground truth
+    outlined in green just outside its border (so thin structures such as vessels stay
+    visible)."""
+    grey = display.astype(np.float32) / 255
+    if grey.ndim == 3:
+        grey = grey.mean(axis=-1)
+    base = np.repeat(grey[..., None], 3, axis=-1)
     out = base.copy()
     fg = pred > 0
-    out[fg] = 0.55 * base[fg] + 0.45 * np.array([1.0, 0.0, 0.0])
+    out[fg] = 0.4 * base[fg] + 0.6 * np.array([1.0, 0.0, 0.0])
     if truth is not None:
-        edge = (truth > 0) & ~ndimage.binary_erosion(truth > 0)
+        edge = ndimage.binary_dilation(truth > 0) & ~(truth > 0)
         out[edge] = (0.0, 1.0, 0.0)
     return (out * 255).round().astype(np.uint8)
 
