@@ -22,6 +22,7 @@ from medilab.tasks.segmentation import (
     bootstrap_summary,
     image_scores,
     pixel_auc,
+    pooled_dice,
 )
 
 
@@ -76,6 +77,7 @@ def test_multiclass_dice_per_class():
     scores = image_scores(probs_of(pred, 3), truth)
     assert scores["dice_1"] == 1 and scores["dice_2"] == pytest.approx(0.8)
     assert scores["dice"] == pytest.approx(0.9) and "auc" not in scores
+    assert scores["iou_1"] == 1 and scores["iou_2"] == pytest.approx(2 / 3)
 
 
 def test_pixel_auc_known_value_and_sampling():
@@ -108,6 +110,14 @@ def test_losses_match_monai_and_torch_and_ignore_outside_fov():
         assert loss(changed, target).item() != pytest.approx(loss(logits, target).item())
     perfect = 40.0 * (F.one_hot(target, 2).movedim(-1, 1).float() - 0.5)
     assert SegmentationLoss("dice", 2)(perfect, target).item() < 1e-4
+
+
+def test_pooled_dice_sums_counts_over_images():
+    counts = np.array([[8, 2, 0], [0, 0, 10], [2, 0, 0]], float)
+    pooled = pooled_dice(counts, 200, seed=0)
+    assert pooled["value"] == pytest.approx(20 / 32)
+    assert pooled["low"] <= pooled["value"] <= pooled["high"]
+    assert pooled_dice(np.zeros((2, 3)), 0) == {"value": 1.0}
 
 
 def test_bootstrap_summary_over_images():
@@ -174,12 +184,14 @@ def test_end_to_end_train_evaluate_predict(tmp_path):
     assert len(losses) == 4 and losses[-1] < losses[0]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     val = metrics["splits"]["val"]
-    assert set(val) == {"dice", "iou", "auc", "pixel_error"}
+    assert set(val) == {"dice", "iou", "auc", "pixel_error", "dice_pooled"}
     assert val["dice"]["value"] > 0.5 and val["auc"]["value"] > 0.9
     assert any("empty" in note for note in metrics["notes"])
     predictions = pd.read_csv(run_dir / "predictions_val.csv", dtype={"sample_id": str})
     assert list(predictions.columns) == ["image", "sample_id", "dice", "iou", "pixel_error",
-                                         "auc", "mask", "overlay"]
+                                         "auc", "tp", "fp", "fn", "mask", "overlay"]
+    tp, fp, fn = predictions[["tp", "fp", "fn"]].sum()
+    assert val["dice_pooled"]["value"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
     assert predictions["dice"].mean() == pytest.approx(val["dice"]["value"], abs=1e-5)
     for column in ("mask", "overlay"):
         assert all((run_dir / p).is_file() for p in predictions[column])

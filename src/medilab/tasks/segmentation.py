@@ -103,6 +103,7 @@ def image_scores(
     }
     if num_classes > 2:
         scores.update({f"dice_{k + 1}": float(v) for k, v in enumerate(dice)})
+        scores.update({f"iou_{k + 1}": float(v) for k, v in enumerate(iou)})
     if with_auc and num_classes == 2:
         scores["auc"] = pixel_auc(probs[1][inside], target[inside], seed)
     return scores
@@ -142,6 +143,27 @@ def bootstrap_summary(
                          high=float(np.quantile(means, 1 - alpha)))
         out[column] = entry
     return out
+
+
+def pooled_dice(
+    counts: np.ndarray, num_bootstraps: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> dict[str, float]:
+    """Dice of the summed ``(tp, fp, fn)`` rows (one per image), with a percentile bootstrap
+    interval over images."""
+
+    def dice(rows: np.ndarray) -> float:
+        tp, fp, fn = rows.sum(axis=0)
+        return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 1.0
+
+    entry = {"value": dice(counts)}
+    if num_bootstraps > 0 and len(counts) > 1:
+        rng = np.random.default_rng(seed)
+        draws = rng.integers(0, len(counts), size=(num_bootstraps, len(counts)))
+        values = [dice(counts[d]) for d in draws]
+        alpha = (1 - confidence) / 2
+        entry.update(low=float(np.quantile(values, alpha)),
+                     high=float(np.quantile(values, 1 - alpha)))
+    return entry
 
 
 # ----------------------------------------------------------------------------- module
@@ -299,11 +321,17 @@ class SegmentationFamily(TaskFamily):
             frame = self._score_split(module, datamodule.split_samples(split), run_dir, config)
             write_csv(frame, run_dir / f"predictions_{split}.csv")
             columns = [c for c in frame.columns if c in ("dice", "iou", "auc", "pixel_error")
-                       or c.startswith("dice_")]
+                       or c.startswith(("dice_", "iou_"))]
             splits_out[split] = bootstrap_summary(
                 frame, columns, config.evaluation.bootstrap_samples,
                 config.evaluation.confidence, config.seed,
             )
+            if module.num_classes == 2:
+                splits_out[split]["dice_pooled"] = pooled_dice(
+                    frame[["tp", "fp", "fn"]].to_numpy(float),
+                    config.evaluation.bootstrap_samples, config.evaluation.confidence,
+                    config.seed,
+                )
             counts[split] = len(frame)
         return {
             "splits": splits_out,
@@ -316,6 +344,8 @@ class SegmentationFamily(TaskFamily):
                 f"(at most {MAX_AUC_PIXELS} pixels sampled per image, seeded); NaN (left out of "
                 "the mean) when an image holds a single class.",
                 "pixel_error: fraction of field-of-view pixels whose predicted class is wrong.",
+                "dice_pooled (binary): one Dice over all images' field-of-view pixels together "
+                "(as most DRIVE papers report F1); its interval resamples images.",
                 f"Inference: sliding window, roi {module.roi_size}, overlap "
                 f"{config.data.overlap}, {config.data.blend_mode} blending.",
             ],
@@ -347,8 +377,12 @@ class SegmentationFamily(TaskFamily):
             write_png(run_dir / overlay_rel, overlay(
                 sample.display, middle(pred, module.spatial_dims),
                 middle(truth, module.spatial_dims)))
+            inside = sample.valid > 0
+            counts = {"tp": int(((pred > 0) & (truth > 0) & inside).sum()),
+                      "fp": int(((pred > 0) & (truth == 0) & inside).sum()),
+                      "fn": int(((pred == 0) & (truth > 0) & inside).sum())}
             rows.append({"image": Path(sample.path).name, "sample_id": sample.sample_id,
-                         **{k: round(v, 6) for k, v in scores.items()},
+                         **{k: round(v, 6) for k, v in scores.items()}, **counts,
                          "mask": mask_rel.as_posix(), "overlay": overlay_rel.as_posix()})
         return pd.DataFrame(rows)
 
