@@ -148,8 +148,7 @@ def segmentation_manifest(data: SegmentationFolderData) -> pd.DataFrame:
     """``sample_id, image, mask[, fov]`` from the folder layout or the manifest CSV."""
     if data.manifest is not None:
         path = data.manifest if data.manifest.is_absolute() else data.root / data.manifest
-        frame = load_manifest(path, root=data.root, required=("image", "mask"))
-        return frame
+        return load_manifest(path, root=data.root, required=("image", "mask"))
     images, masks, fov = LAYOUTS[data.layout]
     folders = {"mask": data.masks or masks}
     if data.fov or fov:
