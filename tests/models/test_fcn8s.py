@@ -71,3 +71,18 @@ def test_missing_weights_path_is_named(tmp_path):
     missing = tmp_path / "nope.pth"
     with pytest.raises(WeightsUnavailableError, match="nope.pth: weights file not found"):
         create_model("fcn8s", pretrained=True, weights_path=str(missing), fc_width=8)
+
+
+def test_batch_norm_variant_loads_vgg16_bn_layout(tmp_path):
+    features = make_layers(cfgs["D"], batch_norm=True)
+    state = {f"features.{k}": v for k, v in features.state_dict().items()}
+    state["features.1.running_mean"] = torch.full((64,), 0.25)
+    path = tmp_path / "vgg16_bn_features.pth"
+    torch.save(state, path)
+    model = create_model("fcn8s", in_channels=1, pretrained=True, weights_path=str(path),
+                         fc_width=8, batch_norm=True).eval()
+    assert torch.equal(model.to_pool3[1].running_mean, torch.full((64,), 0.25))
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, 33, 47)).shape == (1, 2, 33, 47)
+    with pytest.raises(WeightsUnavailableError, match="batch_norm must match"):
+        create_model("fcn8s", pretrained=True, weights_path=str(path), fc_width=8)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import VGG16_Weights
+from torchvision.models import VGG16_BN_Weights, VGG16_Weights
 from torchvision.models.vgg import cfgs, make_layers
 
-from medilab.errors import ConfigError
+from medilab.errors import WeightsUnavailableError
 from medilab.models.registry import register_model
 from medilab.models.unet import crop_to, pad_to_multiple
 from medilab.models.weights import pretrained_state_dict
@@ -53,15 +53,22 @@ class FCN8s(nn.Module):
         num_classes: int = 2,
         fc_width: int = 4096,
         dropout: float = 0.5,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        features = make_layers(cfgs["D"])  # torchvision's VGG16 convolutional layers
+        # torchvision's VGG16 (or VGG16-BN) convolutional layers, with VGG's initialisation
+        features = make_layers(cfgs["D"], batch_norm=batch_norm)
         if in_channels != 3:
             features[0] = nn.Conv2d(in_channels, 64, 3, padding=1)
+        for layer in features.modules():
+            if isinstance(layer, nn.Conv2d):
+                nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
         self.in_channels = in_channels
-        self.to_pool3 = features[:17]  # conv1_1 .. pool3 (stride 8, 256 channels)
-        self.to_pool4 = features[17:24]  # conv4_x, pool4 (stride 16, 512)
-        self.to_pool5 = features[24:]  # conv5_x, pool5 (stride 32, 512)
+        pools = [i for i, layer in enumerate(features) if isinstance(layer, nn.MaxPool2d)]
+        self.to_pool3 = features[: pools[2] + 1]  # conv1_1 .. pool3 (stride 8, 256 channels)
+        self.to_pool4 = features[pools[2] + 1 : pools[3] + 1]  # conv4_x, pool4 (stride 16)
+        self.to_pool5 = features[pools[3] + 1 :]  # conv5_x, pool5 (stride 32, 512)
         self.fc = nn.Sequential(
             nn.Conv2d(512, fc_width, 7, padding=3),
             nn.ReLU(inplace=True),
@@ -91,26 +98,23 @@ class FCN8s(nn.Module):
         return crop_to(self.up8(score), size)
 
     def load_vgg16(self, state: dict[str, torch.Tensor]) -> None:
-        """Copy torchvision VGG16 weights: conv layers, and fc6/fc7 reshaped to convolutions
-        when ``fc_width`` is 4096. A first conv for other than 3 input channels gets the mean
-        of the RGB filters."""
-        encoder = {}
-        for name, tensor in state.items():
-            if not name.startswith("features."):
-                continue
-            _, index, kind = name.split(".")
-            index = int(index)
-            if index == 0 and kind == "weight" and self.in_channels != 3:
-                tensor = tensor.mean(dim=1, keepdim=True).repeat(1, self.in_channels, 1, 1)
-            encoder[(index, kind)] = tensor
+        """Copy torchvision VGG16(-BN) weights: conv (and batch-norm) layers, and fc6/fc7
+        reshaped to convolutions when ``fc_width`` is 4096. A first conv for other than 3 input
+        channels gets the mean of the RGB filters."""
         for part in (self.to_pool3, self.to_pool4, self.to_pool5):
-            for name, param in part.named_parameters():  # slices keep VGG16's layer indices
-                index, kind = name.split(".")
-                key = (int(index), kind)
-                if key not in encoder:
-                    raise ConfigError(f"VGG16 weights: no features.{key[0]}.{kind}")
-                with torch.no_grad():
-                    param.copy_(encoder[key])
+            own = part.state_dict()  # slices keep VGG16's layer indices: "17.weight", ...
+            loaded = {}
+            for key, current in own.items():
+                tensor = state.get(f"features.{key}")
+                if key == "0.weight" and tensor is not None and self.in_channels != 3:
+                    tensor = tensor.mean(dim=1, keepdim=True).repeat(1, self.in_channels, 1, 1)
+                if tensor is None or tensor.shape != current.shape:
+                    raise WeightsUnavailableError(
+                        f"VGG16 weights: features.{key} missing or of another shape "
+                        "(batch_norm must match the weights: VGG16 or VGG16-BN)"
+                    )
+                loaded[key] = tensor
+            part.load_state_dict(loaded)
         fc6, fc7 = self.fc[0], self.fc[3]
         if fc6.out_channels == 4096 and "classifier.0.weight" in state:
             with torch.no_grad():
@@ -128,10 +132,13 @@ def fcn8s(
     weights_path: str | Path | None = None,
     fc_width: int = 4096,
     dropout: float = 0.5,
+    batch_norm: bool = False,
 ) -> FCN8s:
-    """FCN-8s; ``pretrained`` loads ImageNet VGG16 weights offline (hub cache or
-    ``weights_path``) or raises ``WeightsUnavailableError``."""
-    model = FCN8s(in_channels, num_classes, fc_width, dropout)
+    """FCN-8s; ``pretrained`` loads ImageNet VGG16 (``batch_norm``: VGG16-BN) weights offline
+    (hub cache or ``weights_path``) or raises ``WeightsUnavailableError``. ``batch_norm``
+    makes training from scratch practical."""
+    model = FCN8s(in_channels, num_classes, fc_width, dropout, batch_norm)
     if pretrained:
-        model.load_vgg16(pretrained_state_dict(VGG16_Weights.IMAGENET1K_V1, weights_path))
+        weights = VGG16_BN_Weights.IMAGENET1K_V1 if batch_norm else VGG16_Weights.IMAGENET1K_V1
+        model.load_vgg16(pretrained_state_dict(weights, weights_path))
     return model
