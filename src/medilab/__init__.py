@@ -9,7 +9,7 @@ __all__ = ["evaluate", "predict", "train"]
 
 
 def __getattr__(name: str) -> Any:
-    """``from medilab import train, evaluate, predict`` without importing torch on ``import medilab``."""
+    """``from medilab import train, evaluate, predict``; ``import medilab`` stays light."""
     if name in __all__:
         from medilab import api
 

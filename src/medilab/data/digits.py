@@ -35,7 +35,9 @@ def read_pixel_csv(path: str | Path, *, labelled: bool, pixel_scale: float = 255
     path = Path(path)
     frame = _read_csv(path)
     if labelled and "label" not in frame.columns:
-        raise InputFileError(path, "no 'label' column (a training table needs label,pixel0..pixelN)")
+        raise InputFileError(
+            path, "no 'label' column (a training table needs label,pixel0..pixelN)"
+        )
     if not labelled and "label" in frame.columns:
         raise InputFileError(
             path, "has a 'label' column; a test table holds pixels only (pixel0..pixelN)"
@@ -89,7 +91,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise InputFileError(path, f"not a readable CSV ({str(exc).strip().splitlines()[0]})")
+        reason = str(exc).strip().splitlines()[0]
+        raise InputFileError(path, f"not a readable CSV ({reason})") from None
     if frame.empty:
         raise InputFileError(path, "has a header but no rows")
     return frame

@@ -15,9 +15,9 @@ from torch import nn
 from medilab.config import ExperimentConfig
 from medilab.data import classification as classification_data
 from medilab.data.array_datamodule import ArrayClassificationDataModule, ArrayImageDataset
+from medilab.errors import InputFileError
 from medilab.io.atomic import atomic_path
 from medilab.models import create_model
-from medilab.errors import InputFileError
 from medilab.tasks.base import BaseModule, TaskFamily
 from medilab.tasks.metrics import MetricFactory, metric_table
 
