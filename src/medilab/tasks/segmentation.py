@@ -390,7 +390,7 @@ class SegmentationFamily(TaskFamily):
         self, module: BaseModule, config: ExperimentConfig, inputs: Path, out: Path,
         **options: Any,
     ) -> Path:
-        """One mask per input image in ``out`` (``<stem>_mask.png``; NIfTI volumes
+        """One mask per input image in ``out`` (``<stem>_mask.png``; volumes
         ``<stem>_mask.nii.gz``), plus ``<stem>_prob.png`` (16-bit foreground probability) with
         ``probabilities=True``."""
         assert isinstance(module, SegmentationModule)
@@ -431,7 +431,7 @@ class SegmentationFamily(TaskFamily):
         prob = np.stack(probs, axis=1) if volume_in_2d else probs[0]
         pred = mask_values(prob.argmax(axis=0), module.num_classes)
         stem = _stem(path)
-        if _is_nifti(path):
+        if _is_nifti(path) or pred.ndim == 3:  # volumes (any input format) → NIfTI
             affine = image_data.meta.get("affine")
             write_nifti(out / f"{stem}_mask.nii.gz", pred, image_data.spacing,
                         np.asarray(affine) if affine is not None else None)
