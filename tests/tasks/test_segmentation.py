@@ -242,3 +242,31 @@ def test_pretrained_weights_only_for_a_module_about_to_train(tmp_path, monkeypat
     # rebuilt from a run folder (weights come from the checkpoint): no pretrained file needed
     module = SegmentationFamily().build_module(config, args)
     assert module.num_classes == 2
+
+
+def test_3d_volumes_train_and_predict_as_nifti(tmp_path):
+    import nibabel as nib
+
+    rng = np.random.default_rng(0)
+    z, y, x = np.mgrid[:12, :16, :16]
+    rows = []
+    for i in range(3):
+        ball = (z - 6) ** 2 + (y - 8) ** 2 + (x - 8) ** 2 <= 9 + 4 * i
+        noisy = ball + rng.normal(0, 0.3, ball.shape)
+        np.save(tmp_path / f"img{i}.npy", noisy.astype(np.float32))
+        np.save(tmp_path / f"lab{i}.npy", ball.astype(np.uint8))
+        rows.append({"image": f"img{i}.npy", "mask": f"lab{i}.npy"})
+    pd.DataFrame(rows).to_csv(tmp_path / "volumes.csv", index=False)
+    raw = _config(tmp_path)
+    raw["data"] = {"source": "segmentation_folder", "root": str(tmp_path),
+                   "manifest": "volumes.csv", "spatial_dims": 3, "val_count": 1,
+                   "patch_size": [8, 8, 8], "patches_per_image": 2, "batch_size": 4}
+    raw["trainer"]["max_epochs"] = 1
+    run_dir = api.train(validate_config(raw), run_dir=tmp_path / "run")
+    saved = json.loads((run_dir / "checkpoints" / "model.json").read_text())
+    assert saved["kwargs"]["spatial_dims"] == 3
+    predictions = pd.read_csv(run_dir / "predictions_val.csv")
+    assert predictions["mask"][0].endswith("_mask.nii.gz")
+    assert (run_dir / predictions["overlay"][0]).is_file()
+    out = api.predict(run_dir, tmp_path / "img0.npy", tmp_path / "out")
+    assert nib.load(out / "img0_mask.nii.gz").shape == (16, 16, 12)  # NIfTI axes x, y, z
