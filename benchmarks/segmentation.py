@@ -19,14 +19,12 @@ import os
 import time
 from pathlib import Path
 
-import lightning as L
+import pandas as pd
 import torch
 from torchvision.models import VGG16_Weights
 
-from medilab import api, run
-from medilab.config import load_config
+from medilab import api
 from medilab.models.weights import hub_file
-from medilab.tasks.registry import get_task_family
 
 REPO = Path(__file__).resolve().parents[1]
 ISBI = ["data.layout=isbi", "data.roi_size=[256,256]"]
@@ -41,19 +39,18 @@ RUNS = {  # name → (config, data folder under MEDILAB_DATA, extra overrides, t
 def train_with_budget(
     config_path: Path, overrides: list[str], run_dir: Path, seconds: float | None
 ) -> tuple[Path, int, float]:
-    """``medilab.run.train`` with an optional wall-clock budget; (run folder, epochs, seconds)."""
-    config = load_config(config_path, overrides)
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    family = get_task_family(config.task)
-    datamodule = family.build_datamodule(config, None)
-    model_args = family.model_args(config, datamodule)
-    module = family.build_module(config, model_args)
-    run._write_run_files(run_dir, config, datamodule.splits, model_args)
-    extra = {"max_time": dt.timedelta(seconds=seconds)} if seconds else {}
-    trainer = run.build_trainer(config, run_dir, **extra)
+    """Train (no evaluation) with an optional wall-clock budget; (run folder, epochs, seconds)."""
+    if seconds:
+        limit = dt.timedelta(seconds=int(seconds))
+        days, rest = divmod(int(limit.total_seconds()), 86400)
+        hours, rest = divmod(rest, 3600)
+        overrides = [*overrides, f"trainer.max_time={days:02d}:{hours:02d}:{rest // 60:02d}:"
+                     f"{rest % 60:02d}"]
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
-    return run_dir, trainer.current_epoch, time.perf_counter() - start
+    api.train(config_path, overrides, run_dir=run_dir, evaluate_after=False)
+    seconds_taken = time.perf_counter() - start
+    epochs = pd.read_csv(run_dir / "metrics.csv")["epoch"].dropna().nunique()
+    return run_dir, int(epochs), seconds_taken
 
 
 def main() -> None:

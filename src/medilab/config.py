@@ -135,6 +135,8 @@ class EarlyStoppingConfig(Strict):
 
 class TrainerConfig(Strict):
     max_epochs: int = Field(10, ge=1)
+    # wall-clock limit "DD:HH:MM:SS": training stops there; the best checkpoint so far is kept
+    max_time: str | None = Field(None, pattern=r"^\d{2}:\d{2}:\d{2}:\d{2}$")
     accelerator: str = "cpu"
     devices: int | str | list[int] = 1
     strategy: str = "auto"

@@ -72,6 +72,7 @@ def build_trainer(config: ExperimentConfig, run_dir: Path, **overrides: Any) -> 
     options: dict[str, Any] = {
         "default_root_dir": run_dir,
         "max_epochs": tcfg.max_epochs,
+        "max_time": tcfg.max_time,
         "accelerator": tcfg.accelerator,
         "devices": tcfg.devices,
         "strategy": tcfg.strategy,
