@@ -67,3 +67,15 @@ def test_same_seed_same_split_and_metrics(tmp_path, digits_config):
     assert (runs[0] / "splits.csv").read_text() == (runs[1] / "splits.csv").read_text()
     first, second = (json.loads((r / "metrics.json").read_text())["splits"] for r in runs)
     assert first == second
+
+
+def test_default_run_folders_are_distinct(tmp_path, digits_config, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    overrides = ["trainer.max_epochs=1"]
+    first = api.train(digits_config, overrides, evaluate_after=False)
+    second = api.train(digits_config, overrides, evaluate_after=False)
+    assert first != second
+    assert first.parent == second.parent == tmp_path.joinpath("runs", "tiny_digits").relative_to(
+        tmp_path
+    )
+    assert (first / "checkpoints/best.ckpt").is_file() and (second / "splits.csv").is_file()

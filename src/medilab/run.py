@@ -40,7 +40,12 @@ RUN_DIR_ENV = "MEDILAB_RUN_DIR"
 def default_run_dir(config: ExperimentConfig, root: Path = Path("runs")) -> Path:
     """``runs/<experiment>/<timestamp>``."""
     stamp = dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
-    return root / config.experiment / stamp
+    candidate = root / config.experiment / stamp
+    number = 1
+    while candidate.exists():  # two runs started within the same second
+        number += 1
+        candidate = root / config.experiment / f"{stamp}-{number}"
+    return candidate
 
 
 def build_trainer(config: ExperimentConfig, run_dir: Path, **overrides: Any) -> L.Trainer:
@@ -106,6 +111,7 @@ def train(
     With ``resume=True`` the run folder's saved config and split are reused and training continues
     from ``checkpoints/last.ckpt`` (overrides such as ``trainer.max_epochs`` still apply).
     """
+    inherited = os.environ.get(RUN_DIR_ENV)  # set for the extra processes of a DDP run
     if resume:
         if run_dir is None:
             raise MedilabError("--resume needs --run-dir: the run folder to continue")
@@ -122,7 +128,7 @@ def train(
             config = validate_config(
                 apply_overrides(config.model_dump(mode="json"), overrides), "config"
             )
-        run_dir = Path(run_dir or os.environ.get(RUN_DIR_ENV) or default_run_dir(config))
+        run_dir = Path(run_dir or inherited or default_run_dir(config))
         last = None
         splits = load_splits(config.data.splits_csv) if config.data.splits_csv else None
 
@@ -134,7 +140,7 @@ def train(
     module = family.build_module(config, model_args)
 
     # DDP re-runs this command in each extra process: they share the first one's run folder.
-    launched = os.environ.get(RUN_DIR_ENV) == str(run_dir)
+    launched = inherited == str(run_dir)
     os.environ[RUN_DIR_ENV] = str(run_dir)
     created = not run_dir.exists()
     if not (resume or launched) and run_dir.exists() and any(run_dir.iterdir()):
@@ -153,6 +159,9 @@ def train(
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    finally:
+        if not launched:
+            os.environ.pop(RUN_DIR_ENV, None)
     return run_dir
 
 
