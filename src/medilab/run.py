@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_text
 from medilab.tasks.base import BaseModule, TaskFamily
 from medilab.tasks.registry import get_task_family
+
+# The run folder holds config.yaml and splits.csv before Lightning writes into it: not a problem.
+warnings.filterwarnings("ignore", message=r".*exists and is not empty")
 
 CONFIG_FILE = "config.yaml"
 SPLITS_FILE = "splits.csv"
