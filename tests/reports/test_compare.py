@@ -126,3 +126,16 @@ def test_direction_of_metrics_and_empty_split(two_binary_runs, tmp_path: Path) -
     assert not any(lower_is_better(m) for m in ("precision", "accuracy", "auroc", "dice", "f1"))
     with pytest.raises(MedilabError, match="no run has 'train' metrics"):
         compare_runs(list(two_binary_runs), tmp_path / "out.html", split="train")
+
+
+def test_curve_metric_falls_back_to_a_logged_metric():
+    import pandas as pd
+
+    from medilab.reports.compare import _curve_metric
+
+    logged = pd.DataFrame(columns=["epoch", "val/loss", "val/accuracy", "val/f1_macro"])
+    other = pd.DataFrame(columns=["epoch", "val/loss", "val/f1_macro"])
+    assert _curve_metric({"a": logged, "b": other}, "auroc") == "f1_macro"
+    assert _curve_metric({"a": logged}, "accuracy") == "accuracy"
+    assert _curve_metric({"a": pd.DataFrame(columns=["val/loss"])}, "auroc") is None
+    assert _curve_metric({"a": None}, "auroc") is None

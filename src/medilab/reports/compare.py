@@ -168,13 +168,29 @@ def _write_csv(runs: list[RunSummary], names: list[str], path: Path) -> Path:
     return path
 
 
+def _curve_metric(curves: dict[str, pd.DataFrame | None], main: str | None) -> str | None:
+    """The main metric when it was logged per epoch, else the first val metric all runs logged."""
+    logged = [
+        {c.removeprefix("val/") for c in frame.columns if c.startswith("val/") and c != "val/loss"}
+        for frame in curves.values() if frame is not None
+    ]
+    if not logged:
+        return None
+    shared = set.intersection(*logged)
+    if main in shared:
+        return main
+    preferred = [m for m in ("dice", "f1_macro", "accuracy", "auroc") if m in shared]
+    return preferred[0] if preferred else (sorted(shared)[0] if shared else None)
+
+
 def _figures(runs: list[RunSummary], split: str, main: str | None,
              folder: Path) -> list[dict[str, str]]:
     curves = {r.label: read_curves(r.run_dir) for r in runs}
     made = [("Validation loss", plots.plot_runs_curve(curves, "val/loss", folder / "loss.png"))]
-    if main is not None:
-        made.append((f"Validation {main}",
-                     plots.plot_runs_curve(curves, f"val/{main}", folder / "main.png")))
+    curve = _curve_metric(curves, main)
+    if curve is not None:
+        made.append((f"Validation {curve}",
+                     plots.plot_runs_curve(curves, f"val/{curve}", folder / "main.png")))
     scores = {}
     for run in runs:
         path = prediction_files(run.run_dir).get(split)
