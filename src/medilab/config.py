@@ -89,6 +89,7 @@ class SegmentationFolderData(DataCommon):
     overlap: float = Field(0.25, ge=0, lt=1)
     blend_mode: Literal["gaussian", "constant"] = "gaussian"
     sw_batch_size: int = Field(4, ge=1)
+    mirror_tta: bool = False  # evaluate/predict: average over all spatial flips (nnU-Net style)
 
 
 DataConfig = Annotated[

@@ -270,3 +270,29 @@ def test_3d_volumes_train_and_predict_as_nifti(tmp_path):
     assert (run_dir / predictions["overlay"][0]).is_file()
     out = api.predict(run_dir, tmp_path / "img0.npy", tmp_path / "out")
     assert nib.load(out / "img0_mask.nii.gz").shape == (16, 16, 12)  # NIfTI axes x, y, z
+
+
+def test_mirror_axes_cover_every_flip_combination():
+    from medilab.tasks.segmentation import mirror_axes
+
+    assert mirror_axes(2) == [(), (2,), (3,), (2, 3)]
+    assert len(mirror_axes(3)) == 8
+
+
+def test_mirror_tta_averages_the_flipped_predictions(tmp_path):
+    raw = _config(tmp_path)
+    raw["data"].update(roi_size=[23, 30], blend_mode="constant", overlap=0.0, mirror_tta=True)
+    torch.manual_seed(0)
+    model = create_model("unet", in_channels=1, num_classes=2, depth=2, base_width=4).eval()
+    module = SegmentationModule(validate_config(raw), model, 2, 1)
+    image = torch.randn(1, 23, 30)
+    with torch.no_grad():
+        expected = sum(
+            torch.softmax(model(image[None].flip(axes) if axes else image[None]), 1).flip(axes)
+            if axes else torch.softmax(model(image[None]), 1)
+            for axes in [(), (2,), (3,), (2, 3)]
+        ) / 4
+        plain = torch.softmax(model(image[None]), 1)
+    tta = module.probabilities(image.numpy())
+    assert np.allclose(tta, expected[0].numpy(), atol=1e-5)
+    assert not np.allclose(tta, plain[0].numpy(), atol=1e-3)

@@ -4,6 +4,7 @@ bootstrap intervals over images, mask and overlay PNGs, and prediction of new im
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -216,10 +217,23 @@ class SegmentationModule(BaseModule):
 
     @torch.inference_mode()
     def probabilities(self, image: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(K, *S)`` of one prepared image ``(C, *S)`` (eval mode)."""
+        """Class probabilities ``(K, *S)`` of one prepared image ``(C, *S)`` (eval mode);
+        with ``data.mirror_tta`` the mean over every combination of spatial flips."""
         self.eval()
-        logits = self.infer(torch.from_numpy(image)[None].to(self.device))
-        return torch.softmax(logits[0].float(), dim=0).cpu().numpy()
+        batch = torch.from_numpy(image)[None].to(self.device)
+        total = torch.zeros(())
+        flips = mirror_axes(self.spatial_dims) if self.config.data.mirror_tta else [()]
+        for axes in flips:
+            logits = self.infer(batch.flip(axes) if axes else batch)
+            probs = torch.softmax(logits.float(), dim=1)
+            total = total + (probs.flip(axes) if axes else probs)
+        return (total / len(flips))[0].cpu().numpy()
+
+
+def mirror_axes(spatial_dims: int) -> list[tuple[int, ...]]:
+    """Every subset of the spatial axes of a (N, C, *S) batch: the flips of mirror TTA."""
+    axes = range(2, 2 + spatial_dims)
+    return [combo for r in range(spatial_dims + 1) for combo in itertools.combinations(axes, r)]
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -358,7 +372,7 @@ class SegmentationFamily(TaskFamily):
         rows = []
         for sample in samples:
             probs = module.probabilities(sample.image)
-            pred = probs.argmax(axis=0)
+            pred = probs.argmax(axis=0) * (sample.valid > 0)  # nothing is scored outside the FOV
             truth = sample.mask
             scores = image_scores(torch.from_numpy(probs), torch.from_numpy(truth),
                                   torch.from_numpy(sample.valid), seed=config.seed)
