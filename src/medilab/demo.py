@@ -11,7 +11,7 @@ import pandas as pd
 
 from medilab import api
 from medilab.config import load_config
-from medilab.io.atomic import atomic_path
+from medilab.io.atomic import write_csv
 
 
 @dataclass
@@ -40,8 +40,7 @@ def write_digits_csvs(folder: Path, test_fraction: float = 0.2, seed: int = 0) -
     train = pd.DataFrame(train_x, columns=columns)
     train.insert(0, "label", train_y)
     for name, frame in (("train.csv", train), ("test.csv", pd.DataFrame(test_x, columns=columns))):
-        with atomic_path(folder / name) as tmp:
-            frame.to_csv(tmp, index=False)
+        write_csv(frame, folder / name)
     return np.asarray(test_y)
 
 

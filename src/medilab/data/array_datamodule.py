@@ -125,6 +125,10 @@ class ArrayClassificationDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self.loader("val")
 
+    def labels(self, split: str) -> np.ndarray:
+        assert self.arrays.labels is not None
+        return self.arrays.labels[self._positions[split]]
+
     def sample_ids(self, split: str) -> list[str]:
         return [self.arrays.sample_ids[i] for i in self._positions[split]]
 

@@ -284,16 +284,14 @@ def _decode_list(value: object, path: Path, position: int, column: str) -> list:
 
 def save_manifest(df: pd.DataFrame, path: str | Path) -> Path:
     """Write a manifest CSV atomically (list columns as JSON)."""
-    from medilab.io.atomic import atomic_path
+    from medilab.io.atomic import write_csv
 
     out = df.copy()
     for column in LIST_COLUMNS:
         if column in out.columns:
             out[column] = [json.dumps(list(v)) if isinstance(v, list | tuple) else v
                            for v in out[column]]
-    with atomic_path(path) as tmp:
-        out.to_csv(tmp, index=False)
-    return Path(path)
+    return write_csv(out, path)
 
 
 def covariate_columns(df: pd.DataFrame) -> list[str]:

@@ -167,11 +167,9 @@ def apply_splits(manifest: pd.DataFrame, splits: pd.DataFrame) -> pd.DataFrame:
 
 def save_splits(splits: pd.DataFrame, path: str | Path) -> Path:
     """Write a splits table as CSV atomically."""
-    from medilab.io.atomic import atomic_path
+    from medilab.io.atomic import write_csv
 
-    with atomic_path(path) as tmp:
-        splits.to_csv(tmp, index=False)
-    return Path(path)
+    return write_csv(splits, path)
 
 
 def load_splits(path: str | Path) -> pd.DataFrame:

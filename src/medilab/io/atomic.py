@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -59,6 +60,13 @@ def write_text(target: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``target`` atomically and return the path."""
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+    return Path(target)
+
+
+def write_csv(frame: Any, target: str | os.PathLike[str]) -> Path:
+    """Write a pandas DataFrame as CSV (no index) atomically and return the path."""
+    with atomic_path(target) as tmp:
+        frame.to_csv(tmp, index=False)
     return Path(target)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from medilab.errors import MedilabError
-from medilab.io.atomic import atomic_path
+from medilab.io.atomic import write_csv
 from medilab.reports import plots
 from medilab.reports.html import data_uri, format_interval, is_wide, render_page
 from medilab.reports.runfiles import (
@@ -163,9 +163,7 @@ def _write_csv(runs: list[RunSummary], names: list[str], path: Path) -> Path:
             value, low, high = run.metrics.get(name, (math.nan, math.nan, math.nan))
             row.update({name: value, f"{name}_low": low, f"{name}_high": high})
         rows.append(row)
-    with atomic_path(path) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False)
-    return path
+    return write_csv(pd.DataFrame(rows), path)
 
 
 def _curve_metric(curves: dict[str, pd.DataFrame | None], main: str | None) -> str | None:

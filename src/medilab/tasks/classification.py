@@ -16,7 +16,7 @@ from medilab.config import ExperimentConfig
 from medilab.data import classification as classification_data
 from medilab.data.array_datamodule import ArrayClassificationDataModule, ArrayImageDataset
 from medilab.errors import InputFileError
-from medilab.io.atomic import atomic_path
+from medilab.io.atomic import write_csv
 from medilab.models import create_model
 from medilab.tasks.base import BaseModule, TaskFamily
 from medilab.tasks.metrics import MetricFactory, metric_table
@@ -144,13 +144,6 @@ def prediction_frame(
     return frame
 
 
-def write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    """Write a table atomically."""
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
-    return path
-
-
 def write_submission(
     module: BaseModule, config: ExperimentConfig, inputs: Path, out: Path
 ) -> Path:
@@ -211,7 +204,7 @@ class ClassificationFamily(TaskFamily):
             if split == "train":
                 continue
             probs = predict_probabilities(module, datamodule.loader(split))
-            labels = datamodule.arrays.labels[datamodule._positions[split]]
+            labels = datamodule.labels(split)
             write_csv(
                 prediction_frame(datamodule.sample_ids(split), probs, labels),
                 run_dir / f"predictions_{split}.csv",

@@ -24,7 +24,7 @@ from medilab.config import ExperimentConfig, SegmentationFolderData
 from medilab.data import segmentation as seg_data
 from medilab.data.sources.masks import IMAGE_SUFFIXES
 from medilab.errors import ConfigError, InputFileError
-from medilab.io.atomic import atomic_path
+from medilab.io.atomic import write_csv
 from medilab.io.images import write_png
 from medilab.models import create_model
 from medilab.tasks.base import BaseModule, TaskFamily
@@ -263,12 +263,6 @@ def overlay(display: np.ndarray, pred: np.ndarray, truth: np.ndarray | None) -> 
 
 def middle(array: np.ndarray, spatial_dims: int) -> np.ndarray:
     return array[array.shape[0] // 2] if spatial_dims == 3 else array
-
-
-def write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
-    return path
 
 
 def _stem(path: Path) -> str:
