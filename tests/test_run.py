@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import torch
 from lightning.pytorch import callbacks as cb
 
 from medilab import api
@@ -79,3 +80,20 @@ def test_default_run_folders_are_distinct(tmp_path, digits_config, monkeypatch):
         tmp_path
     )
     assert (first / "checkpoints/best.ckpt").is_file() and (second / "splits.csv").is_file()
+
+
+def test_channels_last_callback_converts_conv_weights(tmp_path, digits_config):
+    from torch import nn
+
+    from medilab.run import ChannelsLast
+
+    config = load_config(digits_config, ["trainer.channels_last=true"])
+    trainer = build_trainer(config, tmp_path)
+    callback = next(c for c in trainer.callbacks if isinstance(c, ChannelsLast))
+    module = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Linear(4, 2))
+    assert not module[0].weight.is_contiguous(memory_format=torch.channels_last)
+    callback.on_fit_start(trainer, module)
+    assert module[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert module[1].weight.is_contiguous()  # 2D weights are left as they are
+    plain = build_trainer(load_config(digits_config), tmp_path)
+    assert not any(isinstance(c, ChannelsLast) for c in plain.callbacks)

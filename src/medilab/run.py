@@ -52,6 +52,13 @@ def default_run_dir(config: ExperimentConfig, root: Path = Path("runs")) -> Path
     return candidate
 
 
+class ChannelsLast(cb.Callback):
+    """Put the model's 4D weights in channels-last layout when fitting starts."""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pl_module.to(memory_format=torch.channels_last)
+
+
 def build_trainer(config: ExperimentConfig, run_dir: Path, **overrides: Any) -> L.Trainer:
     """A Trainer with checkpoints (best + last), early stopping, loggers and devices from config."""
     tcfg = config.trainer
@@ -73,6 +80,8 @@ def build_trainer(config: ExperimentConfig, run_dir: Path, **overrides: Any) -> 
                 min_delta=tcfg.early_stopping.min_delta,
             )
         )
+    if tcfg.channels_last:
+        callbacks.append(ChannelsLast())
     if tcfg.progress_bar:
         callbacks.append(cb.RichProgressBar(leave=True))
     run_loggers: list[loggers.Logger] = [loggers.CSVLogger(run_dir, name="", version="")]
