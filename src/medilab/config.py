@@ -29,6 +29,9 @@ class AugmentConfig(Strict):
     scale: float = Field(0.0, ge=0, lt=1)  # zoom in [1 - scale, 1 + scale]
     brightness: float = Field(0.0, ge=0, lt=1)  # image only
     contrast: float = Field(0.0, ge=0, lt=1)  # image only
+    # elastic deformation: std (pixels) of shifts at control points elastic_spacing apart; 0 = off
+    elastic_magnitude: float = Field(0.0, ge=0)
+    elastic_spacing: int = Field(32, ge=2)
 
 
 class DataCommon(Strict):
@@ -143,6 +146,8 @@ class TrainerConfig(Strict):
     strategy: str = "auto"
     num_nodes: int = Field(1, ge=1)
     precision: str = "32-true"
+    # 2D conv weights in channels-last layout: faster oneDNN/cuDNN kernels (≈20 % on CPU with bf16)
+    channels_last: bool = False
     monitor: str = "val/loss"
     monitor_mode: Literal["min", "max"] = "min"
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)

@@ -21,6 +21,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from medilab.config import AugmentConfig, ExperimentConfig, SegmentationFolderData
+from medilab.data.elastic import RandomElastic
 from medilab.data.manifest import load_manifest
 from medilab.data.sources.loader import read_array
 from medilab.data.sources.masks import mask_folder_manifest
@@ -175,8 +176,9 @@ def split_samples(
 
 # ----------------------------------------------------------------------------- augmentation
 class JointAugment:
-    """Flips, 90° rotations and a small affine applied to image, mask and valid map together
-    (nearest-neighbour for the maps); brightness / contrast change the image only."""
+    """Flips, 90° rotations, a small affine and elastic deformation applied to image, mask and
+    valid map together (nearest-neighbour for the maps); brightness / contrast change the image
+    only."""
 
     def __init__(self, augment: AugmentConfig, spatial_dims: int = 2) -> None:
         self.cfg = augment
@@ -188,6 +190,9 @@ class JointAugment:
                 scale=(1 - augment.scale, 1 + augment.scale) if augment.scale else None,
                 interpolation=v2.InterpolationMode.BILINEAR,
             )
+        self.elastic = None
+        if augment.elastic_magnitude:
+            self.elastic = RandomElastic(augment.elastic_magnitude, augment.elastic_spacing)
 
     def __call__(
         self, image: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor
@@ -206,6 +211,8 @@ class JointAugment:
             maps = list(self.affine(tv_tensors.Image(maps[0]), tv_tensors.Mask(maps[1]),
                                     tv_tensors.Mask(maps[2])))
             maps = [m.as_subclass(torch.Tensor) for m in maps]
+        if self.elastic is not None:
+            maps = list(self.elastic(*maps))
         image, mask, valid = maps[0], maps[1][0], maps[2][0]
         if cfg.contrast:
             image = image * (1 + (2 * torch.rand(()) - 1) * cfg.contrast)

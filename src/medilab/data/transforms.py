@@ -6,6 +6,7 @@ import torch
 from torchvision.transforms import v2
 
 from medilab.config import AugmentConfig
+from medilab.data.elastic import RandomElastic
 
 
 class RandomRot90(torch.nn.Module):
@@ -34,6 +35,8 @@ def build_image_augmentation(augment: AugmentConfig) -> v2.Compose | None:
                 scale=(1 - augment.scale, 1 + augment.scale) if augment.scale else None,
             )
         )
+    if augment.elastic_magnitude:
+        steps.append(RandomElastic(augment.elastic_magnitude, augment.elastic_spacing))
     if augment.brightness or augment.contrast:
         steps.append(v2.ColorJitter(brightness=augment.brightness, contrast=augment.contrast))
     return v2.Compose(steps) if steps else None
