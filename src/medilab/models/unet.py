@@ -48,9 +48,11 @@ class ConvBlock(nn.Sequential):
         super().__init__(*layers)
 
 
+@register_model("unet")
 class UNet(nn.Module):
     """Encoder of conv blocks + max pooling, decoder of transposed-conv upsampling with skip
-    connections (concatenation), and a 1×1 conv to ``num_classes`` logits."""
+    connections (concatenation), and a 1×1 conv to ``num_classes`` logits (2 for binary:
+    background, foreground)."""
 
     def __init__(
         self,
@@ -115,17 +117,3 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
 def crop_to(x: torch.Tensor, size: torch.Size | tuple[int, ...]) -> torch.Tensor:
     """The leading ``size`` of the spatial axes."""
     return x[(..., *(slice(0, s) for s in size))]
-
-
-@register_model("unet")
-def unet(
-    in_channels: int = 1,
-    num_classes: int = 2,
-    spatial_dims: int = 2,
-    depth: int = 4,
-    base_width: int = 64,
-    norm: Norm = "batch",
-    dropout: float = 0.0,
-) -> UNet:
-    """U-Net; ``num_classes`` output channels (2 for binary: background, foreground)."""
-    return UNet(in_channels, num_classes, spatial_dims, depth, base_width, norm, dropout)
