@@ -5,7 +5,7 @@ run, seconds per epoch and total time per run. Targets: U-Net Dice ≥ 0.80 insi
 view on DRIVE within an hour of training on 2 CPU cores; ISBI pixel error ≤ 0.07 on held-out pairs.
 
     .venv/bin/python benchmarks/segmentation.py [--only unet_drive ...] [--epochs N]
-        [--time-budget SECONDS] [--threads 2] [--out runs/bench_segmentation]
+        [--time-budget SECONDS] [--threads 2] [--precision auto] [--out runs/bench_segmentation]
 
 ``--time-budget`` stops each training run after that many seconds (Lightning ``max_time``); the
 best checkpoint so far is then evaluated.
@@ -53,6 +53,12 @@ def train_with_budget(
     return run_dir, int(epochs), seconds_taken
 
 
+def cpu_has_amx() -> bool:
+    """True on CPUs with AMX tiles, where bf16 convolutions run ~2× faster than fp32."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.x
+    return bool(probe and probe())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=sorted(RUNS), default=None)
@@ -60,6 +66,9 @@ def main() -> None:
     parser.add_argument("--time-budget", type=float, default=None,
                         help="seconds of training per run (default: no limit)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--precision", choices=["auto", "32-true", "bf16-mixed"], default="auto",
+                        help="auto: bf16-mixed with channels-last weights on CPUs with AMX "
+                             "(native bf16 matrix units), else 32-true")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_segmentation"))
     parser.add_argument("-o", "--override", action="append", default=[],
                         help="extra config override for every run, e.g. data.patches_per_image=8")
@@ -67,6 +76,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     data = Path(os.environ.get("MEDILAB_DATA", REPO.parent / "shared" / "data"))
+    use_bf16 = args.precision == "bf16-mixed" or (args.precision == "auto" and cpu_has_amx())
+    precision = ["trainer.precision=bf16-mixed", "trainer.channels_last=true"] if use_bf16 else []
+    print(f"precision: {' '.join(precision) or '32-true'}")
     have_vgg = hub_file(VGG16_Weights.IMAGENET1K_V1).is_file()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     rows = []
@@ -77,7 +89,8 @@ def main() -> None:
         if not root.is_dir():
             print(f"{name}: {root} not found, skipped (set MEDILAB_DATA)")
             continue
-        overrides = [f"data.root={root}", "trainer.progress_bar=false", *extra, *args.override]
+        overrides = [f"data.root={root}", "trainer.progress_bar=false", *precision, *extra,
+                     *args.override]
         if name.startswith("fcn8s") and not have_vgg:
             # plain VGG16 barely moves from random init in minutes; VGG16-BN does
             print(f"{name}: no VGG16 ImageNet weights in the torch hub cache: random init, "
