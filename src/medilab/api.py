@@ -38,6 +38,18 @@ def predict(
     return run.predict(run_dir, inputs, out, **options)
 
 
+def ensemble(
+    members: list[str | Path], run_dir: str | Path, checkpoint: str = "best",
+    experiment: str | None = None,
+) -> dict[str, Any]:
+    """Combine finished runs into an ensemble run folder (mean of their probabilities) and
+    evaluate it like a run: metrics.json, predictions, report."""
+    from medilab.ensemble import create_ensemble
+
+    folder = create_ensemble(members, run_dir, checkpoint=checkpoint, experiment=experiment)
+    return evaluate(folder)
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Build report.html (and its plots) from the run folder's files."""
     return build_report(Path(run_dir))

@@ -67,10 +67,14 @@ def evaluate_command(
     from medilab import api
 
     metrics = api.evaluate(run_dir, checkpoint=checkpoint)
+    _print_metrics(metrics)
+    typer.echo(f"report: {run_dir / 'report.html'}")
+
+
+def _print_metrics(metrics: dict) -> None:
     for split, values in metrics["splits"].items():
         shown = ", ".join(f"{name} {v['value']:.4f}" for name, v in values.items())
         typer.echo(f"{split}: {shown}")
-    typer.echo(f"report: {run_dir / 'report.html'}")
 
 
 @app.command()
@@ -90,6 +94,21 @@ def predict(
         run_dir, inputs, out, checkpoint=checkpoint, probabilities=probabilities
     )
     typer.echo(f"wrote {written}")
+
+
+@app.command()
+def ensemble(
+    runs: Annotated[list[Path], typer.Argument(help="Two or more run folders to combine.")],
+    run_dir: Annotated[Path, typer.Option(help="New folder for the ensemble.")],
+    checkpoint: Annotated[str, typer.Option(help="best or last, for every member")] = "best",
+) -> None:
+    """Average the probabilities of finished runs (same task and held-out samples) and evaluate
+    the ensemble like a run; predict/report then work on its folder."""
+    from medilab import api
+
+    metrics = api.ensemble(runs, run_dir, checkpoint=checkpoint)
+    _print_metrics(metrics)
+    typer.echo(f"report: {run_dir / 'report.html'}")
 
 
 @app.command()

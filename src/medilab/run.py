@@ -38,6 +38,7 @@ CONFIG_FILE = "config.yaml"
 SPLITS_FILE = "splits.csv"
 MODEL_ARGS_FILE = "checkpoints/model.json"
 CURVES_FILE = "metrics.csv"
+ENSEMBLE_FILE = "ensemble.json"
 RUN_DIR_ENV = "MEDILAB_RUN_DIR"
 
 
@@ -230,7 +231,12 @@ def load_run_config(run_dir: Path, overrides: list[str] | None = None) -> Experi
 def load_module(
     run_dir: Path, family: TaskFamily, config: ExperimentConfig, checkpoint: str = "best"
 ) -> BaseModule:
-    """Rebuild the module from the saved model arguments and load the checkpoint's weights."""
+    """Rebuild the module from the saved model arguments and load the checkpoint's weights
+    (for an ensemble folder: every member's, averaged)."""
+    if (run_dir / ENSEMBLE_FILE).is_file():
+        from medilab.ensemble import load_ensemble_module  # an ensemble is a run of runs
+
+        return load_ensemble_module(run_dir, family, config)
     args_path = run_dir / MODEL_ARGS_FILE
     if not args_path.is_file():
         raise InputFileError(args_path, "missing: is this a medilab run folder?")

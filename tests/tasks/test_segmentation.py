@@ -1,7 +1,6 @@
 """Segmentation task: loss and metric values on hand-made masks, sliding window, end to end."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,6 +23,7 @@ from medilab.tasks.segmentation import (
     pixel_auc,
     pooled_dice,
 )
+from segmentation_samples import circles_config, write_circles
 
 
 def probs_of(pred: torch.Tensor, num_classes: int = 2) -> torch.Tensor:
@@ -129,28 +129,8 @@ def test_bootstrap_summary_over_images():
     assert first["auc"]["value"] == pytest.approx(0.9)  # NaN left out
 
 
-def _config(root: Path, **extra) -> dict:
-    raw = {
-        "experiment": "circles",
-        "task": "segmentation",
-        "seed": 0,
-        "data": {"source": "segmentation_folder", "root": str(root), "layout": "folders",
-                 "val_count": 2, "patch_size": [16, 16], "patches_per_image": 4,
-                 "batch_size": 8, "roi_size": [16, 16], "overlap": 0.5,
-                 "augment": {"hflip": True, "vflip": True}},
-        "model": {"name": "unet", "kwargs": {"depth": 2, "base_width": 4}},
-        "loss": {"name": "dice_ce"},
-        "optimizer": {"lr": 0.01},
-        "trainer": {"max_epochs": 4, "monitor": "val/dice", "monitor_mode": "max",
-                    "progress_bar": False},
-        "evaluation": {"bootstrap_samples": 50},
-    }
-    raw.update(extra)
-    return raw
-
-
 def test_sliding_window_equals_whole_image_forward(tmp_path):
-    raw = _config(tmp_path)
+    raw = circles_config(tmp_path)
     raw["data"].update(roi_size=[23, 30], blend_mode="constant", overlap=0.0)
     config = validate_config(raw)
     torch.manual_seed(0)
@@ -161,24 +141,9 @@ def test_sliding_window_equals_whole_image_forward(tmp_path):
         assert torch.allclose(module.infer(image), model(image), atol=1e-5)
 
 
-def write_circles(root: Path, n: int = 8) -> Path:
-    """Noisy bright discs on a dark background, 24×28 pixels, masks in masks/."""
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:24, :28]
-    for i in range(n):
-        cy, cx, r = rng.integers(8, 16), rng.integers(8, 20), rng.integers(4, 7)
-        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-        image = np.clip(60 + 120 * disc + rng.normal(0, 20, disc.shape), 0, 255)
-        Image.fromarray(image.astype(np.uint8)).save(root / "images" / f"{i:02d}.png")
-        Image.fromarray(disc.astype(np.uint8) * 255).save(root / "masks" / f"{i:02d}.png")
-    return root
-
-
 def test_end_to_end_train_evaluate_predict(tmp_path):
     root = write_circles(tmp_path / "data")
-    run_dir = api.train(validate_config(_config(root)), run_dir=tmp_path / "run")
+    run_dir = api.train(validate_config(circles_config(root)), run_dir=tmp_path / "run")
     curves = pd.read_csv(run_dir / "metrics.csv")
     losses = curves["train/loss"].dropna().to_numpy()
     assert len(losses) == 4 and losses[-1] < losses[0]
@@ -231,7 +196,7 @@ def test_pretrained_weights_only_for_a_module_about_to_train(tmp_path, monkeypat
     from medilab.tasks.segmentation import SegmentationFamily
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty_hub"))
-    raw = _config(write_circles(tmp_path / "data", n=3))
+    raw = circles_config(write_circles(tmp_path / "data", n=3))
     raw["model"] = {"name": "fcn8s", "kwargs": {"pretrained": True, "fc_width": 8}}
     config = validate_config(raw)
     family = SegmentationFamily()
@@ -257,7 +222,7 @@ def test_3d_volumes_train_and_predict_as_nifti(tmp_path):
         np.save(tmp_path / f"lab{i}.npy", ball.astype(np.uint8))
         rows.append({"image": f"img{i}.npy", "mask": f"lab{i}.npy"})
     pd.DataFrame(rows).to_csv(tmp_path / "volumes.csv", index=False)
-    raw = _config(tmp_path)
+    raw = circles_config(tmp_path)
     raw["data"] = {"source": "segmentation_folder", "root": str(tmp_path),
                    "manifest": "volumes.csv", "spatial_dims": 3, "val_count": 1,
                    "patch_size": [8, 8, 8], "patches_per_image": 2, "batch_size": 4}
@@ -280,7 +245,7 @@ def test_mirror_axes_cover_every_flip_combination():
 
 
 def test_mirror_tta_averages_the_flipped_predictions(tmp_path):
-    raw = _config(tmp_path)
+    raw = circles_config(tmp_path)
     raw["data"].update(roi_size=[23, 30], blend_mode="constant", overlap=0.0, mirror_tta=True)
     torch.manual_seed(0)
     model = create_model("unet", in_channels=1, num_classes=2, depth=2, base_width=4).eval()

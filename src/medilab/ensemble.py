@@ -1,0 +1,109 @@
+"""Ensembles of finished runs: a run folder whose model averages its members' probabilities.
+
+``create_ensemble(RUNS, OUT)`` checks that the runs can be combined (same task, classes, input
+channels and held-out samples) and writes OUT/config.yaml (the first run's: preprocessing and
+inference settings come from it), OUT/splits.csv and OUT/ensemble.json (member folders,
+checkpoint). ``medilab evaluate`` / ``predict`` / ``report`` then treat OUT like any run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from medilab.config import ExperimentConfig, config_to_yaml
+from medilab.errors import InputFileError, MedilabError
+from medilab.io.atomic import write_bytes, write_text
+from medilab.models.ensemble import MeanProbabilityEnsemble
+from medilab.run import (
+    CONFIG_FILE,
+    ENSEMBLE_FILE,
+    MODEL_ARGS_FILE,
+    SPLITS_FILE,
+    load_module,
+    load_run_config,
+)
+from medilab.tasks.base import BaseModule, TaskFamily
+
+MATCHING_MODEL_ARGS = ("num_classes", "in_channels", "spatial_dims")
+
+
+def create_ensemble(
+    members: Sequence[str | Path], run_dir: str | Path, checkpoint: str = "best",
+    experiment: str | None = None,
+) -> Path:
+    """Write the ensemble's run folder (not yet evaluated); return it."""
+    folders = [Path(m) for m in members]
+    run_dir = Path(run_dir)
+    if len(folders) < 2:
+        raise MedilabError("an ensemble needs at least two run folders")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise InputFileError(run_dir, "already exists and is not empty")
+    configs = [load_run_config(folder) for folder in folders]
+    first, first_config = folders[0], configs[0]
+    first_args = _model_args(first)
+    first_splits = _splits(first)
+    for folder, config in zip(folders[1:], configs[1:], strict=True):
+        if config.task != first_config.task:
+            raise InputFileError(folder, f"task {config.task!r} differs from {first}'s "
+                                 f"{first_config.task!r}")
+        args = _model_args(folder)
+        for key in MATCHING_MODEL_ARGS:
+            if args.get(key) != first_args.get(key):
+                raise InputFileError(folder / MODEL_ARGS_FILE, f"{key} {args.get(key)} differs "
+                                     f"from {first}'s {first_args.get(key)}")
+        if not _splits(folder).equals(first_splits):
+            raise InputFileError(folder / SPLITS_FILE, f"differs from {first}'s: members must "
+                                 "hold out the same samples")
+    for folder in folders:
+        if not (folder / "checkpoints" / f"{checkpoint}.ckpt").is_file():
+            raise InputFileError(folder / "checkpoints" / f"{checkpoint}.ckpt", "not found")
+    name = experiment or f"{first_config.experiment}_ensemble"
+    config = first_config.model_copy(update={"experiment": name})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / CONFIG_FILE, config_to_yaml(config))
+    write_bytes(run_dir / SPLITS_FILE, (first / SPLITS_FILE).read_bytes())
+    write_text(run_dir / ENSEMBLE_FILE, json.dumps(
+        {"members": [str(f.resolve()) for f in folders], "checkpoint": checkpoint}, indent=2
+    ) + "\n")
+    return run_dir
+
+
+def is_ensemble(run_dir: Path) -> bool:
+    """Whether ``run_dir`` was made by ``create_ensemble``."""
+    return (run_dir / ENSEMBLE_FILE).is_file()
+
+
+def load_ensemble_module(
+    run_dir: Path, family: TaskFamily, config: ExperimentConfig
+) -> BaseModule:
+    """The first member's module (inference settings from the ensemble's config) with its model
+    replaced by the mean-probability ensemble of every member's model."""
+    spec = json.loads((run_dir / ENSEMBLE_FILE).read_text(encoding="utf-8"))
+    modules = []
+    for member in spec["members"]:
+        folder = Path(member)
+        modules.append(load_module(folder, family, load_run_config(folder), spec["checkpoint"]))
+    module = modules[0]
+    module.config = config
+    module.model = MeanProbabilityEnsemble([m.model for m in modules])
+    module.eval()
+    return module
+
+
+def _model_args(folder: Path) -> dict:
+    path = folder / MODEL_ARGS_FILE
+    if not path.is_file():
+        raise InputFileError(path, "missing: is this a medilab run folder?")
+    return json.loads(path.read_text(encoding="utf-8"))["kwargs"]
+
+
+def _splits(folder: Path) -> pd.DataFrame:
+    path = folder / SPLITS_FILE
+    if not path.is_file():
+        raise InputFileError(path, "missing: is this a medilab run folder?")
+    frame = pd.read_csv(path, dtype=str)
+    return frame.sort_values(list(frame.columns)).reset_index(drop=True)

@@ -1,0 +1,80 @@
+"""Ensembles of runs: created from compatible runs only, evaluated and used like a run."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from medilab import api, cli
+from medilab.config import validate_config
+from medilab.errors import InputFileError, MedilabError
+from medilab.run import load_module, load_run_config
+from medilab.tasks.registry import get_task_family
+from segmentation_samples import circles_config, write_circles
+
+
+@pytest.fixture(scope="module")
+def member_runs(tmp_path_factory):
+    """Two tiny U-Nets of different widths on the same split, and one on another split."""
+    tmp = tmp_path_factory.mktemp("ensemble")
+    root = write_circles(tmp / "data")
+    runs = []
+    for name, seed, width in (("a", 0, 4), ("b", 0, 6), ("other_split", 1, 4)):
+        raw = circles_config(root, seed=seed)
+        raw["model"]["kwargs"]["base_width"] = width
+        raw["trainer"]["max_epochs"] = 2
+        runs.append(api.train(validate_config(raw), run_dir=tmp / name, evaluate_after=False))
+    return root, runs
+
+
+def test_ensemble_is_evaluated_and_predicts_the_mean_probability(member_runs, tmp_path):
+    root, (run_a, run_b, _) = member_runs
+    out = tmp_path / "ens"
+    metrics = api.ensemble([run_a, run_b], out)
+    assert metrics["splits"]["val"]["dice"]["value"] > 0
+    spec = json.loads((out / "ensemble.json").read_text())
+    assert spec == {"members": [str(run_a.resolve()), str(run_b.resolve())], "checkpoint": "best"}
+    assert load_run_config(out).experiment == "circles_ensemble"
+    assert pd.read_csv(out / "splits.csv").equals(pd.read_csv(run_a / "splits.csv"))
+    assert (out / "report.html").is_file() and (out / "predictions_val.csv").is_file()
+
+    family = get_task_family("segmentation")
+    x = torch.randn(1, 1, 24, 28)
+    members = [load_module(r, family, load_run_config(r)).model for r in (run_a, run_b)]
+    ensemble = load_module(out, family, load_run_config(out))
+    with torch.no_grad():
+        mean = (torch.softmax(members[0](x), 1) + torch.softmax(members[1](x), 1)) / 2
+        assert torch.allclose(torch.softmax(ensemble.model(x), 1), mean, atol=1e-5)
+    image = x[0].numpy()
+    probs = ensemble.probabilities(image)  # sliding window over the ensemble
+    assert probs.shape == (2, 24, 28) and np.allclose(probs.sum(0), 1, atol=1e-5)
+
+    masks = api.predict(out, root / "images" / "01.png", tmp_path / "pred")
+    assert np.asarray(Image.open(masks / "01_mask.png")).shape == (24, 28)
+
+
+def test_incompatible_runs_are_refused(member_runs, tmp_path):
+    _, (run_a, _, other) = member_runs
+    with pytest.raises(InputFileError, match="splits.csv: differs from .*hold out the same"):
+        api.ensemble([run_a, other], tmp_path / "e1")
+    with pytest.raises(MedilabError, match="at least two run folders"):
+        api.ensemble([run_a], tmp_path / "e2")
+    with pytest.raises(InputFileError, match="run folder not found"):
+        api.ensemble([run_a, tmp_path / "missing"], tmp_path / "e3")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x").write_text("x")
+    with pytest.raises(InputFileError, match="busy: already exists and is not empty"):
+        api.ensemble([run_a, run_a], tmp_path / "busy")
+    assert not (tmp_path / "e1").exists() and not (tmp_path / "e3").exists()
+
+
+def test_cli_ensemble_prints_metrics(member_runs, tmp_path, capsys):
+    _, (run_a, run_b, _) = member_runs
+    with pytest.raises(SystemExit) as done:
+        cli.main(["ensemble", str(run_a), str(run_b), "--run-dir", str(tmp_path / "ens")])
+    assert done.value.code == 0
+    printed = capsys.readouterr().out
+    assert "val: dice" in printed and "report:" in printed
