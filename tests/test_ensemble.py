@@ -78,3 +78,25 @@ def test_cli_ensemble_prints_metrics(member_runs, tmp_path, capsys):
     assert done.value.code == 0
     printed = capsys.readouterr().out
     assert "val: dice" in printed and "report:" in printed
+
+
+def test_classification_ensemble_averages_probabilities(tmp_path, digits_config,
+                                                         make_digits_csv):
+    run_a = api.train(digits_config, run_dir=tmp_path / "a", evaluate_after=False)
+    run_b = api.train(digits_config, ["model.kwargs.hidden_sizes=[48, 16]"],
+                      run_dir=tmp_path / "b", evaluate_after=False)
+    metrics = api.ensemble([run_a, run_b], tmp_path / "ens")
+    assert metrics["n"]["val"] == 40 and 0 <= metrics["splits"]["val"]["accuracy"]["value"] <= 1
+    frame = pd.read_csv(tmp_path / "ens" / "predictions_val.csv")
+    family = get_task_family("classification")
+    members = [load_module(r, family, load_run_config(r)) for r in (run_a, run_b)]
+    batch = {"image": torch.rand(5, 1, 8, 8)}
+    ensemble = load_module(tmp_path / "ens", family, load_run_config(tmp_path / "ens"))
+    with torch.no_grad():
+        mean = sum(torch.softmax(m(batch), 1) for m in members) / 2
+        assert torch.allclose(torch.softmax(ensemble(batch), 1), mean, atol=1e-5)
+    assert len(frame) == 40
+    test_csv = make_digits_csv(tmp_path / "test.csv", n=12, labelled=False)
+    submission = api.predict(tmp_path / "ens", test_csv, tmp_path / "submission.csv")
+    assert list(pd.read_csv(submission).columns) == ["ImageId", "Label"]
+    assert len(pd.read_csv(submission)) == 12

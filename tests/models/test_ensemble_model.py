@@ -24,3 +24,14 @@ def test_one_member_gives_its_own_probabilities_and_none_is_refused():
     assert torch.allclose(probs, torch.softmax(member(x), 1), atol=1e-6)
     with pytest.raises(ValueError, match="at least one member"):
         MeanProbabilityEnsemble([])
+
+
+def test_members_taking_covariates_get_them():
+    class WithCovariates(nn.Module):
+        def forward(self, image: torch.Tensor, covariates: torch.Tensor) -> torch.Tensor:
+            return image.flatten(1)[:, :2] + covariates
+
+    image, covariates = torch.randn(3, 1, 2, 2), torch.randn(3, 2)
+    out = MeanProbabilityEnsemble([WithCovariates(), WithCovariates()])(image, covariates)
+    expected = torch.softmax(image.flatten(1)[:, :2] + covariates, 1)
+    assert torch.allclose(torch.softmax(out, 1), expected, atol=1e-6)

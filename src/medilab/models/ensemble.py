@@ -21,6 +21,8 @@ class MeanProbabilityEnsemble(nn.Module):
             raise ValueError("an ensemble needs at least one member")
         self.members = nn.ModuleList(members)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = torch.stack([torch.softmax(m(x).float(), dim=1) for m in self.members]).mean(0)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """Inputs as each member takes them (an image, or an image and covariates)."""
+        probs = torch.stack([torch.softmax(m(*inputs).float(), dim=1) for m in self.members])
+        probs = probs.mean(0)
         return torch.log(probs.clamp_min(PROBABILITY_FLOOR))
