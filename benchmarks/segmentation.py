@@ -5,10 +5,12 @@ run, seconds per epoch and total time per run. Targets: U-Net Dice ≥ 0.80 insi
 view on DRIVE within an hour of training on 2 CPU cores; ISBI pixel error ≤ 0.07 on held-out pairs.
 
     .venv/bin/python benchmarks/segmentation.py [--only unet_drive ...] [--epochs N]
-        [--time-budget SECONDS] [--threads 2] [--precision auto] [--out runs/bench_segmentation]
+        [--time-budget SECONDS] [--threads 2] [--precision auto] [--members N]
+        [--out runs/bench_segmentation]
 
 ``--time-budget`` stops each training run after that many seconds (Lightning ``max_time``); the
-best checkpoint so far is then evaluated.
+best checkpoint so far is then evaluated. ``--members N`` trains N runs on the same held-out
+images and adds a row for their ensemble (``medilab ensemble``); its times are the members' sums.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 from torchvision.models import VGG16_Weights
 
 from medilab import api
+from medilab.config import load_config
 from medilab.models.weights import hub_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,6 +72,9 @@ def main() -> None:
     parser.add_argument("--precision", choices=["auto", "32-true", "bf16-mixed"], default="auto",
                         help="auto: bf16-mixed with channels-last weights on CPUs with AMX "
                              "(native bf16 matrix units), else 32-true")
+    parser.add_argument("--members", type=int, default=1,
+                        help="train N runs per benchmark (seeds seed..seed+N-1, one split) and "
+                             "also evaluate their mean-probability ensemble")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_segmentation"))
     parser.add_argument("-o", "--override", action="append", default=[],
                         help="extra config override for every run, e.g. data.patches_per_image=8")
@@ -99,13 +105,32 @@ def main() -> None:
                           "optimizer.lr=0.001"]
         if args.epochs:
             overrides.append(f"trainer.max_epochs={args.epochs}")
-        start = time.perf_counter()
-        run_dir, epochs, fit_seconds = train_with_budget(
-            REPO / "configs" / config, overrides, args.out / f"{name}-{stamp}", args.time_budget
-        )
-        metrics = api.evaluate(run_dir)["splits"]["val"]
-        rows.append((name, metrics, epochs, fit_seconds, time.perf_counter() - start, target,
-                     run_dir))
+        config_path = REPO / "configs" / config
+        members = []
+        for member in range(args.members):
+            label = name if args.members == 1 else f"{name}#{member + 1}"
+            extra_seed = []
+            if member:  # same held-out images, other initialisation and patch draws
+                seed = load_config(config_path, overrides).seed + member
+                extra_seed = [f"seed={seed}", f"data.splits_csv={members[0] / 'splits.csv'}"]
+            start = time.perf_counter()
+            run_dir, epochs, fit_seconds = train_with_budget(
+                config_path, [*overrides, *extra_seed], args.out / f"{label}-{stamp}",
+                args.time_budget,
+            )
+            metrics = api.evaluate(run_dir)["splits"]["val"]
+            rows.append((label, metrics, epochs, fit_seconds, time.perf_counter() - start,
+                         target, run_dir))
+            members.append(run_dir)
+        if len(members) > 1:
+            start = time.perf_counter()
+            ensemble_dir = args.out / f"{name}-ensemble-{stamp}"
+            metrics = api.ensemble(members, ensemble_dir)["splits"]["val"]
+            trained = [row for row in rows if row[-1] in members]
+            rows.append((f"{name} ens", metrics, sum(r[2] for r in trained),
+                         sum(r[3] for r in trained),
+                         sum(r[4] for r in trained) + time.perf_counter() - start, target,
+                         ensemble_dir))
 
     print(f"\n{'run':<12} {'Dice [95% CI]':<24} {'IoU':>6} {'AUC':>6} {'pix.err':>7} "
           f"{'epochs':>6} {'s/epoch':>7} {'total':>7}  target")

@@ -19,9 +19,10 @@ def test_trainer_from_config(tmp_path, digits_config):
          "trainer.progress_bar=true"],
     )
     trainer = build_trainer(config, tmp_path)
-    checkpoint = next(c for c in trainer.callbacks if isinstance(c, cb.ModelCheckpoint))
-    assert checkpoint.monitor == "val/accuracy" and checkpoint.mode == "max"
-    assert checkpoint.save_last and checkpoint.dirpath == str(tmp_path / "checkpoints")
+    best, latest = [c for c in trainer.callbacks if isinstance(c, cb.ModelCheckpoint)]
+    assert best.monitor == "val/accuracy" and best.mode == "max"
+    assert best.filename == "best" and best.dirpath == str(tmp_path / "checkpoints")
+    assert latest.filename == "last" and latest.monitor is None
     stopping = next(c for c in trainer.callbacks if isinstance(c, cb.EarlyStopping))
     assert stopping.patience == 2 and stopping.monitor == "val/accuracy"
     assert any(isinstance(c, cb.RichProgressBar) for c in trainer.callbacks)
@@ -97,3 +98,14 @@ def test_channels_last_callback_converts_conv_weights(tmp_path, digits_config):
     assert module[1].weight.is_contiguous()  # 2D weights are left as they are
     plain = build_trainer(load_config(digits_config), tmp_path)
     assert not any(isinstance(c, ChannelsLast) for c in plain.callbacks)
+
+
+def test_last_checkpoint_is_the_last_epoch_even_when_the_best_is_earlier(tmp_path, digits_config):
+    run_dir = api.train(
+        digits_config, ["trainer.max_epochs=3", "trainer.monitor=epoch", "trainer.monitor_mode=min",
+                        "trainer.early_stopping.enabled=false"],
+        run_dir=tmp_path / "run", evaluate_after=False,
+    )
+    epochs = {name: torch.load(run_dir / "checkpoints" / f"{name}.ckpt", weights_only=True)["epoch"]
+              for name in ("best", "last")}
+    assert epochs == {"best": 0, "last": 2}

@@ -63,15 +63,18 @@ class ChannelsLast(cb.Callback):
 def build_trainer(config: ExperimentConfig, run_dir: Path, **overrides: Any) -> L.Trainer:
     """A Trainer with checkpoints (best + last), early stopping, loggers and devices from config."""
     tcfg = config.trainer
-    checkpoint = cb.ModelCheckpoint(
+    best = cb.ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
         monitor=tcfg.monitor,
         mode=tcfg.monitor_mode,
-        save_last=True,
         enable_version_counter=False,
     )
-    callbacks: list[cb.Callback] = [checkpoint, cb.LearningRateMonitor("epoch")]
+    # every epoch (Lightning's save_last only writes when the best checkpoint changes)
+    latest = cb.ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False
+    )
+    callbacks: list[cb.Callback] = [best, latest, cb.LearningRateMonitor("epoch")]
     if tcfg.early_stopping.enabled:
         callbacks.append(
             cb.EarlyStopping(
