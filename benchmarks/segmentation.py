@@ -108,7 +108,7 @@ def main() -> None:
         config_path = REPO / "configs" / config
         members = []
         for member in range(args.members):
-            label = name if args.members == 1 else f"{name}#{member + 1}"
+            label = name if args.members == 1 else f"{name}_m{member + 1}"
             extra_seed = []
             if member:  # same held-out images, other initialisation and patch draws
                 seed = load_config(config_path, overrides).seed + member
