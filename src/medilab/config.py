@@ -93,6 +93,8 @@ class SegmentationFolderData(DataCommon):
     blend_mode: Literal["gaussian", "constant"] = "gaussian"
     sw_batch_size: int = Field(4, ge=1)
     mirror_tta: bool = False  # evaluate/predict: average over all spatial flips (nnU-Net style)
+    # only these spatial axes (0 = rows, i.e. vertical flips; 1 = columns; 2 = …); None = all
+    mirror_tta_axes: list[int] | None = None
 
 
 DataConfig = Annotated[

@@ -13,7 +13,7 @@ from PIL import Image
 
 from medilab import api
 from medilab.config import validate_config
-from medilab.errors import InputFileError
+from medilab.errors import ConfigError, InputFileError
 from medilab.models import create_model
 from medilab.tasks.segmentation import (
     SegmentationLoss,
@@ -242,6 +242,10 @@ def test_mirror_axes_cover_every_flip_combination():
 
     assert mirror_axes(2) == [(), (2,), (3,), (2, 3)]
     assert len(mirror_axes(3)) == 8
+    assert mirror_axes(2, [1]) == [(), (3,)]  # horizontal flips only
+    assert mirror_axes(3, [0, 2]) == [(), (2,), (4,), (2, 4)]
+    with pytest.raises(ConfigError, match="mirror_tta_axes"):
+        mirror_axes(2, [2])
 
 
 def test_mirror_tta_averages_the_flipped_predictions(tmp_path):

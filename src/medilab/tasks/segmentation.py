@@ -218,11 +218,13 @@ class SegmentationModule(BaseModule):
     @torch.inference_mode()
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """Class probabilities ``(K, *S)`` of one prepared image ``(C, *S)`` (eval mode);
-        with ``data.mirror_tta`` the mean over every combination of spatial flips."""
+        with ``data.mirror_tta`` the mean over every combination of flips of the spatial axes
+        (``data.mirror_tta_axes``, default all)."""
         self.eval()
         batch = torch.from_numpy(image)[None].to(self.device)
         total = torch.zeros(())
-        flips = mirror_axes(self.spatial_dims) if self.config.data.mirror_tta else [()]
+        data = self.config.data
+        flips = mirror_axes(self.spatial_dims, data.mirror_tta_axes) if data.mirror_tta else [()]
         for axes in flips:
             logits = self.infer(batch.flip(axes) if axes else batch)
             probs = torch.softmax(logits.float(), dim=1)
@@ -230,10 +232,17 @@ class SegmentationModule(BaseModule):
         return (total / len(flips))[0].cpu().numpy()
 
 
-def mirror_axes(spatial_dims: int) -> list[tuple[int, ...]]:
-    """Every subset of the spatial axes of a (N, C, *S) batch: the flips of mirror TTA."""
-    axes = range(2, 2 + spatial_dims)
-    return [combo for r in range(spatial_dims + 1) for combo in itertools.combinations(axes, r)]
+def mirror_axes(
+    spatial_dims: int, spatial_axes: list[int] | None = None
+) -> list[tuple[int, ...]]:
+    """Every subset of the chosen spatial axes (default all), as axes of a (N, C, *S) batch: the
+    flips of mirror TTA."""
+    chosen = range(spatial_dims) if spatial_axes is None else sorted(set(spatial_axes))
+    if any(not 0 <= axis < spatial_dims for axis in chosen):
+        raise ConfigError(f"data.mirror_tta_axes: {spatial_axes} names an axis outside "
+                          f"0..{spatial_dims - 1}")
+    axes = [axis + 2 for axis in chosen]
+    return [combo for r in range(len(axes) + 1) for combo in itertools.combinations(axes, r)]
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -355,7 +364,9 @@ class SegmentationFamily(TaskFamily):
                 "dice_pooled (binary): one Dice over all images' field-of-view pixels together "
                 "(as most DRIVE papers report F1); its interval resamples images.",
                 f"Inference: sliding window, roi {module.roi_size}, overlap "
-                f"{config.data.overlap}, {config.data.blend_mode} blending.",
+                f"{config.data.overlap}, {config.data.blend_mode} blending"
+                + (f"; mean over flips of spatial axes {config.data.mirror_tta_axes or 'all'}."
+                   if config.data.mirror_tta else "."),
             ],
         }
 
