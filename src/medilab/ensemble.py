@@ -72,11 +72,6 @@ def create_ensemble(
     return run_dir
 
 
-def is_ensemble(run_dir: Path) -> bool:
-    """Whether ``run_dir`` was made by ``create_ensemble``."""
-    return (run_dir / ENSEMBLE_FILE).is_file()
-
-
 def load_ensemble_module(
     run_dir: Path, family: TaskFamily, config: ExperimentConfig
 ) -> BaseModule:
