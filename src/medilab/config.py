@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from medilab.errors import ConfigError
 
@@ -95,6 +95,13 @@ class SegmentationFolderData(DataCommon):
     mirror_tta: bool = False  # evaluate/predict: average over all spatial flips (nnU-Net style)
     # only these spatial axes (0 = rows, i.e. vertical flips; 1 = columns; 2 = …); None = all
     mirror_tta_axes: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _tta_axes_exist(self) -> SegmentationFolderData:
+        if any(not 0 <= axis < self.spatial_dims for axis in self.mirror_tta_axes or []):
+            raise ValueError(f"mirror_tta_axes {self.mirror_tta_axes} names an axis outside "
+                             f"0..{self.spatial_dims - 1}")
+        return self
 
 
 DataConfig = Annotated[

@@ -244,8 +244,14 @@ def test_mirror_axes_cover_every_flip_combination():
     assert len(mirror_axes(3)) == 8
     assert mirror_axes(2, [1]) == [(), (3,)]  # horizontal flips only
     assert mirror_axes(3, [0, 2]) == [(), (2,), (4,), (2, 4)]
-    with pytest.raises(ConfigError, match="mirror_tta_axes"):
-        mirror_axes(2, [2])
+
+
+
+def test_mirror_tta_axes_outside_the_image_are_a_config_error(tmp_path):
+    raw = circles_config(tmp_path)
+    raw["data"].update(mirror_tta=True, mirror_tta_axes=[2])
+    with pytest.raises(ConfigError, match="mirror_tta_axes.*outside 0..1"):
+        validate_config(raw)
 
 
 def test_mirror_tta_averages_the_flipped_predictions(tmp_path):

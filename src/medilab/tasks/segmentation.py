@@ -235,12 +235,9 @@ class SegmentationModule(BaseModule):
 def mirror_axes(
     spatial_dims: int, spatial_axes: list[int] | None = None
 ) -> list[tuple[int, ...]]:
-    """Every subset of the chosen spatial axes (default all), as axes of a (N, C, *S) batch: the
-    flips of mirror TTA."""
+    """Every subset of the chosen spatial axes (default all; the config checks they exist), as
+    axes of a (N, C, *S) batch: the flips of mirror TTA."""
     chosen = range(spatial_dims) if spatial_axes is None else sorted(set(spatial_axes))
-    if any(not 0 <= axis < spatial_dims for axis in chosen):
-        raise ConfigError(f"data.mirror_tta_axes: {spatial_axes} names an axis outside "
-                          f"0..{spatial_dims - 1}")
     axes = [axis + 2 for axis in chosen]
     return [combo for r in range(len(axes) + 1) for combo in itertools.combinations(axes, r)]
 
