@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from medilab.config import ExperimentConfig, config_to_yaml
+from medilab.data.splits import load_splits
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_bytes, write_text
 from medilab.models.ensemble import MeanProbabilityEnsemble
@@ -25,6 +26,7 @@ from medilab.run import (
     SPLITS_FILE,
     load_module,
     load_run_config,
+    read_model_args,
 )
 from medilab.tasks.base import BaseModule, TaskFamily
 
@@ -44,13 +46,13 @@ def create_ensemble(
         raise InputFileError(run_dir, "already exists and is not empty")
     configs = [load_run_config(folder) for folder in folders]
     first, first_config = folders[0], configs[0]
-    first_args = _model_args(first)
+    first_args = read_model_args(first)
     first_splits = _splits(first)
     for folder, config in zip(folders[1:], configs[1:], strict=True):
         if config.task != first_config.task:
             raise InputFileError(folder, f"task {config.task!r} differs from {first}'s "
                                  f"{first_config.task!r}")
-        args = _model_args(folder)
+        args = read_model_args(folder)
         for key in MATCHING_MODEL_ARGS:
             if args.get(key) != first_args.get(key):
                 raise InputFileError(folder / MODEL_ARGS_FILE, f"{key} {args.get(key)} differs "
@@ -89,16 +91,7 @@ def load_ensemble_module(
     return module
 
 
-def _model_args(folder: Path) -> dict:
-    path = folder / MODEL_ARGS_FILE
-    if not path.is_file():
-        raise InputFileError(path, "missing: is this a medilab run folder?")
-    return json.loads(path.read_text(encoding="utf-8"))["kwargs"]
-
-
 def _splits(folder: Path) -> pd.DataFrame:
-    path = folder / SPLITS_FILE
-    if not path.is_file():
-        raise InputFileError(path, "missing: is this a medilab run folder?")
-    frame = pd.read_csv(path, dtype=str)
-    return frame.sort_values(list(frame.columns)).reset_index(drop=True)
+    """The run's splits table in a fixed row order, for comparing members."""
+    table = load_splits(folder / SPLITS_FILE)
+    return table.sort_values(list(table.columns)).reset_index(drop=True)

@@ -231,6 +231,14 @@ def load_run_config(run_dir: Path, overrides: list[str] | None = None) -> Experi
     return validate_config(apply_overrides(raw, overrides or []), str(path))
 
 
+def read_model_args(run_dir: Path) -> dict[str, Any]:
+    """The resolved model arguments the run was trained with (checkpoints/model.json)."""
+    path = run_dir / MODEL_ARGS_FILE
+    if not path.is_file():
+        raise InputFileError(path, "missing: is this a medilab run folder?")
+    return json.loads(path.read_text(encoding="utf-8"))["kwargs"]
+
+
 def load_module(
     run_dir: Path, family: TaskFamily, config: ExperimentConfig, checkpoint: str = "best"
 ) -> BaseModule:
@@ -240,11 +248,7 @@ def load_module(
         from medilab.ensemble import load_ensemble_module  # an ensemble is a run of runs
 
         return load_ensemble_module(run_dir, family, config)
-    args_path = run_dir / MODEL_ARGS_FILE
-    if not args_path.is_file():
-        raise InputFileError(args_path, "missing: is this a medilab run folder?")
-    model_args = json.loads(args_path.read_text(encoding="utf-8"))["kwargs"]
-    module = family.build_module(config, model_args)
+    module = family.build_module(config, read_model_args(run_dir))
     ckpt = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
     if not ckpt.is_file():
         raise InputFileError(ckpt, "checkpoint not found (did training finish an epoch?)")
