@@ -106,30 +106,31 @@ def main() -> None:
         if args.epochs:
             overrides.append(f"trainer.max_epochs={args.epochs}")
         config_path = REPO / "configs" / config
-        members = []
+        base_seed = load_config(config_path, overrides).seed
+        members, member_rows = [], []
         for member in range(args.members):
             label = name if args.members == 1 else f"{name}_m{member + 1}"
             extra_seed = []
             if member:  # same held-out images, other initialisation and patch draws
-                seed = load_config(config_path, overrides).seed + member
-                extra_seed = [f"seed={seed}", f"data.splits_csv={members[0] / 'splits.csv'}"]
+                extra_seed = [f"seed={base_seed + member}",
+                              f"data.splits_csv={members[0] / 'splits.csv'}"]
             start = time.perf_counter()
             run_dir, epochs, fit_seconds = train_with_budget(
                 config_path, [*overrides, *extra_seed], args.out / f"{label}-{stamp}",
                 args.time_budget,
             )
             metrics = api.evaluate(run_dir)["splits"]["val"]
-            rows.append((label, metrics, epochs, fit_seconds, time.perf_counter() - start,
-                         target, run_dir))
+            member_rows.append((label, metrics, epochs, fit_seconds,
+                                time.perf_counter() - start, target, run_dir))
             members.append(run_dir)
+        rows += member_rows
         if len(members) > 1:
             start = time.perf_counter()
             ensemble_dir = args.out / f"{name}-ensemble-{stamp}"
             metrics = api.ensemble(members, ensemble_dir)["splits"]["val"]
-            trained = [row for row in rows if row[-1] in members]
-            rows.append((f"{name} ens", metrics, sum(r[2] for r in trained),
-                         sum(r[3] for r in trained),
-                         sum(r[4] for r in trained) + time.perf_counter() - start, target,
+            rows.append((f"{name} ens", metrics, sum(r[2] for r in member_rows),
+                         sum(r[3] for r in member_rows),
+                         sum(r[4] for r in member_rows) + time.perf_counter() - start, target,
                          ensemble_dir))
 
     print(f"\n{'run':<12} {'Dice [95% CI]':<24} {'IoU':>6} {'AUC':>6} {'pix.err':>7} "
