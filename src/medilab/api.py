@@ -50,6 +50,23 @@ def ensemble(
     return evaluate(folder)
 
 
+def crossval(
+    config: ExperimentConfig | str | Path,
+    folds: int,
+    run_dir: str | Path,
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """K-fold cross-validation into ``run_dir/fold<k>`` (each evaluated, with its report), the
+    summary over folds (crossval.json / .csv, predictions_oof.csv) and compare.html."""
+    from medilab.crossval import cross_validate
+    from medilab.reports.compare import compare_runs
+
+    summary = cross_validate(config, folds, run_dir, overrides, evaluate=evaluate)
+    compare_runs([Path(run_dir) / f"fold{k}" for k in range(folds)],
+                 Path(run_dir) / "compare.html")
+    return summary
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Build report.html (and its plots) from the run folder's files."""
     return build_report(Path(run_dir))

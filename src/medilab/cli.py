@@ -112,6 +112,27 @@ def ensemble(
 
 
 @app.command()
+def crossval(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML.")],
+    folds: Annotated[int, typer.Option(help="Number of folds (K).")],
+    run_dir: Annotated[Path, typer.Option(help="Folder for fold0..fold<K-1> and the summary.")],
+    override: Annotated[
+        list[str] | None,
+        typer.Option("--override", "-o", help="KEY.SUB=VALUE, e.g. -o trainer.max_epochs=30."),
+    ] = None,
+) -> None:
+    """K-fold cross-validation: train and evaluate one run per held-out fold (grouped by patient,
+    stratified by label), then the mean over folds. Run it again to continue after a stop."""
+    from medilab import api
+
+    summary = api.crossval(config, folds, run_dir, override or [])
+    for name, value in summary["metrics"].items():
+        typer.echo(f"{name}: {value['weighted_mean']:.4f} (fold mean {value['mean']:.4f} "
+                   f"± {value['std']:.4f})")
+    typer.echo(f"{summary['folds']} folds, {summary['n']} held-out samples: {run_dir}")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo's data, run and outputs.")] = Path(
         "demo_output"

@@ -1,0 +1,166 @@
+"""K-fold cross-validation: one run per fold, each fold held out in turn, and a summary.
+
+``cross_validate(CONFIG, K, OUT)`` splits the samples a run of CONFIG would use into K folds
+(grouped by ``patient_id`` and stratified by ``label`` when the splits table has them; a
+``test`` part stays out of every fold) and trains ``OUT/fold<k>`` with fold k as its ``val``
+split. OUT then holds:
+
+- ``folds.csv``: sample → fold;
+- ``crossval.csv``: each fold's held-out metrics and sample count;
+- ``crossval.json``: per metric the mean and standard deviation over folds and the mean
+  weighted by the folds' sample counts (for per-image segmentation metrics: the mean over every
+  image, each scored by the model that did not train on it);
+- ``predictions_oof.csv``: every fold's held-out predictions with a ``fold`` column.
+
+A fold whose ``metrics.json`` exists is kept and one with only a ``last.ckpt`` is resumed, so an
+interrupted cross-validation continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medilab import run
+from medilab.config import ExperimentConfig, apply_overrides, load_config, validate_config
+from medilab.data.splits import load_splits, make_splits, save_splits
+from medilab.errors import InputFileError, MedilabError
+from medilab.io.atomic import write_csv, write_text
+from medilab.tasks.registry import get_task_family
+
+FOLDS_FILE = "folds.csv"
+SUMMARY_FILE = "crossval.json"
+TABLE_FILE = "crossval.csv"
+OOF_FILE = "predictions_oof.csv"
+
+
+def assign_folds(splits: pd.DataFrame, folds: int, seed: int) -> pd.DataFrame:
+    """``splits`` (sample_id, split[, patient_id, label]) with ``fold`` 0..K-1, or -1 for
+    ``test`` rows; grouped by patient and stratified by label where the columns exist."""
+    table = splits.reset_index(drop=True)
+    pool = table[table["split"] != "test"]
+    group = "patient_id" if "patient_id" in pool.columns else None
+    stratify = "label" if "label" in pool.columns else None
+    if stratify and pool[stratify].value_counts().min() < folds:
+        stratify = None  # a class too small to appear in every fold: plain (grouped) folds
+    units = pool[group].nunique() if group else len(pool)
+    if folds < 2 or folds > units:
+        what = "patients" if group else "samples"
+        raise MedilabError(f"--folds {folds}: need 2 to {units} (the number of {what})")
+    assigned = make_splits(pool, group=group, stratify=stratify, folds=folds, seed=seed)
+    fold = np.full(len(table), -1, dtype=int)
+    fold[pool.index.to_numpy()] = [int(s.removeprefix("fold")) for s in assigned["split"]]
+    return table.assign(fold=fold)
+
+
+def fold_splits(folds: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The splits table of fold ``k``: that fold is ``val``, the others ``train``."""
+    split = np.where(folds["fold"] == k, "val", "train")
+    split = np.where(folds["fold"] < 0, "test", split)
+    return folds.drop(columns="fold").assign(split=split)
+
+
+def cross_validate(
+    config: ExperimentConfig | str | Path,
+    folds: int,
+    out: str | Path,
+    overrides: list[str] | None = None,
+    evaluate: Callable[[Path], dict[str, Any]] = run.evaluate,
+) -> dict[str, Any]:
+    """Train and evaluate every fold into ``out/fold<k>``; write and return the summary."""
+    out = Path(out)
+    config = _load(config, overrides)
+    table = _fold_table(config, folds, out)
+    for k in range(folds):
+        fold_dir = out / f"fold{k}"
+        if (fold_dir / "metrics.json").is_file():
+            continue
+        if (fold_dir / "checkpoints" / "last.ckpt").is_file():
+            run.train(config, run_dir=fold_dir, resume=True)
+        else:
+            splits_path = save_splits(fold_splits(table, k), out / f"splits_fold{k}.csv")
+            fold_config = _with_splits(config, splits_path)
+            run.train(fold_config, run_dir=fold_dir)
+        evaluate(fold_dir)
+    return summarize(out, folds)
+
+
+def summarize(out: Path, folds: int) -> dict[str, Any]:
+    """crossval.csv, crossval.json and predictions_oof.csv from the evaluated fold folders."""
+    rows, predictions = [], []
+    for k in range(folds):
+        fold_dir = out / f"fold{k}"
+        metrics_path = fold_dir / "metrics.json"
+        if not metrics_path.is_file():
+            raise InputFileError(metrics_path, "not found: evaluate the fold first")
+        metrics = json.loads(metrics_path.read_text())
+        held_out = metrics["splits"].get("val", {})
+        row: dict[str, Any] = {"fold": k, "n": metrics.get("n", {}).get("val", 0)}
+        row.update({name: value["value"] for name, value in held_out.items()})
+        rows.append(row)
+        predictions_path = fold_dir / "predictions_val.csv"
+        if predictions_path.is_file():
+            predictions.append(pd.read_csv(predictions_path, dtype={"sample_id": str})
+                               .assign(fold=k))
+    table = pd.DataFrame(rows)
+    write_csv(table, out / TABLE_FILE)
+    if predictions:
+        oof = pd.concat(predictions, ignore_index=True)
+        write_csv(oof[["fold", *[c for c in oof.columns if c != "fold"]]], out / OOF_FILE)
+    summary = {"folds": folds, "n": int(table["n"].sum()), "metrics": _over_folds(table)}
+    write_text(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _over_folds(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    weights = table["n"].to_numpy(dtype=float)
+    result = {}
+    for name in table.columns.drop(["fold", "n"]):
+        values = table[name].to_numpy(dtype=float)
+        known = ~np.isnan(values)
+        if not known.any():
+            continue
+        result[name] = {
+            "mean": float(values[known].mean()),
+            "std": float(values[known].std(ddof=1)) if known.sum() > 1 else 0.0,
+            "weighted_mean": float(np.average(values[known], weights=weights[known])),
+        }
+    return result
+
+
+def _load(config: ExperimentConfig | str | Path, overrides: list[str] | None) -> ExperimentConfig:
+    if not isinstance(config, ExperimentConfig):
+        return load_config(config, overrides)
+    if overrides:
+        return validate_config(apply_overrides(config.model_dump(mode="json"), overrides))
+    return config
+
+
+def _fold_table(config: ExperimentConfig, folds: int, out: Path) -> pd.DataFrame:
+    """The saved fold assignment when OUT has one (a continued run), else a new one."""
+    path = out / FOLDS_FILE
+    if path.is_file():
+        table = load_splits(path)
+        if "fold" not in table.columns or table["fold"].max() + 1 != folds:
+            raise InputFileError(path, f"holds a different number of folds than {folds}")
+        return table
+    if out.exists() and any(out.iterdir()):
+        raise InputFileError(out, "exists, is not empty and has no folds.csv")
+    family = get_task_family(config.task)
+    given = load_splits(config.data.splits_csv) if config.data.splits_csv else None
+    splits = family.build_datamodule(config, given).splits
+    table = assign_folds(splits, folds, config.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    save_splits(table, path)
+    return table
+
+
+def _with_splits(config: ExperimentConfig, splits_path: Path) -> ExperimentConfig:
+    raw = config.model_dump(mode="json")
+    raw["data"]["splits_csv"] = str(splits_path)
+    return validate_config(raw)

@@ -1,0 +1,133 @@
+"""K-fold cross-validation: folds cover every sample once, each fold is a run, the summary is
+the mean over folds, and a stopped cross-validation continues."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from medilab import api, cli
+from medilab.config import validate_config
+from medilab.crossval import assign_folds, cross_validate, fold_splits
+from medilab.errors import InputFileError, MedilabError
+from segmentation_samples import circles_config, write_circles
+
+
+def test_folds_group_patients_stratify_labels_and_leave_test_out():
+    splits = pd.DataFrame({
+        "sample_id": [f"s{i}" for i in range(12)],
+        "split": ["train"] * 10 + ["test"] * 2,
+        "patient_id": [f"p{i // 2}" for i in range(12)],
+        "label": [0, 0, 1, 1] * 3,
+    })
+    table = assign_folds(splits, 3, seed=0)
+    assert list(table.loc[table["split"] == "test", "fold"]) == [-1, -1]
+    pool = table[table["fold"] >= 0]
+    assert sorted(pool["fold"].unique()) == [0, 1, 2]
+    assert (pool.groupby("patient_id")["fold"].nunique() == 1).all()
+    fold1 = fold_splits(table, 1)
+    assert set(fold1.loc[table["fold"] == 1, "split"]) == {"val"}
+    assert set(fold1.loc[table["fold"] == 0, "split"]) == {"train"}
+    assert list(fold1.loc[table["fold"] == -1, "split"]) == ["test", "test"]
+    assert "fold" not in fold1.columns
+    assert assign_folds(splits, 3, seed=0)["fold"].equals(table["fold"])  # seeded
+
+
+def test_too_many_folds_is_a_clear_error():
+    splits = pd.DataFrame({"sample_id": ["a", "b", "c"], "split": ["train"] * 3,
+                           "patient_id": ["p", "p", "q"]})
+    with pytest.raises(MedilabError, match="--folds 3: need 2 to 2 .*patients"):
+        assign_folds(splits, 3, seed=0)
+
+
+def test_rare_class_falls_back_to_unstratified_folds():
+    splits = pd.DataFrame({"sample_id": list("abcdef"), "split": ["train"] * 6,
+                           "label": [0, 0, 0, 0, 0, 1]})
+    table = assign_folds(splits, 3, seed=0)
+    assert sorted(table["fold"].value_counts().tolist()) == [2, 2, 2]
+
+
+@pytest.fixture(scope="module")
+def crossval_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("crossval")
+    root = write_circles(tmp / "data", n=6)
+    raw = circles_config(root)
+    raw["trainer"]["max_epochs"] = 2
+    out = tmp / "cv"
+    summary = api.crossval(validate_config(raw), 3, out)
+    return out, summary, raw
+
+
+def test_every_sample_is_held_out_once_and_summarised(crossval_run):
+    out, summary, _ = crossval_run
+    folds = pd.read_csv(out / "folds.csv", dtype={"sample_id": str})
+    assert sorted(folds["sample_id"]) == [f"{i:02d}" for i in range(6)]
+    oof = pd.read_csv(out / "predictions_oof.csv", dtype={"sample_id": str})
+    assert sorted(oof["sample_id"]) == sorted(folds["sample_id"])
+    for k in range(3):
+        held = pd.read_csv(out / f"fold{k}" / "splits.csv", dtype={"sample_id": str})
+        val_ids = set(held.loc[held["split"] == "val", "sample_id"])
+        assert val_ids == set(folds.loc[folds["fold"] == k, "sample_id"])
+        assert set(oof.loc[oof["fold"] == k, "sample_id"]) == val_ids
+        assert (out / f"fold{k}" / "report.html").is_file()
+    assert summary["folds"] == 3 and summary["n"] == 6
+    dice = summary["metrics"]["dice"]
+    assert dice["weighted_mean"] == pytest.approx(oof["dice"].mean(), abs=1e-5)
+    per_fold = pd.read_csv(out / "crossval.csv")
+    assert dice["mean"] == pytest.approx(per_fold["dice"].mean())
+    assert dice["std"] == pytest.approx(per_fold["dice"].std(ddof=1))
+    assert json.loads((out / "crossval.json").read_text()) == summary
+    assert (out / "compare.html").is_file()
+
+
+def test_a_stopped_crossval_continues_without_retraining_finished_folds(crossval_run):
+    out, summary, raw = crossval_run
+    fold0 = (out / "fold0" / "checkpoints" / "best.ckpt").stat().st_mtime_ns
+    (out / "fold2" / "metrics.json").unlink()  # as if stopped before fold 2's evaluation
+    again = cross_validate(validate_config(raw), 3, out)
+    assert (out / "fold0" / "checkpoints" / "best.ckpt").stat().st_mtime_ns == fold0
+    assert (out / "fold2" / "metrics.json").is_file()
+    assert again["n"] == summary["n"]
+    with pytest.raises(InputFileError, match="different number of folds"):
+        cross_validate(validate_config(raw), 2, out)
+
+
+def test_a_non_empty_folder_without_folds_is_refused(tmp_path):
+    root = write_circles(tmp_path / "data", n=4)
+    (tmp_path / "cv").mkdir()
+    (tmp_path / "cv" / "notes.txt").write_text("mine")
+    with pytest.raises(InputFileError, match="not empty and has no folds.csv"):
+        cross_validate(validate_config(circles_config(root)), 2, tmp_path / "cv")
+
+
+def test_cli_prints_the_summary(tmp_path, capsys):
+    root = write_circles(tmp_path / "data", n=4)
+    config = tmp_path / "circles.yaml"
+    raw = circles_config(root)
+    raw["trainer"]["max_epochs"] = 1
+    config.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SystemExit) as done:
+        cli.main(["crossval", str(config), "--folds", "2", "--run-dir", str(tmp_path / "cv"),
+                  "-o", "evaluation.bootstrap_samples=10"])
+    assert done.value.code == 0
+    printed = capsys.readouterr().out
+    assert "dice:" in printed and "fold mean" in printed
+    assert "2 folds, 4 held-out samples" in printed
+    summary = json.loads((tmp_path / "cv" / "crossval.json").read_text())
+    assert np.isfinite(summary["metrics"]["pixel_error"]["weighted_mean"])
+
+
+def test_classification_folds_are_stratified_and_pool_out_of_fold_predictions(
+    tmp_path, digits_config
+):
+    summary = cross_validate(digits_config, 3, tmp_path / "cv",
+                             ["trainer.max_epochs=1", "evaluation.bootstrap_samples=10"])
+    folds = pd.read_csv(tmp_path / "cv" / "folds.csv")
+    share = pd.crosstab(folds["label"], folds["fold"], normalize="index")
+    assert share.to_numpy().min() > 0.25  # every digit spread over the 3 folds
+    oof = pd.read_csv(tmp_path / "cv" / "predictions_oof.csv")
+    assert len(oof) == len(folds) == summary["n"]
+    accuracy = (oof["label"] == oof["prediction"]).mean()
+    assert summary["metrics"]["accuracy"]["weighted_mean"] == pytest.approx(accuracy, abs=1e-4)
