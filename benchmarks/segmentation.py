@@ -5,12 +5,14 @@ run, seconds per epoch and total time per run. Targets: U-Net Dice ≥ 0.80 insi
 view on DRIVE within an hour of training on 2 CPU cores; ISBI pixel error ≤ 0.07 on held-out pairs.
 
     .venv/bin/python benchmarks/segmentation.py [--only unet_drive ...] [--epochs N]
-        [--time-budget SECONDS] [--threads 2] [--precision auto] [--members N]
+        [--time-budget SECONDS] [--threads 2] [--precision auto] [--members N | --folds K]
         [--out runs/bench_segmentation]
 
 ``--time-budget`` stops each training run after that many seconds (Lightning ``max_time``); the
 best checkpoint so far is then evaluated. ``--members N`` trains N runs on the same held-out
 images and adds a row for their ensemble (``medilab ensemble``); its times are the members' sums.
+``--folds K`` cross-validates instead (``medilab crossval``): every image is held out once, and
+the row shows the mean over all images (no interval) with the folds' summed times.
 """
 
 from __future__ import annotations
@@ -56,6 +58,20 @@ def train_with_budget(
     return run_dir, int(epochs), seconds_taken
 
 
+def cross_validated(
+    config_path: Path, overrides: list[str], folds: int, out: Path, name: str, target: tuple
+) -> tuple:
+    """One table row for a K-fold cross-validation: mean over all held-out images, total time."""
+    start = time.perf_counter()
+    summary = api.crossval(config_path, folds, out, overrides)
+    total = time.perf_counter() - start
+    metrics = {key: {"value": value["weighted_mean"]} for key, value in summary["metrics"].items()}
+    curves = [pd.read_csv(out / f"fold{k}" / "metrics.csv") for k in range(folds)]
+    epochs = sum(int(c["epoch"].dropna().nunique()) for c in curves)
+    # the folds' training and evaluation together: s/epoch includes each fold's evaluation
+    return (f"{name} cv{folds}", metrics, epochs, total, total, target, out)
+
+
 def cpu_has_amx() -> bool:
     """True on CPUs with AMX tiles, where bf16 convolutions run ~2× faster than fp32."""
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.x
@@ -75,10 +91,14 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=1,
                         help="train N runs per benchmark (seeds seed..seed+N-1, one split) and "
                              "also evaluate their mean-probability ensemble")
+    parser.add_argument("--folds", type=int, default=None,
+                        help="K-fold cross-validation over all images instead of one split")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_segmentation"))
     parser.add_argument("-o", "--override", action="append", default=[],
                         help="extra config override for every run, e.g. data.patches_per_image=8")
     args = parser.parse_args()
+    if args.folds and args.members > 1:
+        parser.error("--members and --folds do not combine")
     torch.set_num_threads(args.threads)
 
     data = Path(os.environ.get("MEDILAB_DATA", REPO.parent / "shared" / "data"))
@@ -106,6 +126,10 @@ def main() -> None:
         if args.epochs:
             overrides.append(f"trainer.max_epochs={args.epochs}")
         config_path = REPO / "configs" / config
+        if args.folds:
+            rows.append(cross_validated(config_path, overrides, args.folds,
+                                        args.out / f"{name}-cv{args.folds}-{stamp}", name, target))
+            continue
         base_seed = load_config(config_path, overrides).seed
         members, member_rows = [], []
         for member in range(args.members):

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from medilab import run
-from medilab.config import ExperimentConfig, apply_overrides, load_config, validate_config
+from medilab.config import ExperimentConfig, validate_config
 from medilab.data.splits import load_splits, make_splits, save_splits
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_csv, write_text
@@ -74,7 +74,7 @@ def cross_validate(
 ) -> dict[str, Any]:
     """Train and evaluate every fold into ``out/fold<k>``; write and return the summary."""
     out = Path(out)
-    config = _load(config, overrides)
+    config = run.resolve_config(config, overrides)
     table = _fold_table(config, folds, out)
     for k in range(folds):
         fold_dir = out / f"fold{k}"
@@ -131,14 +131,6 @@ def _over_folds(table: pd.DataFrame) -> dict[str, dict[str, float]]:
             "weighted_mean": float(np.average(values[known], weights=weights[known])),
         }
     return result
-
-
-def _load(config: ExperimentConfig | str | Path, overrides: list[str] | None) -> ExperimentConfig:
-    if not isinstance(config, ExperimentConfig):
-        return load_config(config, overrides)
-    if overrides:
-        return validate_config(apply_overrides(config.model_dump(mode="json"), overrides))
-    return config
 
 
 def _fold_table(config: ExperimentConfig, folds: int, out: Path) -> pd.DataFrame:

@@ -139,12 +139,7 @@ def train(
             raise InputFileError(last, "no last checkpoint to resume from")
         splits = load_splits(run_dir / SPLITS_FILE)
     else:
-        if not isinstance(config, ExperimentConfig):
-            config = load_config(config, overrides)
-        elif overrides:
-            config = validate_config(
-                apply_overrides(config.model_dump(mode="json"), overrides), "config"
-            )
+        config = resolve_config(config, overrides)
         run_dir = Path(run_dir or inherited or default_run_dir(config))
         last = None
         splits = load_splits(config.data.splits_csv) if config.data.splits_csv else None
@@ -180,6 +175,17 @@ def train(
         if not launched:
             os.environ.pop(RUN_DIR_ENV, None)
     return run_dir
+
+
+def resolve_config(
+    config: ExperimentConfig | str | Path, overrides: list[str] | None = None
+) -> ExperimentConfig:
+    """A validated config from a YAML path or a config object, with ``overrides`` applied."""
+    if not isinstance(config, ExperimentConfig):
+        return load_config(config, overrides)
+    if overrides:
+        return validate_config(apply_overrides(config.model_dump(mode="json"), overrides), "config")
+    return config
 
 
 def is_primary_process() -> bool:
