@@ -32,6 +32,9 @@ class AugmentConfig(Strict):
     # elastic deformation: std (pixels) of shifts at control points elastic_spacing apart; 0 = off
     elastic_magnitude: float = Field(0.0, ge=0)
     elastic_spacing: int = Field(32, ge=2)
+    # segmentation: resample masks as one-hot maps (bilinear, like the image) and train on those
+    # soft targets, so rotation, scaling and elastic deformation keep sub-pixel label positions
+    soft_labels: bool = False
 
 
 class DataCommon(Strict):

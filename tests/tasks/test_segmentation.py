@@ -271,3 +271,30 @@ def test_mirror_tta_averages_the_flipped_predictions(tmp_path):
     tta = module.probabilities(image.numpy())
     assert np.allclose(tta, expected[0].numpy(), atol=1e-5)
     assert not np.allclose(tta, plain[0].numpy(), atol=1e-3)
+
+
+def test_soft_targets_give_the_hard_losses_for_one_hot_maps_and_train():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 6, 7)
+    target = torch.randint(0, 3, (2, 6, 7))
+    soft = F.one_hot(target, 3).movedim(-1, 1).float()
+    valid = torch.ones(2, 6, 7)
+    valid[0, :2] = 0
+    for name in ("cross_entropy", "dice", "dice_ce"):
+        for weights in (None, [0.2, 0.3, 0.5]):
+            loss = SegmentationLoss(name, 3, weights)
+            assert loss(logits, soft, valid).item() == pytest.approx(
+                loss(logits, target, valid).item(), rel=1e-5)
+    halves = torch.full((1, 2, 1, 1), 0.5)
+    ce = SegmentationLoss("cross_entropy", 2)(torch.zeros(1, 2, 1, 1), halves)
+    assert ce.item() == pytest.approx(np.log(2), rel=1e-5)
+
+
+def test_training_on_soft_labels_lowers_the_loss(tmp_path):
+    root = write_circles(tmp_path / "data")
+    raw = circles_config(root, trainer={"max_epochs": 3, "monitor": "val/dice",
+                                        "monitor_mode": "max", "progress_bar": False})
+    raw["data"]["augment"] = {"rotate_degrees": 15, "soft_labels": True}
+    run_dir = api.train(validate_config(raw), run_dir=tmp_path / "run", evaluate_after=False)
+    losses = pd.read_csv(run_dir / "metrics.csv")["train/loss"].dropna().to_numpy()
+    assert len(losses) == 3 and losses[-1] < losses[0]

@@ -16,6 +16,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -178,10 +179,14 @@ def split_samples(
 class JointAugment:
     """Flips, 90° rotations, a small affine and elastic deformation applied to image, mask and
     valid map together (nearest-neighbour for the maps); brightness / contrast change the image
-    only."""
+    only. With ``augment.soft_labels`` the mask is returned as a one-hot float map ``(K, *S)``
+    resampled bilinearly like the image, so its class shares keep sub-pixel positions."""
 
-    def __init__(self, augment: AugmentConfig, spatial_dims: int = 2) -> None:
+    def __init__(
+        self, augment: AugmentConfig, spatial_dims: int = 2, num_classes: int = 2
+    ) -> None:
         self.cfg = augment
+        self.num_classes = num_classes
         self.affine = None
         if spatial_dims == 2 and (augment.rotate_degrees or augment.translate or augment.scale):
             self.affine = v2.RandomAffine(
@@ -207,18 +212,44 @@ class JointAugment:
             square = maps[0].shape[-1] == maps[0].shape[-2]
             k = int(torch.randint(0, 4, ()).item()) if square else 2 * int(torch.rand(()) < 0.5)
             maps = [torch.rot90(m, k, dims=(-2, -1)) for m in maps]
-        if self.affine is not None:
-            maps = list(self.affine(tv_tensors.Image(maps[0]), tv_tensors.Mask(maps[1]),
-                                    tv_tensors.Mask(maps[2])))
-            maps = [m.as_subclass(torch.Tensor) for m in maps]
-        if self.elastic is not None:
-            maps = list(self.elastic(*maps))
-        image, mask, valid = maps[0], maps[1][0], maps[2][0]
+        if cfg.soft_labels:
+            onehot = F.one_hot(maps[1][0].long(), self.num_classes).movedim(-1, 0)
+            image, mask, valid = self._warp(maps[0], onehot.to(maps[0].dtype), maps[2])
+            total = mask.sum(0)  # below 1 where zeros from outside the patch were mixed in
+            mask = mask / total.clamp_min(1e-6)
+            valid = valid[0] * (total > 0.5).to(valid.dtype)
+        else:
+            image, mask, valid = self._warp(*maps)
+            mask, valid = mask[0], valid[0]
         if cfg.contrast:
             image = image * (1 + (2 * torch.rand(()) - 1) * cfg.contrast)
         if cfg.brightness:
             image = image + (2 * torch.rand(()) - 1) * cfg.brightness
         return image.contiguous(), mask.contiguous(), valid.contiguous()
+
+    def _warp(
+        self, image: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The random affine and elastic deformation; a float ``mask`` (soft labels) is
+        interpolated with the image, an integer one nearest-neighbour like ``valid``."""
+        soft = mask.is_floating_point()
+        channels = image.shape[0]
+        if self.affine is not None:
+            if soft:
+                both, valid = self.affine(tv_tensors.Image(torch.cat([image, mask])),
+                                          tv_tensors.Mask(valid))
+                image, mask = both[:channels], both[channels:]
+            else:
+                image, mask, valid = self.affine(tv_tensors.Image(image), tv_tensors.Mask(mask),
+                                                 tv_tensors.Mask(valid))
+            image, mask, valid = (m.as_subclass(torch.Tensor) for m in (image, mask, valid))
+        if self.elastic is not None:
+            if soft:
+                both, valid = self.elastic(torch.cat([image, mask]), valid)
+                image, mask = both[:channels], both[channels:]
+            else:
+                image, mask, valid = self.elastic(image, mask, valid)
+        return image, mask, valid
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -310,7 +341,7 @@ class SegmentationDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         dataset = PatchDataset(
             self.split_samples("train"), self.data.patch_size, self.data.patches_per_image,
-            JointAugment(self.data.augment, self.spatial_dims),
+            JointAugment(self.data.augment, self.spatial_dims, self.num_classes),
         )
         return DataLoader(dataset, batch_size=self.data.batch_size, shuffle=True,
                           num_workers=self.data.num_workers, drop_last=False)

@@ -41,7 +41,8 @@ EMPTY_MASK_NOTE = (
 class SegmentationLoss(nn.Module):
     """``cross_entropy``, ``dice`` (MONAI DiceLoss on softmax probabilities, foreground classes,
     pooled over the batch) or ``dice_ce`` (their sum, as MONAI's DiceCELoss), counting only
-    pixels where ``valid`` is 1. ``class_weights`` weight both terms."""
+    pixels where ``valid`` is 1. ``class_weights`` weight both terms. Targets are class indices
+    or, from soft-label augmentation, class probabilities."""
 
     def __init__(self, name: str, num_classes: int, class_weights: list[float] | None = None):
         super().__init__()
@@ -58,20 +59,32 @@ class SegmentationLoss(nn.Module):
 
     def cross_entropy(self, logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor):
         pixel = F.cross_entropy(logits, target, weight=self.weight, reduction="none")
-        norm = valid if self.weight is None else self.weight[target] * valid
+        if self.weight is None:
+            norm = valid
+        elif target.is_floating_point():  # soft targets: the expected class weight
+            norm = torch.einsum("bc...,c->b...", target, self.weight) * valid
+        else:
+            norm = self.weight[target] * valid
         return (pixel * valid).sum() / norm.sum().clamp_min(1e-8)
 
     def dice_loss(self, logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor):
         inside = valid.unsqueeze(1)
         probs = torch.softmax(logits, dim=1) * inside
-        onehot = F.one_hot(target, self.num_classes).movedim(-1, 1).to(probs.dtype) * inside
-        return self.dice(probs, onehot)
+        return self.dice(probs, self.one_hot(target).to(probs.dtype) * inside)
+
+    def one_hot(self, target: torch.Tensor) -> torch.Tensor:
+        """Class maps ``(B, *S)`` as one-hot ``(B, K, *S)``; soft targets pass through."""
+        if target.is_floating_point():
+            return target
+        return F.one_hot(target, self.num_classes).movedim(-1, 1)
 
     def forward(
         self, logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None
     ) -> torch.Tensor:
+        """``target``: class indices ``(B, *S)`` or class probabilities ``(B, K, *S)``."""
         if valid is None:
-            valid = torch.ones_like(target, dtype=logits.dtype)
+            valid = torch.ones((logits.shape[0], *logits.shape[2:]), dtype=logits.dtype,
+                               device=logits.device)
         valid = valid.to(logits.dtype)
         if self.name == "cross_entropy":
             return self.cross_entropy(logits, target, valid)
