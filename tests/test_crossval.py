@@ -23,7 +23,9 @@ def test_folds_group_patients_stratify_labels_and_leave_test_out():
         "label": [0, 0, 1, 1] * 3,
     })
     table = assign_folds(splits, 3, seed=0)
-    assert list(table.loc[table["split"] == "test", "fold"]) == [-1, -1]
+    assert list(table["fold"].iloc[-2:]) == [-1, -1]
+    assert list(table["split"].iloc[-2:]) == ["test", "test"]
+    assert (table["split"].iloc[:-2] == "fold" + table["fold"].iloc[:-2].astype(str)).all()
     pool = table[table["fold"] >= 0]
     assert sorted(pool["fold"].unique()) == [0, 1, 2]
     assert (pool.groupby("patient_id")["fold"].nunique() == 1).all()

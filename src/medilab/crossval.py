@@ -40,8 +40,9 @@ OOF_FILE = "predictions_oof.csv"
 
 
 def assign_folds(splits: pd.DataFrame, folds: int, seed: int) -> pd.DataFrame:
-    """``splits`` (sample_id, split[, patient_id, label]) with ``fold`` 0..K-1, or -1 for
-    ``test`` rows; grouped by patient and stratified by label where the columns exist."""
+    """``splits`` (sample_id, split[, patient_id, label]) with ``fold`` 0..K-1 (``split``
+    becomes ``fold<k>``, as ``medilab split --folds`` writes it), or -1 for ``test`` rows; grouped
+    by patient and stratified by label where the columns exist."""
     table = splits.reset_index(drop=True)
     pool = table[table["split"] != "test"]
     group = "patient_id" if "patient_id" in pool.columns else None
@@ -55,7 +56,8 @@ def assign_folds(splits: pd.DataFrame, folds: int, seed: int) -> pd.DataFrame:
     assigned = make_splits(pool, group=group, stratify=stratify, folds=folds, seed=seed)
     fold = np.full(len(table), -1, dtype=int)
     fold[pool.index.to_numpy()] = [int(s.removeprefix("fold")) for s in assigned["split"]]
-    return table.assign(fold=fold)
+    split = np.where(fold < 0, "test", np.char.add("fold", fold.astype(str)))
+    return table.assign(split=split, fold=fold)
 
 
 def fold_splits(folds: pd.DataFrame, k: int) -> pd.DataFrame:
