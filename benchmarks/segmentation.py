@@ -164,9 +164,10 @@ def main() -> None:
         met = value >= goal if op == ">=" else value <= goal
         dice = m["dice"]
         auc = m.get("auc", {}).get("value", float("nan"))
+        interval = (f"[{dice['low']:.3f}, {dice['high']:.3f}]" if "low" in dice
+                    else "(mean of all folds)")
         print(
-            f"{name:<12} {dice['value']:.4f} [{dice.get('low', float('nan')):.3f}, "
-            f"{dice.get('high', float('nan')):.3f}]  {m['iou']['value']:6.4f} {auc:6.4f} "
+            f"{name:<12} {dice['value']:.4f} {interval:<19} {m['iou']['value']:6.4f} {auc:6.4f} "
             f"{m['pixel_error']['value']:7.4f} {epochs:6d} {fit_seconds / max(epochs, 1):7.1f} "
             f"{total:6.0f}s  {metric} {op} {goal}: {'met' if met else 'NOT met'}  ({run_dir})"
         )
