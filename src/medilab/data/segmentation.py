@@ -212,9 +212,11 @@ class JointAugment:
             square = maps[0].shape[-1] == maps[0].shape[-2]
             k = int(torch.randint(0, 4, ()).item()) if square else 2 * int(torch.rand(()) < 0.5)
             maps = [torch.rot90(m, k, dims=(-2, -1)) for m in maps]
-        if cfg.soft_labels:
+        if cfg.soft_labels:  # the one-hot mask is warped as extra image channels
+            channels = maps[0].shape[0]
             onehot = F.one_hot(maps[1][0].long(), self.num_classes).movedim(-1, 0)
-            image, mask, valid = self._warp(maps[0], onehot.to(maps[0].dtype), maps[2])
+            both, valid = self._warp(torch.cat([maps[0], onehot.to(maps[0].dtype)]), maps[2])
+            image, mask = both[:channels], both[channels:]
             total = mask.sum(0)  # below 1 where zeros from outside the patch were mixed in
             mask = mask / total.clamp_min(1e-6)
             valid = valid[0] * (total > 0.5).to(valid.dtype)
@@ -227,29 +229,16 @@ class JointAugment:
             image = image + (2 * torch.rand(()) - 1) * cfg.brightness
         return image.contiguous(), mask.contiguous(), valid.contiguous()
 
-    def _warp(
-        self, image: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The random affine and elastic deformation; a float ``mask`` (soft labels) is
-        interpolated with the image, an integer one nearest-neighbour like ``valid``."""
-        soft = mask.is_floating_point()
-        channels = image.shape[0]
+    def _warp(self, image: torch.Tensor, *label_maps: torch.Tensor) -> list[torch.Tensor]:
+        """The random affine and elastic deformation, with one draw for all: ``image`` is
+        interpolated bilinearly, ``label_maps`` (masks, valid maps) nearest-neighbour."""
+        maps = [image, *label_maps]
         if self.affine is not None:
-            if soft:
-                both, valid = self.affine(tv_tensors.Image(torch.cat([image, mask])),
-                                          tv_tensors.Mask(valid))
-                image, mask = both[:channels], both[channels:]
-            else:
-                image, mask, valid = self.affine(tv_tensors.Image(image), tv_tensors.Mask(mask),
-                                                 tv_tensors.Mask(valid))
-            image, mask, valid = (m.as_subclass(torch.Tensor) for m in (image, mask, valid))
+            warped = self.affine(tv_tensors.Image(image), *map(tv_tensors.Mask, label_maps))
+            maps = [m.as_subclass(torch.Tensor) for m in warped]
         if self.elastic is not None:
-            if soft:
-                both, valid = self.elastic(torch.cat([image, mask]), valid)
-                image, mask = both[:channels], both[channels:]
-            else:
-                image, mask, valid = self.elastic(image, mask, valid)
-        return image, mask, valid
+            maps = list(self.elastic(*maps))
+        return maps
 
 
 # ----------------------------------------------------------------------------- datasets
