@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from medilab import run
-from medilab.config import ExperimentConfig, validate_config
+from medilab.config import ExperimentConfig
 from medilab.data.splits import load_splits, make_splits, save_splits
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_csv, write_text
@@ -86,8 +86,8 @@ def cross_validate(
             run.train(config, run_dir=fold_dir, resume=True)
         else:
             splits_path = save_splits(fold_splits(table, k), out / f"splits_fold{k}.csv")
-            fold_config = _with_splits(config, splits_path)
-            run.train(fold_config, run_dir=fold_dir)
+            fold_data = config.data.model_copy(update={"splits_csv": splits_path})
+            run.train(config.model_copy(update={"data": fold_data}), run_dir=fold_dir)
         evaluate(fold_dir)
     return summarize(out, folds)
 
@@ -152,9 +152,3 @@ def _fold_table(config: ExperimentConfig, folds: int, out: Path) -> pd.DataFrame
     out.mkdir(parents=True, exist_ok=True)
     save_splits(table, path)
     return table
-
-
-def _with_splits(config: ExperimentConfig, splits_path: Path) -> ExperimentConfig:
-    raw = config.model_dump(mode="json")
-    raw["data"]["splits_csv"] = str(splits_path)
-    return validate_config(raw)
