@@ -8,9 +8,10 @@ view on DRIVE within an hour of training on 2 CPU cores; ISBI pixel error ≤ 0.
         [--time-budget SECONDS] [--threads 2] [--precision auto] [--members N | --folds K]
         [--out runs/bench_segmentation]
 
-``--time-budget`` stops each training run after that many seconds (Lightning ``max_time``); the
-best checkpoint so far is then evaluated. ``--members N`` trains N runs on the same held-out
-images and adds a row for their ensemble (``medilab ensemble``); its times are the members' sums.
+``--time-budget`` stops each training run (each fold with ``--folds``) after that many seconds
+(Lightning ``max_time``); the best checkpoint so far is then evaluated. ``--members N`` trains N
+runs on the same held-out images and adds a row for their ensemble (``medilab ensemble``); its
+times are the members' sums.
 ``--folds K`` cross-validates instead (``medilab crossval``): every image is held out once, and
 the row shows the mean over all images (no interval) with the folds' summed times.
 """
@@ -18,7 +19,6 @@ the row shows the mean over all images (no interval) with the folds' summed time
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import time
 from pathlib import Path
@@ -41,33 +41,41 @@ RUNS = {  # name → (config, data folder under MEDILAB_DATA, extra overrides, t
 }
 
 
+def time_budget(seconds: float | None) -> list[str]:
+    """The ``trainer.max_time`` override for a wall-clock budget per training run, if any."""
+    if not seconds:
+        return []
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    return [f"trainer.max_time={days:02d}:{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"]
+
+
+def epochs_run(run_dir: Path) -> int:
+    """How many epochs a run's curves hold."""
+    return int(pd.read_csv(run_dir / "metrics.csv")["epoch"].dropna().nunique())
+
+
 def train_with_budget(
     config_path: Path, overrides: list[str], run_dir: Path, seconds: float | None
 ) -> tuple[Path, int, float]:
     """Train (no evaluation) with an optional wall-clock budget; (run folder, epochs, seconds)."""
-    if seconds:
-        limit = dt.timedelta(seconds=int(seconds))
-        days, rest = divmod(int(limit.total_seconds()), 86400)
-        hours, rest = divmod(rest, 3600)
-        overrides = [*overrides, f"trainer.max_time={days:02d}:{hours:02d}:{rest // 60:02d}:"
-                     f"{rest % 60:02d}"]
     start = time.perf_counter()
-    api.train(config_path, overrides, run_dir=run_dir, evaluate_after=False)
-    seconds_taken = time.perf_counter() - start
-    epochs = pd.read_csv(run_dir / "metrics.csv")["epoch"].dropna().nunique()
-    return run_dir, int(epochs), seconds_taken
+    api.train(config_path, [*overrides, *time_budget(seconds)], run_dir=run_dir,
+              evaluate_after=False)
+    return run_dir, epochs_run(run_dir), time.perf_counter() - start
 
 
 def cross_validated(
-    config_path: Path, overrides: list[str], folds: int, out: Path, name: str, target: tuple
+    config_path: Path, overrides: list[str], folds: int, out: Path, name: str, target: tuple,
+    seconds: float | None,
 ) -> tuple:
-    """One table row for a K-fold cross-validation: mean over all held-out images, total time."""
+    """One table row for a K-fold cross-validation (each fold with the time budget): mean over
+    all held-out images, total time."""
     start = time.perf_counter()
-    summary = api.crossval(config_path, folds, out, overrides)
+    summary = api.crossval(config_path, folds, out, [*overrides, *time_budget(seconds)])
     total = time.perf_counter() - start
     metrics = {key: {"value": value["weighted_mean"]} for key, value in summary["metrics"].items()}
-    curves = [pd.read_csv(out / f"fold{k}" / "metrics.csv") for k in range(folds)]
-    epochs = sum(int(c["epoch"].dropna().nunique()) for c in curves)
+    epochs = sum(epochs_run(out / f"fold{k}") for k in range(folds))
     # the folds' training and evaluation together: s/epoch includes each fold's evaluation
     return (f"{name} cv{folds}", metrics, epochs, total, total, target, out)
 
@@ -128,7 +136,8 @@ def main() -> None:
         config_path = REPO / "configs" / config
         if args.folds:
             rows.append(cross_validated(config_path, overrides, args.folds,
-                                        args.out / f"{name}-cv{args.folds}-{stamp}", name, target))
+                                        args.out / f"{name}-cv{args.folds}-{stamp}", name, target,
+                                        args.time_budget))
             continue
         base_seed = load_config(config_path, overrides).seed
         members, member_rows = [], []
