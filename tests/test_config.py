@@ -3,12 +3,12 @@ from pathlib import Path
 import pytest
 
 from medilab.config import (
-    PixelCsvData,
     apply_overrides,
     config_to_yaml,
     load_config,
     parse_override,
 )
+from medilab.data.sources.digits import PixelCsvData
 from medilab.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]

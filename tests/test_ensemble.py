@@ -11,8 +11,9 @@ from PIL import Image
 from medilab import api, cli
 from medilab.config import validate_config
 from medilab.errors import InputFileError, MedilabError
-from medilab.run import load_module, load_run_config
+from medilab.runfolder import load_run_config
 from medilab.tasks.registry import get_task_family
+from medilab.trained import load_module
 from segmentation_samples import circles_config, write_circles
 
 

@@ -9,6 +9,7 @@ from lightning.pytorch import callbacks as cb
 from medilab import api
 from medilab.config import load_config
 from medilab.run import build_trainer
+from medilab.training_summary import EpochLines
 
 
 def test_trainer_from_config(tmp_path, digits_config):
@@ -25,7 +26,9 @@ def test_trainer_from_config(tmp_path, digits_config):
     assert latest.filename == "last" and latest.monitor is None
     stopping = next(c for c in trainer.callbacks if isinstance(c, cb.EarlyStopping))
     assert stopping.patience == 2 and stopping.monitor == "val/accuracy"
-    assert any(isinstance(c, cb.RichProgressBar) for c in trainer.callbacks)
+    # not a terminal (pytest captures stdout): one line per epoch instead of a progress bar
+    assert any(isinstance(c, EpochLines) for c in trainer.callbacks)
+    assert not any(isinstance(c, cb.RichProgressBar) for c in trainer.callbacks)
     assert [type(lg).__name__ for lg in trainer.loggers] == ["CSVLogger", "TensorBoardLogger"]
     assert trainer.max_epochs == 3
 

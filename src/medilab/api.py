@@ -11,7 +11,7 @@ from medilab.reports.report import build_report
 
 
 def train(
-    config: ExperimentConfig | str | Path,
+    config: ExperimentConfig | str | Path | None,
     overrides: list[str] | None = None,
     run_dir: str | Path | None = None,
     resume: bool = False,
@@ -34,8 +34,15 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best") -> dict[str, Any]:
 def predict(
     run_dir: str | Path, inputs: str | Path, out: str | Path, **options: Any
 ) -> Path:
-    """Predict new inputs with a trained run."""
-    return run.predict(run_dir, inputs, out, **options)
+    """Predict new inputs with a trained run. A failed prediction leaves no new empty folder."""
+    out = Path(out)
+    existed = out.exists()
+    try:
+        return run.predict(run_dir, inputs, out, **options)
+    except BaseException:
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
 
 
 def ensemble(

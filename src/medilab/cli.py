@@ -21,9 +21,21 @@ app = typer.Typer(
 RunDir = Annotated[Path, typer.Argument(help="A run folder made by `medilab train`.")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version as package_version
+
+        typer.echo(package_version("medilab"))
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                           help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """medilab: train, evaluate, explain and compare models for medical images."""
 
@@ -49,12 +61,14 @@ def train(
 ) -> None:
     """Train an experiment; the run folder gets config, splits, checkpoints, metrics, report."""
     from medilab import api
+    from medilab.runfolder import read_status
+    from medilab.training_summary import summary_lines
 
-    if config is None and not resume:
-        raise typer.BadParameter("give an experiment YAML, or --resume with --run-dir")
-    folder = api.train(
-        config or Path(), override or [], run_dir, resume=resume, evaluate_after=evaluate
-    )
+    folder = api.train(config, override or [], run_dir, resume=resume, evaluate_after=evaluate)
+    training = (read_status(folder) or {}).get("training") or {}
+    report = folder / "report.html"
+    for line in summary_lines(training, str(report) if report.is_file() else None):
+        typer.echo(line)
     typer.echo(f"run folder: {folder}")
 
 
@@ -165,10 +179,6 @@ app.add_typer(split_app, name="split")
 app.add_typer(data_app, name="data")
 
 
-def _none_if_empty(text: str) -> str | None:
-    return None if text.lower() in ("", "none") else text
-
-
 @split_app.command("make")
 def split_make(
     manifest: Annotated[Path, typer.Argument(help="Manifest / metadata CSV (or its folder).")],
@@ -185,9 +195,8 @@ def split_make(
     """Split a manifest (stratified, grouped by patient, seeded) into a splits CSV."""
     from medilab.data.splits import split_file
 
-    splits = split_file(manifest, out, group=_none_if_empty(group),
-                        stratify=_none_if_empty(stratify), val=val, test=test, folds=folds,
-                        seed=seed)
+    splits = split_file(manifest, out, group=group, stratify=stratify, val=val, test=test,
+                        folds=folds, seed=seed)
     counts = splits["split"].value_counts().sort_index()
     typer.echo(", ".join(f"{name}: {n}" for name, n in counts.items()) + f" -> {out}")
 

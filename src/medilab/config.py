@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from medilab.errors import ConfigError
 
@@ -38,79 +39,15 @@ class AugmentConfig(Strict):
 
 
 class DataCommon(Strict):
-    """Options every data source shares."""
+    """Options every data source shares; each source's own section subclasses this and is
+    registered with its :class:`~medilab.data.sources.base.DataSource` (``data.source``)."""
 
+    source: str
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     batch_size: int = Field(64, ge=1)
     num_workers: int = Field(0, ge=0)
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     splits_csv: Path | None = None  # reuse a saved splits.csv instead of splitting
-
-
-class PixelCsvData(DataCommon):
-    """Kaggle "Digit Recognizer" layout: ``label,pixel0..pixelN`` (train), pixels only (test)."""
-
-    source: Literal["pixel_csv"] = "pixel_csv"
-    train_csv: Path
-    test_csv: Path | None = None
-    pixel_scale: float = Field(255.0, gt=0)
-
-
-class SklearnDigitsData(DataCommon):
-    """scikit-learn's shipped 8×8 digits (1,797 images, 0–16 grey levels)."""
-
-    source: Literal["sklearn_digits"] = "sklearn_digits"
-
-
-class MnistIdxData(DataCommon):
-    """MNIST idx files (optionally gzipped): images and labels."""
-
-    source: Literal["mnist_idx"] = "mnist_idx"
-    images: Path
-    labels: Path
-
-
-class SegmentationFolderData(DataCommon):
-    """Image + mask pairs: folders under ``root`` (``layout`` drive / isbi / folders) or a
-    manifest CSV (``image, mask[, fov]``). Masks are binary (> 0 is foreground; ``invert_mask``
-    swaps, ISBI default: membrane = 0 is the foreground) or class indices 0..num_classes-1."""
-
-    source: Literal["segmentation_folder"] = "segmentation_folder"
-    root: Path
-    layout: Literal["drive", "isbi", "folders"] = "drive"
-    manifest: Path | None = None  # CSV with image, mask[, fov] (relative to root)
-    images: str | None = None  # folder names (layout defaults when None)
-    masks: str | None = None
-    fov: str | None = None
-    key: str = "number"  # file pairing rule: number, stem or a regex
-    num_classes: int = Field(2, ge=2)
-    invert_mask: bool | None = None  # None: layout default (isbi True)
-    channels: Literal["auto", "rgb", "green", "grey"] = "auto"
-    spatial_dims: Literal[2, 3] = 2
-    normalize: Literal["zscore", "none"] = "zscore"
-    val_count: int | None = Field(None, ge=1)  # images held back (else val_fraction)
-    patch_size: list[int] = Field(default_factory=lambda: [96, 96])
-    patches_per_image: int = Field(8, ge=1)
-    roi_size: list[int] | None = None  # sliding window; None: patch_size
-    overlap: float = Field(0.25, ge=0, lt=1)
-    blend_mode: Literal["gaussian", "constant"] = "gaussian"
-    sw_batch_size: int = Field(4, ge=1)
-    mirror_tta: bool = False  # evaluate/predict: average over all spatial flips (nnU-Net style)
-    # only these spatial axes (0 = rows, i.e. vertical flips; 1 = columns; 2 = …); None = all
-    mirror_tta_axes: list[int] | None = None
-
-    @model_validator(mode="after")
-    def _tta_axes_exist(self) -> SegmentationFolderData:
-        if any(not 0 <= axis < self.spatial_dims for axis in self.mirror_tta_axes or []):
-            raise ValueError(f"mirror_tta_axes {self.mirror_tta_axes} names an axis outside "
-                             f"0..{self.spatial_dims - 1}")
-        return self
-
-
-DataConfig = Annotated[
-    PixelCsvData | SklearnDigitsData | MnistIdxData | SegmentationFolderData,
-    Field(discriminator="source"),
-]
 
 
 # ----------------------------------------------------------------------------- model, optimisation
@@ -158,6 +95,7 @@ class TrainerConfig(Strict):
     strategy: str = "auto"
     num_nodes: int = Field(1, ge=1)
     precision: str = "32-true"
+    sync_batchnorm: bool = False  # several devices: BatchNorm statistics over all of them
     # 2D conv weights in channels-last layout: faster oneDNN/cuDNN kernels (≈20 % on CPU with bf16)
     channels_last: bool = False
     monitor: str = "val/loss"
@@ -176,15 +114,23 @@ class TrainerConfig(Strict):
 class EvaluationConfig(Strict):
     bootstrap_samples: int = Field(1000, ge=0)
     confidence: float = Field(0.95, gt=0, lt=1)
+    # classification audits: metrics per subgroup of these metadata columns (numeric ones cut
+    # at age_bands), whenever the data has them
+    subgroups: list[str] = Field(default_factory=lambda: ["sex", "age"])
+    age_bands: list[float] = Field(default_factory=lambda: [40.0, 60.0])
 
 
 class ExperimentConfig(Strict):
-    """One experiment: everything needed to reproduce a run."""
+    """One experiment: everything needed to reproduce a run.
+
+    ``data`` is one registered source's section (chosen by ``data.source``) and ``task`` a
+    registered task family; validate through :func:`validate_config`, which knows them all.
+    """
 
     experiment: str = "experiment"
-    task: Literal["classification", "segmentation", "detection"] = "classification"
+    task: str = "classification"
     seed: int = 42
-    data: DataConfig
+    data: DataCommon
     model: ModelConfig
     loss: LossConfig = Field(default_factory=LossConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
@@ -226,12 +172,32 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return result
 
 
+@functools.cache
+def _registered_schema() -> type[ExperimentConfig]:
+    """ExperimentConfig whose ``data`` is the union of every registered source's section."""
+    from medilab.registry import SOURCES
+
+    sections = tuple(SOURCES.get(name).Config for name in SOURCES.names())
+    data_type = Annotated[Union[sections], Field(discriminator="source")]  # noqa: UP007
+    return create_model("ExperimentConfig", __base__=ExperimentConfig, data=(data_type, ...))
+
+
 def validate_config(raw: dict[str, Any], origin: str = "config") -> ExperimentConfig:
     """Validate a raw mapping; errors name ``origin`` and the offending field."""
+    from medilab.registry import SOURCES, TASKS
+
     try:
-        return ExperimentConfig.model_validate(raw)
+        config = _registered_schema().model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{origin}: {_describe(exc)}") from None
+    if config.task not in TASKS:
+        raise ConfigError(f"{origin}: field 'task': unknown task {config.task!r}; available: "
+                          f"{', '.join(TASKS.names())}")
+    served = SOURCES.get(config.data.source).tasks
+    if config.task not in served:
+        raise ConfigError(f"{origin}: data.source {config.data.source!r} serves "
+                          f"{' / '.join(served)}, not task {config.task!r}")
+    return config
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:

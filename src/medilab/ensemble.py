@@ -14,21 +14,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from medilab.config import ExperimentConfig, config_to_yaml
+from medilab.config import config_to_yaml
 from medilab.data.splits import load_splits
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_bytes, write_text
-from medilab.models.ensemble import MeanProbabilityEnsemble
-from medilab.run import (
+from medilab.runfolder import (
     CONFIG_FILE,
     ENSEMBLE_FILE,
     MODEL_ARGS_FILE,
     SPLITS_FILE,
-    load_module,
     load_run_config,
     read_model_args,
 )
-from medilab.tasks.base import BaseModule, TaskFamily
 
 MATCHING_MODEL_ARGS = ("num_classes", "in_channels", "spatial_dims")
 
@@ -72,23 +69,6 @@ def create_ensemble(
         {"members": [str(f.resolve()) for f in folders], "checkpoint": checkpoint}, indent=2
     ) + "\n")
     return run_dir
-
-
-def load_ensemble_module(
-    run_dir: Path, family: TaskFamily, config: ExperimentConfig
-) -> BaseModule:
-    """The first member's module (inference settings from the ensemble's config) with its model
-    replaced by the mean-probability ensemble of every member's model."""
-    spec = json.loads((run_dir / ENSEMBLE_FILE).read_text(encoding="utf-8"))
-    modules = []
-    for member in spec["members"]:
-        folder = Path(member)
-        modules.append(load_module(folder, family, load_run_config(folder), spec["checkpoint"]))
-    module = modules[0]
-    module.config = config
-    module.model = MeanProbabilityEnsemble([m.model for m in modules])
-    module.eval()
-    return module
 
 
 def _splits(folder: Path) -> pd.DataFrame:

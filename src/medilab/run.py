@@ -1,11 +1,11 @@
-"""The engine: run folders, the Lightning Trainer from config, train / evaluate / predict."""
+"""The engine: the Lightning Trainer from config, and train / evaluate / predict entry points."""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
+import logging
 import os
 import shutil
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,40 +17,45 @@ from lightning.pytorch import callbacks as cb
 from lightning.pytorch import loggers
 from lightning.pytorch.utilities import rank_zero_only
 
-from medilab.config import (
-    ExperimentConfig,
-    apply_overrides,
-    config_to_yaml,
-    load_config,
-    read_yaml,
-    validate_config,
-)
+from medilab.config import ExperimentConfig, apply_overrides, load_config, validate_config
 from medilab.data.splits import load_splits
 from medilab.errors import InputFileError, MedilabError
-from medilab.io.atomic import write_text
-from medilab.tasks.base import BaseModule, TaskFamily
+from medilab.runfolder import (
+    SPLITS_FILE,
+    checkpoint_path,
+    default_run_dir,
+    load_run_config,
+    load_run_splits,
+    prepend_curves,
+    read_curves,
+    read_status,
+    write_metrics,
+    write_run_files,
+    write_status,
+)
 from medilab.tasks.registry import get_task_family
+from medilab.trained import load_module
+from medilab.training_summary import EpochLines, training_summary
 
-# The run folder holds config.yaml and splits.csv before Lightning writes into it: not a problem.
-warnings.filterwarnings("ignore", message=r".*exists and is not empty")
-
-CONFIG_FILE = "config.yaml"
-SPLITS_FILE = "splits.csv"
-MODEL_ARGS_FILE = "checkpoints/model.json"
-CURVES_FILE = "metrics.csv"
-ENSEMBLE_FILE = "ensemble.json"
 RUN_DIR_ENV = "MEDILAB_RUN_DIR"
+EXTERNAL_LAUNCH_ENV = ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS")
 
 
-def default_run_dir(config: ExperimentConfig, root: Path = Path("runs")) -> Path:
-    """``runs/<experiment>/<timestamp>``."""
-    stamp = dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
-    candidate = root / config.experiment / stamp
-    number = 1
-    while candidate.exists():  # two runs started within the same second
-        number += 1
-        candidate = root / config.experiment / f"{stamp}-{number}"
-    return candidate
+def quiet_lightning(verbose: bool = False) -> None:
+    """Keep Lightning's hardware lines, tips and known harmless warnings out of a user's
+    terminal unless ``verbose``."""
+    if verbose:
+        return
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                 "lightning.pytorch.accelerators.cuda", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (r".*exists and is not empty", r".*log_every_n_steps.*",
+                    r".*does not have many workers.*", r".*LeafSpec.*", r".*litlogger.*",
+                    r".*The number of training batches.*", r".*is not writable.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+quiet_lightning(os.environ.get("MEDILAB_VERBOSE") == "1")
 
 
 class ChannelsLast(cb.Callback):
@@ -86,8 +91,11 @@ def build_trainer(config: ExperimentConfig, run_dir: Path, **overrides: Any) -> 
         )
     if tcfg.channels_last:
         callbacks.append(ChannelsLast())
-    if tcfg.progress_bar:
+    bar = tcfg.progress_bar and sys.stdout.isatty()
+    if bar:
         callbacks.append(cb.RichProgressBar(leave=True))
+    elif tcfg.progress_bar:
+        callbacks.append(EpochLines())  # logs and CI: one line per epoch
     run_loggers: list[loggers.Logger] = [loggers.CSVLogger(run_dir, name="", version="")]
     if tcfg.tensorboard:
         run_loggers.append(loggers.TensorBoardLogger(run_dir, name="tensorboard", version=""))
@@ -100,13 +108,14 @@ def build_trainer(config: ExperimentConfig, run_dir: Path, **overrides: Any) -> 
         "strategy": tcfg.strategy,
         "num_nodes": tcfg.num_nodes,
         "precision": tcfg.precision,
+        "sync_batchnorm": tcfg.sync_batchnorm,
         "deterministic": "warn" if tcfg.deterministic else False,
         "gradient_clip_val": tcfg.gradient_clip_val,
         "accumulate_grad_batches": tcfg.accumulate_grad_batches,
         "log_every_n_steps": tcfg.log_every_n_steps,
         "callbacks": callbacks,
         "logger": run_loggers,
-        "enable_progress_bar": tcfg.progress_bar,
+        "enable_progress_bar": bar,
         "enable_model_summary": False,
     }
     if tcfg.limit_train_batches is not None:
@@ -117,8 +126,24 @@ def build_trainer(config: ExperimentConfig, run_dir: Path, **overrides: Any) -> 
     return L.Trainer(**options)
 
 
+def build_inference_trainer(config: ExperimentConfig) -> L.Trainer:
+    """A Trainer for ``Trainer.predict`` on the configured accelerator and precision, in one
+    process (every held-out sample is scored exactly once)."""
+    tcfg = config.trainer
+    return L.Trainer(
+        accelerator=tcfg.accelerator,
+        devices=1,
+        precision=tcfg.precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        inference_mode=True,
+    )
+
+
 def train(
-    config: ExperimentConfig | str | Path,
+    config: ExperimentConfig | str | Path | None,
     overrides: list[str] | None = None,
     run_dir: str | Path | None = None,
     resume: bool = False,
@@ -126,19 +151,25 @@ def train(
     """Train an experiment into a run folder and return the folder.
 
     With ``resume=True`` the run folder's saved config and split are reused and training continues
-    from ``checkpoints/last.ckpt`` (overrides such as ``trainer.max_epochs`` still apply).
+    from ``checkpoints/last.ckpt`` (overrides such as ``trainer.max_epochs`` still apply); a run
+    stopped before its first checkpoint starts again from epoch 0 in the same folder.
     """
     inherited = os.environ.get(RUN_DIR_ENV)  # set for the extra processes of a DDP run
+    if run_dir is None and inherited is None and _externally_launched():
+        raise MedilabError("multi-process launch (torchrun / SLURM): give --run-dir on a shared "
+                           "file system so every process writes the same run folder")
     if resume:
         if run_dir is None:
             raise MedilabError("--resume needs --run-dir: the run folder to continue")
         run_dir = Path(run_dir)
         config = load_run_config(run_dir, overrides)
-        last = run_dir / "checkpoints" / "last.ckpt"
+        last = checkpoint_path(run_dir, "last")
+        splits: pd.DataFrame | None = load_run_splits(run_dir)
         if not last.is_file():
-            raise InputFileError(last, "no last checkpoint to resume from")
-        splits = load_splits(run_dir / SPLITS_FILE)
+            last = None  # stopped before the first epoch ended: start again in place
     else:
+        if config is None:
+            raise MedilabError("give an experiment YAML, or --resume with --run-dir")
         config = resolve_config(config, overrides)
         run_dir = Path(run_dir or inherited or default_run_dir(config))
         last = None
@@ -149,32 +180,73 @@ def train(
     # Everything that can fail on bad input happens before the run folder is made.
     datamodule = family.build_datamodule(config, splits)
     model_args = family.model_args(config, datamodule)
-    module = family.build_module(config, model_args)
+    module = family.build_module(config, model_args, for_training=True)
 
     # DDP re-runs this command in each extra process: they share the first one's run folder.
     launched = inherited == str(run_dir)
     os.environ[RUN_DIR_ENV] = str(run_dir)
     created = not run_dir.exists()
-    if not (resume or launched) and run_dir.exists() and any(run_dir.iterdir()):
-        raise MedilabError(f"{run_dir}: run folder exists and is not empty (use --resume)")
-    earlier_curves = _read_curves(run_dir) if resume else None
+    if not (resume or launched):
+        _check_fresh_folder(run_dir)
+    earlier_curves = read_curves(run_dir) if resume and last else None
+    primary = is_primary_process()
     try:
         if not launched:
-            _write_run_files(run_dir, config, datamodule.splits, model_args)
+            write_run_files(run_dir, config, datamodule.splits, model_args)
+            write_status(run_dir, "running")
         trainer = build_trainer(config, run_dir)
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last else None)
-        if earlier_curves is not None and is_primary_process():
-            _prepend_curves(run_dir, earlier_curves)
+        if earlier_curves is not None and primary:
+            prepend_curves(run_dir, earlier_curves)
+        if primary:
+            _finish_status(run_dir, trainer, config)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()  # evaluation runs in one process
-    except MedilabError:
+    except MedilabError as exc:
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)
+        elif primary and run_dir.is_dir():
+            write_status(run_dir, "failed", reason=str(exc))
+        raise
+    except KeyboardInterrupt:
+        if primary and run_dir.is_dir():
+            write_status(run_dir, "interrupted", reason="stopped by the user")
         raise
     finally:
         if not launched:
             os.environ.pop(RUN_DIR_ENV, None)
     return run_dir
+
+
+def _externally_launched() -> bool:
+    """True under torchrun / SLURM with several processes (each runs the whole command)."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    return world > 1 and any(os.environ.get(v) for v in EXTERNAL_LAUNCH_ENV)
+
+
+def _check_fresh_folder(run_dir: Path) -> None:
+    """A new run needs an empty folder, or one whose earlier run stopped before any checkpoint
+    (it is cleared and started again)."""
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return
+    status = read_status(run_dir) or {}
+    has_checkpoint = checkpoint_path(run_dir, "last").is_file()
+    if status.get("state") in ("interrupted", "failed") and not has_checkpoint:
+        shutil.rmtree(run_dir)
+        return
+    hint = "continue it with --resume" if has_checkpoint else "choose another --run-dir"
+    raise MedilabError(f"{run_dir}: run folder exists and is not empty ({hint})")
+
+
+def _finish_status(run_dir: Path, trainer: L.Trainer, config: ExperimentConfig) -> None:
+    summary = training_summary(trainer, config, read_curves(run_dir))
+    state = "interrupted" if trainer.interrupted else "finished"
+    if trainer.interrupted:
+        summary["stop_reason"] = "interrupted by the user"
+        hint = ("--resume continues from the last epoch" if checkpoint_path(run_dir, "last")
+                .is_file() else "no epoch finished: train again into the same --run-dir")
+        summary["next"] = hint
+    write_status(run_dir, state, training=summary)
 
 
 def resolve_config(
@@ -184,7 +256,8 @@ def resolve_config(
     if not isinstance(config, ExperimentConfig):
         return load_config(config, overrides)
     if overrides:
-        return validate_config(apply_overrides(config.model_dump(mode="json"), overrides), "config")
+        return validate_config(apply_overrides(config.model_dump(mode="json"), overrides),
+                               "config")
     return config
 
 
@@ -197,19 +270,25 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best") -> dict[str, Any]:
     """Evaluate a run's checkpoint on its held-out splits; writes metrics.json and predictions."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
+    status = read_status(run_dir) or {}
+    if status.get("state") == "running":
+        warnings.warn(f"{run_dir}: training has not finished; evaluating its {checkpoint} "
+                      "checkpoint so far", stacklevel=2)
     family = get_task_family(config.task)
     datamodule = family.build_datamodule(config, load_splits(run_dir / SPLITS_FILE))
     module = load_module(run_dir, family, config, checkpoint)
-    body = family.evaluate(module, datamodule, config, run_dir)
+    trainer = build_inference_trainer(config)
+    body = family.evaluate(module, datamodule, config, run_dir, trainer)
     metrics = {
         "experiment": config.experiment,
         "task": config.task,
         "model": config.model.name,
         "checkpoint": checkpoint,
         "confidence": config.evaluation.confidence,
+        **({"training": status["training"]} if "training" in status else {}),
         **body,
     }
-    write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_metrics(run_dir, metrics)
     return metrics
 
 
@@ -225,70 +304,6 @@ def predict(
     config = load_run_config(run_dir)
     family = get_task_family(config.task)
     module = load_module(run_dir, family, config, checkpoint)
-    return family.predict(module, config, inputs, Path(out), **options)
-
-
-def load_run_config(run_dir: Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """The resolved config saved in a run folder."""
-    path = run_dir / CONFIG_FILE
-    if not run_dir.is_dir():
-        raise InputFileError(run_dir, "run folder not found")
-    raw = read_yaml(path)
-    return validate_config(apply_overrides(raw, overrides or []), str(path))
-
-
-def read_model_args(run_dir: Path) -> dict[str, Any]:
-    """The resolved model arguments the run was trained with (checkpoints/model.json)."""
-    path = run_dir / MODEL_ARGS_FILE
-    if not path.is_file():
-        raise InputFileError(path, "missing: is this a medilab run folder?")
-    return json.loads(path.read_text(encoding="utf-8"))["kwargs"]
-
-
-def load_module(
-    run_dir: Path, family: TaskFamily, config: ExperimentConfig, checkpoint: str = "best"
-) -> BaseModule:
-    """Rebuild the module from the saved model arguments and load the checkpoint's weights
-    (for an ensemble folder: every member's, averaged)."""
-    if (run_dir / ENSEMBLE_FILE).is_file():
-        from medilab.ensemble import load_ensemble_module  # an ensemble is a run of runs
-
-        return load_ensemble_module(run_dir, family, config)
-    module = family.build_module(config, read_model_args(run_dir))
-    ckpt = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
-    if not ckpt.is_file():
-        raise InputFileError(ckpt, "checkpoint not found (did training finish an epoch?)")
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
-        raise InputFileError(ckpt, f"not a readable checkpoint ({type(exc).__name__})") from None
-    module.load_state_dict(state["state_dict"])
-    module.eval()
-    return module
-
-
-def _read_curves(run_dir: Path) -> pd.DataFrame | None:
-    path = run_dir / CURVES_FILE
-    return pd.read_csv(path) if path.is_file() else None
-
-
-def _prepend_curves(run_dir: Path, earlier: pd.DataFrame) -> None:
-    """Lightning's CSV logger starts metrics.csv afresh on resume: put the earlier epochs back."""
-    latest = _read_curves(run_dir)
-    if latest is None or latest.empty:
-        return
-    first_new_epoch = latest["epoch"].min()
-    kept = earlier[earlier["epoch"] < first_new_epoch]
-    merged = pd.concat([kept, latest], ignore_index=True)
-    write_text(run_dir / CURVES_FILE, merged.to_csv(index=False))
-
-
-def _write_run_files(
-    run_dir: Path, config: ExperimentConfig, splits: pd.DataFrame, model_args: dict
-) -> None:
-    (run_dir / "plots").mkdir(parents=True, exist_ok=True)
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / CONFIG_FILE, config_to_yaml(config))
-    write_text(run_dir / SPLITS_FILE, splits.to_csv(index=False))
-    saved = {"name": config.model.name, "kwargs": model_args}
-    write_text(run_dir / MODEL_ARGS_FILE, json.dumps(saved, indent=2) + "\n")
+    trainer = build_inference_trainer(config)
+    module.to(trainer.strategy.root_device)
+    return family.predict(module, config, inputs, Path(out), trainer, **options)

@@ -15,12 +15,14 @@ from medilab.data.segmentation import (
     JointAugment,
     PatchDataset,
     SegSample,
-    build_datamodule,
     prepare_image,
     prepare_mask,
-    split_samples,
 )
-from medilab.errors import ConfigError, InputFileError
+from medilab.data.sources.segmentation_folder import SegmentationFolderSource
+from medilab.data.splits import training_splits
+from medilab.errors import InputFileError, MedilabError
+
+build_datamodule = SegmentationFolderSource().build_datamodule
 
 DATA = Path(os.environ.get("MEDILAB_DATA", Path(__file__).parents[2] / "../shared/data"))
 
@@ -123,14 +125,14 @@ def test_manifest_source_and_multiclass_masks(tmp_path):
 
 
 def test_split_is_seeded_and_saved_splits_are_reused(tmp_path):
-    ids = [f"{i:02d}" for i in range(20)]
-    first = split_samples(ids, 5, 0.2, seed=7)
-    assert first.equals(split_samples(ids, 5, 0.2, seed=7))
+    table = pd.DataFrame({"sample_id": [f"{i:02d}" for i in range(20)]})
+    first = training_splits(table, val_count=5, seed=7)
+    assert first.equals(training_splits(table, val_count=5, seed=7))
     assert (first["split"] == "val").sum() == 5
-    assert not first.equals(split_samples(ids, 5, 0.2, seed=8))
-    assert (split_samples(ids, None, 0.25, seed=7)["split"] == "val").sum() == 5
-    with pytest.raises(ConfigError, match="val_count"):
-        split_samples(ids[:2], 2, 0.2, seed=0)
+    assert not first.equals(training_splits(table, val_count=5, seed=8))
+    assert (training_splits(table, val_fraction=0.25, seed=7)["split"] == "val").sum() == 5
+    with pytest.raises(MedilabError, match="val_count"):
+        training_splits(table.head(2), val_count=2, seed=0)
     root = write_drive(tmp_path / "drive", n=3)
     given = pd.DataFrame({"sample_id": ["21_training", "22_training", "23_training"],
                           "split": ["val", "train", "train"]})

@@ -18,10 +18,9 @@ from medilab.models import create_model
 from medilab.tasks.segmentation import (
     SegmentationLoss,
     SegmentationModule,
-    bootstrap_summary,
+    _pooled_dice,
     image_scores,
     pixel_auc,
-    pooled_dice,
 )
 from segmentation_samples import circles_config, write_circles
 
@@ -114,19 +113,8 @@ def test_losses_match_monai_and_torch_and_ignore_outside_fov():
 
 def test_pooled_dice_sums_counts_over_images():
     counts = np.array([[8, 2, 0], [0, 0, 10], [2, 0, 0]], float)
-    pooled = pooled_dice(counts, 200, seed=0)
-    assert pooled["value"] == pytest.approx(20 / 32)
-    assert pooled["low"] <= pooled["value"] <= pooled["high"]
-    assert pooled_dice(np.zeros((2, 3)), 0) == {"value": 1.0}
-
-
-def test_bootstrap_summary_over_images():
-    frame = pd.DataFrame({"dice": [0.6, 0.7, 0.8, 0.9], "auc": [0.9, np.nan, 0.8, 1.0]})
-    first = bootstrap_summary(frame, ["dice", "auc"], 500, 0.95, seed=1)
-    assert first == bootstrap_summary(frame, ["dice", "auc"], 500, 0.95, seed=1)
-    assert first["dice"]["value"] == pytest.approx(0.75)
-    assert 0.6 <= first["dice"]["low"] < 0.75 < first["dice"]["high"] <= 0.9
-    assert first["auc"]["value"] == pytest.approx(0.9)  # NaN left out
+    assert _pooled_dice(counts) == pytest.approx(20 / 32)
+    assert _pooled_dice(np.zeros((2, 3))) == 1.0
 
 
 def test_sliding_window_equals_whole_image_forward(tmp_path):
@@ -191,7 +179,9 @@ def test_end_to_end_train_evaluate_predict(tmp_path):
 
 
 def test_pretrained_weights_only_for_a_module_about_to_train(tmp_path, monkeypatch):
-    from medilab.data.segmentation import build_datamodule
+    from medilab.data.sources.segmentation_folder import SegmentationFolderSource
+
+    build_datamodule = SegmentationFolderSource().build_datamodule
     from medilab.errors import WeightsUnavailableError
     from medilab.tasks.segmentation import SegmentationFamily
 
@@ -203,9 +193,9 @@ def test_pretrained_weights_only_for_a_module_about_to_train(tmp_path, monkeypat
     args = family.model_args(config, build_datamodule(config, None))
     assert args == {"in_channels": 1, "num_classes": 2, "pretrained": True, "fc_width": 8}
     with pytest.raises(WeightsUnavailableError, match="not available offline"):
-        family.build_module(config, args)
+        family.build_module(config, args, for_training=True)
     # rebuilt from a run folder (weights come from the checkpoint): no pretrained file needed
-    module = SegmentationFamily().build_module(config, args)
+    module = SegmentationFamily().build_module(config, args, for_training=False)
     assert module.num_classes == 2
 
 

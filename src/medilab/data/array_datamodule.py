@@ -1,8 +1,14 @@
-"""A LightningDataModule over in-memory image arrays with a saved train/val split."""
+"""A LightningDataModule over in-memory image arrays with a saved train/val(/test) split.
+
+Every classification source (pixel CSVs, MedMNIST, image tables, 2.5D slices) ends here: images
+(N, C, H, W) or (N, 1, D, H, W) float32, labels, one id per sample and, optionally, a metadata
+table (patient, covariates) aligned with the samples. Covariates are encoded with statistics of
+the training rows only.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import lightning as L
 import numpy as np
@@ -10,6 +16,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from medilab.data.covariates import CovariateEncoder
 from medilab.data.digits import ImageArrays
 from medilab.errors import MedilabError
 
@@ -17,7 +24,7 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
 class ArrayImageDataset(Dataset):
-    """Items are dicts: ``image`` (C, H, W), ``label`` (when known) and ``index``."""
+    """Items: ``image``, ``label`` (when known), ``covariates`` (when given), ``index``."""
 
     def __init__(
         self,
@@ -25,10 +32,12 @@ class ArrayImageDataset(Dataset):
         labels: np.ndarray | None,
         indices: np.ndarray,
         transform: Transform | None = None,
+        covariates: np.ndarray | None = None,
     ) -> None:
         self.images = torch.from_numpy(np.ascontiguousarray(images))
-        self.labels = None if labels is None else torch.from_numpy(labels)
-        self.indices = torch.from_numpy(indices)
+        self.labels = None if labels is None else torch.from_numpy(np.asarray(labels))
+        self.covariates = None if covariates is None else torch.from_numpy(covariates)
+        self.indices = torch.from_numpy(np.asarray(indices, dtype=np.int64))
         self.transform = transform
 
     def __len__(self) -> int:
@@ -42,25 +51,9 @@ class ArrayImageDataset(Dataset):
         sample = {"image": image, "index": index}
         if self.labels is not None:
             sample["label"] = self.labels[index]
+        if self.covariates is not None:
+            sample["covariates"] = self.covariates[index]
         return sample
-
-
-def stratified_split(
-    arrays: ImageArrays, val_fraction: float, seed: int
-) -> pd.DataFrame:
-    """A seeded, label-stratified train/val split as a ``sample_id, split, label`` table."""
-    from sklearn.model_selection import train_test_split
-
-    if arrays.labels is None:
-        raise MedilabError("cannot split unlabelled data into train/val")
-    positions = np.arange(len(arrays.sample_ids))
-    train_pos, val_pos = train_test_split(
-        positions, test_size=val_fraction, random_state=seed, stratify=arrays.labels
-    )
-    split = np.empty(len(positions), dtype=object)
-    split[train_pos] = "train"
-    split[val_pos] = "val"
-    return pd.DataFrame({"sample_id": arrays.sample_ids, "split": split, "label": arrays.labels})
 
 
 class ArrayClassificationDataModule(L.LightningDataModule):
@@ -74,6 +67,12 @@ class ArrayClassificationDataModule(L.LightningDataModule):
         num_workers: int = 0,
         train_transform: Transform | None = None,
         seed: int = 0,
+        *,
+        table: pd.DataFrame | None = None,
+        numeric: Sequence[str] = (),
+        categorical: Sequence[str] = (),
+        class_names: Sequence[str] | None = None,
+        encoder: CovariateEncoder | None = None,
     ) -> None:
         super().__init__()
         self.arrays = arrays
@@ -82,20 +81,39 @@ class ArrayClassificationDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.train_transform = train_transform
         self.seed = seed
+        self.table = table.reset_index(drop=True) if table is not None else None
         self._positions = _positions_by_split(arrays.sample_ids, splits)
+        self._class_names = list(class_names) if class_names is not None else None
+        self.encoder = encoder
+        self.covariates: np.ndarray | None = None
+        if (numeric or categorical or encoder) and self.table is not None:
+            if self.encoder is None:
+                train_rows = self.table.iloc[self._positions["train"]]
+                self.encoder = CovariateEncoder(list(numeric), list(categorical)).fit(train_rows)
+            self.covariates = self.encoder.transform(self.table)
 
     @property
     def num_classes(self) -> int:
+        if self._class_names is not None:
+            return len(self._class_names)
         assert self.arrays.labels is not None
         return int(self.arrays.labels.max()) + 1
+
+    @property
+    def class_names(self) -> list[str]:
+        return self._class_names or [str(k) for k in range(self.num_classes)]
 
     @property
     def in_channels(self) -> int:
         return self.arrays.images.shape[1]
 
     @property
-    def image_size(self) -> tuple[int, int]:
-        return tuple(self.arrays.images.shape[2:])  # type: ignore[return-value]
+    def image_size(self) -> tuple[int, ...]:
+        return tuple(self.arrays.images.shape[2:])
+
+    @property
+    def num_covariates(self) -> int:
+        return 0 if self.covariates is None else int(self.covariates.shape[1])
 
     @property
     def split_names(self) -> list[str]:
@@ -104,7 +122,8 @@ class ArrayClassificationDataModule(L.LightningDataModule):
     def dataset(self, split: str, train: bool = False) -> ArrayImageDataset:
         transform = self.train_transform if train else None
         return ArrayImageDataset(
-            self.arrays.images, self.arrays.labels, self._positions[split], transform
+            self.arrays.images, self.arrays.labels, self._positions[split], transform,
+            self.covariates,
         )
 
     def loader(self, split: str, train: bool = False) -> DataLoader:
@@ -131,6 +150,12 @@ class ArrayClassificationDataModule(L.LightningDataModule):
 
     def sample_ids(self, split: str) -> list[str]:
         return [self.arrays.sample_ids[i] for i in self._positions[split]]
+
+    def metadata(self, split: str) -> pd.DataFrame | None:
+        """The metadata rows (patient, raw covariates) of ``split``, in loader order."""
+        if self.table is None:
+            return None
+        return self.table.iloc[self._positions[split]].reset_index(drop=True)
 
 
 def _positions_by_split(sample_ids: list[str], splits: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightning as L
 import numpy as np
@@ -21,18 +22,14 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from medilab.config import AugmentConfig, ExperimentConfig, SegmentationFolderData
+from medilab.config import AugmentConfig
 from medilab.data.elastic import RandomElastic
-from medilab.data.manifest import load_manifest
 from medilab.data.sources.loader import read_array
-from medilab.data.sources.masks import mask_folder_manifest
 from medilab.errors import ConfigError, InputFileError, MedilabError
 
-LAYOUTS = {  # layout → (images, masks, field-of-view) folder names
-    "drive": ("images", "1st_manual", "mask"),
-    "isbi": ("images", "labels", None),
-    "folders": ("images", "masks", None),
-}
+if TYPE_CHECKING:  # the config section lives with its source
+    from medilab.data.sources.segmentation_folder import SegmentationFolderData
+
 
 
 @dataclass
@@ -143,36 +140,6 @@ def _check_size(path: object, shape: Sequence[int], image: object, image_shape: 
             path, f"size {'x'.join(map(str, shape))} differs from its image "
             f"{Path(str(image)).name} ({'x'.join(map(str, image_shape))})"
         )
-
-
-# ----------------------------------------------------------------------------- manifest, split
-def segmentation_manifest(data: SegmentationFolderData) -> pd.DataFrame:
-    """``sample_id, image, mask[, fov]`` from the folder layout or the manifest CSV."""
-    if data.manifest is not None:
-        path = data.manifest if data.manifest.is_absolute() else data.root / data.manifest
-        return load_manifest(path, root=data.root, required=("image", "mask"))
-    images, masks, fov = LAYOUTS[data.layout]
-    folders = {"mask": data.masks or masks}
-    if data.fov or fov:
-        folders["fov"] = data.fov or fov
-    if not Path(data.root).is_dir():
-        raise InputFileError(data.root, "data.root: folder not found")
-    return mask_folder_manifest(data.root, images=data.images or images, masks=folders,
-                                key=data.key)
-
-
-def split_samples(
-    sample_ids: Sequence[str], val_count: int | None, val_fraction: float, seed: int
-) -> pd.DataFrame:
-    """``sample_id, split``: ``val_count`` (or ``val_fraction``) images to val, seeded."""
-    n = len(sample_ids)
-    n_val = val_count if val_count is not None else max(1, round(val_fraction * n))
-    if not 0 < n_val < n:
-        raise ConfigError(f"data.val_count: {n_val} validation images of {n} leaves no training")
-    order = np.random.default_rng(seed).permutation(n)
-    split = np.full(n, "train", dtype=object)
-    split[order[:n_val]] = "val"
-    return pd.DataFrame({"sample_id": list(sample_ids), "split": split})
 
 
 # ----------------------------------------------------------------------------- augmentation
@@ -338,25 +305,3 @@ class SegmentationDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return DataLoader(FullImageDataset(self.split_samples("val")), batch_size=1,
                           num_workers=self.data.num_workers)
-
-
-def build_datamodule(
-    config: ExperimentConfig, splits: pd.DataFrame | None
-) -> SegmentationDataModule:
-    """Read every pair named by ``config.data`` once; split anew (seeded) unless given."""
-    data = config.data
-    if not isinstance(data, SegmentationFolderData):
-        raise ConfigError(f"data.source {data.source!r} is not a segmentation source")
-    manifest = segmentation_manifest(data)
-    if splits is None:
-        splits = split_samples(list(manifest["sample_id"]), data.val_count, data.val_fraction,
-                               config.seed)
-    splits = splits[["sample_id", "split"]].assign(sample_id=lambda f: f["sample_id"].astype(str))
-    images = dict(zip(manifest["sample_id"], manifest["image"], strict=True))
-    splits = splits.assign(image=[Path(images.get(i, "")).name for i in splits["sample_id"]])
-    samples = [
-        load_sample(data, str(row["sample_id"]), row["image"], row.get("mask"),
-                    row.get("fov") if isinstance(row.get("fov"), str) else None)
-        for _, row in manifest.iterrows()
-    ]
-    return SegmentationDataModule(samples, splits, data)

@@ -207,11 +207,15 @@ def split_file(
     out: str | Path,
     **options,
 ) -> pd.DataFrame:
-    """Read a manifest CSV, split it (``options`` → :func:`make_splits`), save, return the table.
+    """Read a manifest CSV, split it (``options`` → :func:`make_splits`; a ``group`` or
+    ``stratify`` of "none" means without it), save, return the table.
 
     Raises if the result leaks a group (cannot happen with a group column, checked anyway).
     """
     table = read_table(manifest_path)
+    for key in ("group", "stratify"):
+        if isinstance(options.get(key), str) and options[key].lower() in ("", "none"):
+            options[key] = None  # "none" on the command line: no such column
     try:
         splits = make_splits(table, **options)
     except MedilabError as exc:
@@ -223,3 +227,76 @@ def split_file(
             raise MedilabError(f"internal error: {len(leaks)} groups leak across splits")
     save_splits(splits, out)
     return splits
+
+
+def training_splits(
+    table: pd.DataFrame,
+    *,
+    seed: int,
+    val_fraction: float = 0.2,
+    val_count: int | None = None,
+    given: pd.DataFrame | None = None,
+    group: str | None = "patient_id",
+    stratify: str | None = "label",
+) -> pd.DataFrame:
+    """The split a training run uses, for every task: ``sample_id, split[, group][, label]``.
+
+    ``table`` has one row per sample (``sample_id``, and ``label`` / the group column when the
+    data has them). A ``given`` splits table (a saved ``splits.csv``) is checked: every id must be
+    in the data and no patient may sit in two splits. Otherwise :func:`make_splits` splits anew:
+    label-stratified, grouped by patient when the column exists, seeded. ``val_count`` holds back
+    about that many samples (patients) instead of ``val_fraction``.
+    """
+    group = group if group and group in table.columns else None
+    stratify = stratify if stratify and stratify in table.columns else None
+    if stratify:
+        _check_class_counts(table[stratify])
+    if given is not None:
+        splits = _checked_given_splits(table, given, group)
+    else:
+        units = table[group].nunique() if group else len(table)
+        if val_count is not None:
+            if not 0 < val_count < units:
+                raise MedilabError(f"data.val_count: {val_count} held back of {units} "
+                                   f"{'patients' if group else 'samples'} leaves no training")
+            val_fraction = val_count / units
+        splits = make_splits(table, group=group, stratify=stratify, val=val_fraction, seed=seed)
+    if stratify and stratify not in splits.columns:
+        labels = dict(zip(table["sample_id"].astype(str), table[stratify], strict=True))
+        splits[stratify] = [labels.get(i) for i in splits["sample_id"].astype(str)]
+    return splits
+
+
+def _check_class_counts(labels: pd.Series) -> None:
+    counts = labels.value_counts().sort_index()
+    shown = ", ".join(f"{k}: {v}" for k, v in counts.items())
+    if len(counts) < 2:
+        raise MedilabError(f"training data has a single class ({shown} samples); "
+                           "classification needs at least two classes")
+    if counts.min() < 2:
+        rare = counts[counts < 2].index[0]
+        raise MedilabError(f"class {rare!r} has {counts.min()} sample (class counts {shown}); "
+                           "every class needs at least 2, one to train on and one to validate")
+
+
+def _checked_given_splits(
+    table: pd.DataFrame, given: pd.DataFrame, group: str | None
+) -> pd.DataFrame:
+    ids = set(table["sample_id"].astype(str))
+    splits = given.assign(sample_id=given["sample_id"].astype(str))
+    unknown = splits.loc[~splits["sample_id"].isin(ids), "sample_id"]
+    if len(unknown):
+        raise MedilabError(f"splits: sample_id {unknown.iloc[0]!r} is not in the data "
+                           f"({len(unknown)} unknown; the splits file belongs to other data)")
+    if "train" not in set(splits["split"].astype(str)):
+        raise MedilabError("splits: no sample is in the 'train' split")
+    if group:
+        groups = dict(zip(table["sample_id"].astype(str), table[group], strict=True))
+        merged = splits.assign(**{group: [groups[i] for i in splits["sample_id"]]})
+        leaks = check_leakage(merged, group=group)
+        if len(leaks):
+            first = leaks.iloc[0]
+            raise MedilabError(f"splits: {len(leaks)} patient(s) in more than one split, e.g. "
+                               f"{group} {first[group]!r} in {first['splits']}")
+        splits = merged
+    return splits.reset_index(drop=True)

@@ -1,10 +1,12 @@
-"""What every task family shares: optimiser/scheduler from config, and the family interface."""
+"""What every task family shares: optimiser/scheduler from config, the family interface and
+the one evaluation loop."""
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import pandas as pd
@@ -12,6 +14,7 @@ import torch
 from torch import nn
 
 from medilab.config import ExperimentConfig, OptimizerConfig, SchedulerConfig
+from medilab.io.atomic import write_csv
 
 
 def build_optimizer(params: Any, cfg: OptimizerConfig) -> torch.optim.Optimizer:
@@ -43,14 +46,38 @@ def build_scheduler(
         )
         return {"scheduler": scheduler, "monitor": monitor, "interval": "epoch"}
     if cfg.name == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=max_epochs, eta_min=cfg.min_lr
-        )
+        scheduler = ReplannableCosine(optimizer, horizon=max_epochs, eta_min=cfg.min_lr)
     else:
         scheduler = torch.optim.lr_scheduler.StepLR(
             optimizer, step_size=cfg.step_size, gamma=cfg.factor
         )
     return {"scheduler": scheduler, "interval": "epoch"}
+
+
+class ReplannableCosine(torch.optim.lr_scheduler.LRScheduler):
+    """Cosine decay, per epoch, from the learning rate at ``start_epoch`` to ``eta_min`` at
+    ``horizon``. On resume with a new ``max_epochs`` the decay is re-planned from the current
+    rate to the new horizon (:meth:`replan`), so the rate never rises again."""
+
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, horizon: int, eta_min: float = 0.0,
+        last_epoch: int = -1,
+    ) -> None:
+        self.horizon, self.eta_min, self.start_epoch = horizon, eta_min, 0
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        span = max(1, self.horizon - self.start_epoch)
+        t = min(max(self.last_epoch - self.start_epoch, 0), span)
+        factor = (1 + math.cos(math.pi * t / span)) / 2
+        return [self.eta_min + (base - self.eta_min) * factor for base in self.base_lrs]
+
+    def replan(self, horizon: int) -> None:
+        """Decay from the current rates to ``eta_min`` at epoch ``horizon``."""
+        if horizon == self.horizon:
+            return
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self.start_epoch, self.horizon = self.last_epoch, horizon
 
 
 class BaseModule(L.LightningModule):
@@ -74,41 +101,89 @@ class BaseModule(L.LightningModule):
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
+    def on_train_start(self) -> None:
+        """After a resume, re-plan a cosine decay to this run's ``max_epochs``."""
+        for scheduler_config in self.trainer.lr_scheduler_configs:
+            if isinstance(scheduler_config.scheduler, ReplannableCosine):
+                scheduler_config.scheduler.replan(self.trainer.max_epochs)
+
 
 class TaskFamily(ABC):
-    """One family of tasks (classification, segmentation, detection): data, model, evaluation.
+    """One family of tasks (classification, segmentation, detection): model, scoring, outputs.
 
-    The engine calls these in order: ``build_datamodule`` → ``model_args`` (saved beside the
-    checkpoints, so prediction needs no training data) → ``build_module`` → fit →
-    ``evaluate`` / ``predict``.
+    The data comes from the configured source (:mod:`medilab.data.sources`). The engine calls
+    ``build_datamodule`` → ``model_args`` (saved beside the checkpoints, so prediction needs no
+    training data) → ``build_module(for_training=True)`` → fit; a trained run is rebuilt with
+    ``build_module(for_training=False)`` (no pretrained weights are looked for) and evaluated by
+    :meth:`evaluate`, one loop for every family through ``Trainer.predict`` on the configured
+    accelerator and precision. A family says only how to score one split
+    (:meth:`score_split`) and how to predict new inputs (:meth:`predict`).
     """
 
-    name: str
+    name: ClassVar[str]
 
-    @abstractmethod
     def build_datamodule(
         self, config: ExperimentConfig, splits: pd.DataFrame | None
     ) -> L.LightningDataModule:
-        """The data, split by ``splits`` when given, else split anew (``datamodule.splits``)."""
+        """The configured source's data, split by ``splits`` when given, else split anew."""
+        from medilab.data.sources.base import get_source
+
+        return get_source(config.data.source).build_datamodule(config, splits)
 
     @abstractmethod
     def model_args(self, config: ExperimentConfig, datamodule: L.LightningDataModule) -> dict:
         """Keyword arguments for ``create_model`` (config kwargs plus what the data implies)."""
 
     @abstractmethod
-    def build_module(self, config: ExperimentConfig, model_args: dict) -> BaseModule:
-        """The LightningModule with a freshly built model."""
+    def build_module(
+        self, config: ExperimentConfig, model_args: dict, *, for_training: bool
+    ) -> BaseModule:
+        """The LightningModule with a fresh model. ``for_training=False`` rebuilds a trained
+        model whose weights come from a checkpoint: pretrained weights are not loaded."""
+
+    def held_out_splits(self, datamodule: L.LightningDataModule) -> list[str]:
+        """The splits evaluation scores: every split but ``train``."""
+        return [s for s in datamodule.split_names if s != "train"]
 
     @abstractmethod
+    def prediction_loader(
+        self, datamodule: L.LightningDataModule, split: str
+    ) -> torch.utils.data.DataLoader:
+        """The samples of ``split`` in a fixed order, for ``Trainer.predict``."""
+
+    @abstractmethod
+    def score_split(
+        self, module: BaseModule, datamodule: L.LightningDataModule, split: str,
+        outputs: list[Any], config: ExperimentConfig, run_dir: Path,
+    ) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """(``predictions_<split>.csv`` rows, ``{metric: {value, low, high}}``) from the
+        module's ``predict_step`` outputs; may write task plots under ``run_dir``."""
+
+    def summary(
+        self, module: BaseModule, datamodule: L.LightningDataModule, config: ExperimentConfig
+    ) -> dict[str, Any]:
+        """Extra top-level metrics.json entries (class names, notes, ...)."""
+        return {}
+
     def evaluate(
         self, module: BaseModule, datamodule: L.LightningDataModule, config: ExperimentConfig,
-        run_dir: Path,
+        run_dir: Path, trainer: L.Trainer,
     ) -> dict[str, Any]:
-        """Write ``predictions_<split>.csv`` (and task plots); return the metrics.json body."""
+        """Score every held-out split: write ``predictions_<split>.csv``; return the metrics.json
+        body (``splits``, ``n`` and the family's :meth:`summary`)."""
+        scores: dict[str, Any] = {}
+        counts: dict[str, int] = {}
+        for split in self.held_out_splits(datamodule):
+            outputs = trainer.predict(module, dataloaders=self.prediction_loader(datamodule, split))
+            frame, metrics = self.score_split(module, datamodule, split, outputs or [], config,
+                                              run_dir)
+            write_csv(frame, run_dir / f"predictions_{split}.csv")
+            scores[split], counts[split] = metrics, len(frame)
+        return {"splits": scores, "n": counts, **self.summary(module, datamodule, config)}
 
     @abstractmethod
     def predict(
         self, module: BaseModule, config: ExperimentConfig, inputs: Path, out: Path,
-        **options: Any,
+        trainer: L.Trainer, **options: Any,
     ) -> Path:
         """Predict for new inputs and write them to ``out``; return the path written."""

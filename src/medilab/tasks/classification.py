@@ -1,4 +1,5 @@
-"""Image classification: LightningModule, evaluation with intervals, predictions."""
+"""Image classification: LightningModule, scoring with (patient) bootstrap intervals, subgroup
+and calibration audits, and predictions for new inputs."""
 
 from __future__ import annotations
 
@@ -13,17 +14,24 @@ import torchmetrics
 from torch import nn
 
 from medilab.config import ExperimentConfig
-from medilab.data import classification as classification_data
 from medilab.data.array_datamodule import ArrayClassificationDataModule, ArrayImageDataset
+from medilab.data.sources.base import get_source
 from medilab.errors import InputFileError
 from medilab.io.atomic import write_csv
 from medilab.models import create_model
+from medilab.models.registry import checkpoint_model_args
 from medilab.tasks.base import BaseModule, TaskFamily
-from medilab.tasks.metrics import MetricFactory, metric_table
+from medilab.tasks.classification_metrics import (
+    binary_threshold,
+    calibration_summary,
+    score_table,
+    subgroup_tables,
+)
+from medilab.tasks.registry import register_task
 
 
 class ClassificationModule(BaseModule):
-    """Cross-entropy training; logs loss, accuracy and macro-F1 (and AUROC) per epoch."""
+    """Cross-entropy training; logs loss, accuracy and macro-F1 per epoch (AUROC for binary)."""
 
     def __init__(
         self,
@@ -40,16 +48,14 @@ class ClassificationModule(BaseModule):
             weight=torch.tensor(weights, dtype=torch.float32) if weights else None,
             label_smoothing=config.loss.label_smoothing,
         )
-        metrics = torchmetrics.MetricCollection(
-            {
-                "accuracy": torchmetrics.Accuracy("multiclass", num_classes=num_classes),
-                "f1_macro": torchmetrics.F1Score(
-                    "multiclass", num_classes=num_classes, average="macro"
-                ),
-            }
-        )
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.train_metrics = metrics.clone(prefix="train/")
+        metrics = {
+            "accuracy": torchmetrics.Accuracy("multiclass", num_classes=num_classes),
+            "f1_macro": torchmetrics.F1Score("multiclass", num_classes=num_classes,
+                                             average="macro"),
+        }
+        self.train_metrics = torchmetrics.MetricCollection(metrics).clone(prefix="train/")
+        metrics["auroc"] = torchmetrics.AUROC("multiclass", num_classes=num_classes)
+        self.val_metrics = torchmetrics.MetricCollection(metrics).clone(prefix="val/")
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if "covariates" in batch:
@@ -58,8 +64,8 @@ class ClassificationModule(BaseModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch)
-        loss = self.loss_fn(logits, batch["label"])
-        self.train_metrics.update(logits, batch["label"])
+        loss = self.loss_fn(logits.float(), batch["label"])
+        self.train_metrics.update(logits.float(), batch["label"])
         size = len(batch["label"])
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         return loss
@@ -69,9 +75,9 @@ class ClassificationModule(BaseModule):
         self.train_metrics.reset()
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        logits = self(batch)
+        logits = self(batch).float()
         loss = self.loss_fn(logits, batch["label"])
-        self.val_metrics.update(logits, batch["label"])
+        self.val_metrics.update(torch.softmax(logits, dim=1), batch["label"])
         size = len(batch["label"])
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
 
@@ -79,63 +85,18 @@ class ClassificationModule(BaseModule):
         self.log_dict(self.val_metrics.compute(), prog_bar=True, sync_dist=True)
         self.val_metrics.reset()
 
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict:
-        return {"probs": torch.softmax(self(batch), dim=1), "index": batch["index"]}
-
-
-def predict_probabilities(module: nn.Module, loader: torch.utils.data.DataLoader) -> np.ndarray:
-    """Class probabilities for every sample of ``loader``, in loader order (eval mode, no grad)."""
-    module.eval()
-    chunks = []
-    with torch.inference_mode():
-        for batch in loader:
-            chunks.append(torch.softmax(module(batch), dim=1).float())
-    return torch.cat(chunks).numpy()
-
-
-def classification_metrics(num_classes: int) -> dict[str, MetricFactory]:
-    """The metrics reported in metrics.json for a classifier."""
-    task = "binary" if num_classes == 2 else "multiclass"
-    factories: dict[str, MetricFactory] = {
-        "accuracy": lambda: torchmetrics.Accuracy("multiclass", num_classes=num_classes),
-        "f1_macro": lambda: torchmetrics.F1Score(
-            "multiclass", num_classes=num_classes, average="macro"
-        ),
-    }
-    if task == "binary":
-        factories["auroc"] = lambda: _BinaryFromProbs(torchmetrics.AUROC("binary"))
-        factories["sensitivity"] = lambda: _BinaryFromProbs(torchmetrics.Recall("binary"))
-        factories["specificity"] = lambda: _BinaryFromProbs(torchmetrics.Specificity("binary"))
-    else:
-        factories["auroc"] = lambda: torchmetrics.AUROC("multiclass", num_classes=num_classes)
-    return factories
-
-
-class _BinaryFromProbs(torchmetrics.Metric):
-    """Feeds the positive-class column of (N, 2) probabilities to a binary metric."""
-
-    full_state_update = False
-
-    def __init__(self, metric: torchmetrics.Metric) -> None:
-        super().__init__()
-        self.metric = metric
-
-    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        self.metric.update(preds[:, 1], target)
-
-    def compute(self) -> torch.Tensor:
-        return self.metric.compute()
-
-    def reset(self) -> None:
-        super().reset()
-        self.metric.reset()
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return torch.softmax(self(batch).float(), dim=1).cpu()
 
 
 def prediction_frame(
-    sample_ids: list[str], probs: np.ndarray, labels: np.ndarray | None
+    sample_ids: list[str], probs: np.ndarray, labels: np.ndarray | None,
+    metadata: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """``sample_id, [label], prediction, prob_0..prob_{K-1}``."""
+    """``sample_id, [patient_id], [label], prediction, prob_0..prob_{K-1}``."""
     frame = pd.DataFrame({"sample_id": sample_ids})
+    if metadata is not None and "patient_id" in metadata.columns:
+        frame["patient_id"] = metadata["patient_id"].to_numpy()
     if labels is not None:
         frame["label"] = labels
     frame["prediction"] = probs.argmax(axis=1)
@@ -144,12 +105,135 @@ def prediction_frame(
     return frame
 
 
+def stacked(outputs: list[torch.Tensor]) -> np.ndarray:
+    """``Trainer.predict`` batches of probabilities as one (N, K) array."""
+    return torch.cat(outputs).float().numpy() if outputs else np.zeros((0, 0), np.float32)
+
+
+@register_task
+class ClassificationFamily(TaskFamily):
+    """Classification of whole images (digits, medical images, 2.5D slices, volumes)."""
+
+    name = "classification"
+
+    def model_args(self, config: ExperimentConfig, datamodule: L.LightningDataModule) -> dict:
+        assert isinstance(datamodule, ArrayClassificationDataModule)
+        args: dict[str, Any] = {
+            "in_channels": datamodule.in_channels,
+            "num_classes": datamodule.num_classes,
+            "image_size": list(datamodule.image_size),
+            "class_names": datamodule.class_names,
+        }
+        if datamodule.encoder is not None:
+            args["num_covariates"] = datamodule.num_covariates
+            args["covariates"] = datamodule.encoder.to_dict()
+        return {**args, **config.model.kwargs}
+
+    def build_module(
+        self, config: ExperimentConfig, model_args: dict, *, for_training: bool
+    ) -> ClassificationModule:
+        args = model_args if for_training else checkpoint_model_args(model_args)
+        kwargs = {k: v for k, v in args.items() if k not in ("class_names", "covariates")}
+        model = create_model(config.model.name, **kwargs)
+        return ClassificationModule(
+            config,
+            model,
+            num_classes=int(args["num_classes"]),
+            input_shape=(args["in_channels"], *args["image_size"]),
+        )
+
+    def prediction_loader(
+        self, datamodule: L.LightningDataModule, split: str
+    ) -> torch.utils.data.DataLoader:
+        assert isinstance(datamodule, ArrayClassificationDataModule)
+        return datamodule.loader(split)
+
+    def score_split(
+        self, module: BaseModule, datamodule: L.LightningDataModule, split: str,
+        outputs: list[Any], config: ExperimentConfig, run_dir: Path,
+    ) -> tuple[pd.DataFrame, dict[str, Any]]:
+        assert isinstance(datamodule, ArrayClassificationDataModule)
+        probs = stacked(outputs)
+        labels = datamodule.labels(split)
+        metadata = datamodule.metadata(split)
+        groups = (metadata["patient_id"].astype(str).to_numpy()
+                  if metadata is not None and "patient_id" in metadata.columns else None)
+        threshold = self._threshold(module, datamodule, split, probs, labels)
+        metrics = score_table(probs, labels, groups=groups, threshold=threshold,
+                              evaluation=config.evaluation, seed=config.seed)
+        frame = prediction_frame(datamodule.sample_ids(split), probs, labels, metadata)
+        return frame, metrics
+
+    def _threshold(
+        self, module: BaseModule, datamodule: ArrayClassificationDataModule, split: str,
+        probs: np.ndarray, labels: np.ndarray,
+    ) -> float | None:
+        """Binary tasks: the decision threshold chosen on ``val`` (Youden's J), kept for the
+        other splits of the same evaluation."""
+        if probs.shape[1] != 2:
+            return None
+        if split == "val" or not hasattr(self, "_val_threshold"):
+            self._val_threshold = binary_threshold(probs[:, 1], labels)
+        return self._val_threshold
+
+    def evaluate(
+        self, module: BaseModule, datamodule: L.LightningDataModule, config: ExperimentConfig,
+        run_dir: Path, trainer: L.Trainer,
+    ) -> dict[str, Any]:
+        body = super().evaluate(module, datamodule, config, run_dir, trainer)
+        assert isinstance(datamodule, ArrayClassificationDataModule)
+        if getattr(self, "_val_threshold", None) is not None:
+            body["threshold"] = {"value": self._val_threshold,
+                                 "chosen_on": "val", "rule": "Youden's J (sensitivity + "
+                                 "specificity - 1) maximal"}
+        frames = {s: pd.read_csv(run_dir / f"predictions_{s}.csv")
+                  for s in self.held_out_splits(datamodule)}
+        audits = {}
+        for split, frame in frames.items():
+            metadata = datamodule.metadata(split)
+            probs = frame[[f"prob_{k}" for k in range(datamodule.num_classes)]].to_numpy()
+            labels = frame["label"].to_numpy()
+            calibration = calibration_summary(probs, labels)
+            subgroups = subgroup_tables(probs, labels, metadata, config.evaluation,
+                                        seed=config.seed)
+            gap = subgroups.pop("largest_gap", None)
+            audits[split] = {"calibration": calibration, "subgroups": subgroups, "gap": gap}
+        body["calibration"] = {s: a["calibration"] for s, a in audits.items()}
+        if any(a["subgroups"] for a in audits.values()):
+            body["subgroups"] = {s: a["subgroups"] for s, a in audits.items() if a["subgroups"]}
+            body["subgroup_gaps"] = {s: a["gap"] for s, a in audits.items() if a["gap"]}
+        return body
+
+    def summary(
+        self, module: BaseModule, datamodule: L.LightningDataModule, config: ExperimentConfig
+    ) -> dict[str, Any]:
+        assert isinstance(datamodule, ArrayClassificationDataModule)
+        has_groups = datamodule.table is not None and "patient_id" in datamodule.table.columns
+        return {
+            "class_names": datamodule.class_names,
+            "notes": [
+                "Intervals: percentile bootstrap over "
+                + ("patients (all images of a drawn patient kept)." if has_groups
+                   else "images."),
+            ],
+        }
+
+    def predict(
+        self, module: BaseModule, config: ExperimentConfig, inputs: Path, out: Path,
+        trainer: L.Trainer, **options: Any,
+    ) -> Path:
+        assert isinstance(module, ClassificationModule)
+        source = get_source(config.data.source)
+        if hasattr(source, "read_unlabelled"):
+            return write_submission(module, source.read_unlabelled(config, inputs), inputs, out,
+                                    trainer)
+        return source.predict_table(module, config, inputs, out, trainer, **options)
+
+
 def write_submission(
-    module: BaseModule, config: ExperimentConfig, inputs: Path, out: Path
+    module: ClassificationModule, arrays: Any, inputs: Path, out: Path, trainer: L.Trainer
 ) -> Path:
-    """Kaggle submission ``ImageId,Label`` (ImageId from 1) for an unlabelled pixel CSV."""
-    arrays = classification_data.read_unlabelled(config, inputs)
-    assert isinstance(module, ClassificationModule)
+    """Kaggle submission ``ImageId,Label`` (ImageId from 1) for an unlabelled pixel table."""
     expected = module.input_shape
     if arrays.image_shape != expected:
         raise InputFileError(
@@ -159,73 +243,6 @@ def write_submission(
         )
     dataset = ArrayImageDataset(arrays.images, None, np.arange(len(arrays.images)))
     loader = torch.utils.data.DataLoader(dataset, batch_size=256)
-    predictions = predict_probabilities(module, loader).argmax(axis=1)
+    predictions = stacked(trainer.predict(module, dataloaders=loader)).argmax(axis=1)
     frame = pd.DataFrame({"ImageId": np.arange(1, len(predictions) + 1), "Label": predictions})
     return write_csv(frame, out)
-
-
-class ClassificationFamily(TaskFamily):
-    """Classification of whole images (digits and medical images)."""
-
-    name = "classification"
-
-    def build_datamodule(
-        self, config: ExperimentConfig, splits: pd.DataFrame | None
-    ) -> ArrayClassificationDataModule:
-        return classification_data.build_datamodule(config, splits)
-
-    def model_args(self, config: ExperimentConfig, datamodule: L.LightningDataModule) -> dict:
-        assert isinstance(datamodule, ArrayClassificationDataModule)
-        args = {
-            "in_channels": datamodule.in_channels,
-            "num_classes": datamodule.num_classes,
-            "image_size": list(datamodule.image_size),
-        }
-        return {**args, **config.model.kwargs}
-
-    def build_module(self, config: ExperimentConfig, model_args: dict) -> ClassificationModule:
-        model = create_model(config.model.name, **model_args)
-        return ClassificationModule(
-            config,
-            model,
-            num_classes=int(model_args["num_classes"]),
-            input_shape=(model_args["in_channels"], *model_args["image_size"]),
-        )
-
-    def evaluate(
-        self, module: BaseModule, datamodule: L.LightningDataModule, config: ExperimentConfig,
-        run_dir: Path,
-    ) -> dict[str, Any]:
-        assert isinstance(datamodule, ArrayClassificationDataModule)
-        assert isinstance(module, ClassificationModule)
-        splits_out: dict[str, Any] = {}
-        counts: dict[str, int] = {}
-        for split in datamodule.split_names:
-            if split == "train":
-                continue
-            probs = predict_probabilities(module, datamodule.loader(split))
-            labels = datamodule.labels(split)
-            write_csv(
-                prediction_frame(datamodule.sample_ids(split), probs, labels),
-                run_dir / f"predictions_{split}.csv",
-            )
-            splits_out[split] = metric_table(
-                classification_metrics(module.num_classes),
-                torch.from_numpy(probs),
-                torch.from_numpy(labels),
-                num_bootstraps=config.evaluation.bootstrap_samples,
-                confidence=config.evaluation.confidence,
-                seed=config.seed,
-            )
-            counts[split] = len(labels)
-        return {
-            "splits": splits_out,
-            "n": counts,
-            "class_names": [str(k) for k in range(module.num_classes)],
-        }
-
-    def predict(
-        self, module: BaseModule, config: ExperimentConfig, inputs: Path, out: Path,
-        **options: Any,
-    ) -> Path:
-        return write_submission(module, config, inputs, out)

@@ -1,19 +1,16 @@
-"""Task family name → implementation."""
+"""Task family name → implementation (``task:`` in the config)."""
 
 from __future__ import annotations
 
-from medilab.errors import ConfigError
+from medilab.registry import TASKS
 from medilab.tasks.base import TaskFamily
+
+
+def register_task(family: type[TaskFamily]) -> type[TaskFamily]:
+    """Class decorator: make ``family`` available as ``task: <family.name>``."""
+    return TASKS.register(family.name)(family)
 
 
 def get_task_family(name: str) -> TaskFamily:
     """The task family for ``config.task``."""
-    if name == "classification":
-        from medilab.tasks.classification import ClassificationFamily
-
-        return ClassificationFamily()
-    if name == "segmentation":
-        from medilab.tasks.segmentation import SegmentationFamily
-
-        return SegmentationFamily()
-    raise ConfigError(f"task: {name!r} is not implemented yet")
+    return TASKS.get(name)()

@@ -20,14 +20,17 @@ from scipy import ndimage
 from torch import nn
 from torchmetrics.functional.classification import binary_auroc
 
-from medilab.config import ExperimentConfig, SegmentationFolderData
+from medilab.config import ExperimentConfig
 from medilab.data import segmentation as seg_data
 from medilab.data.sources.masks import IMAGE_SUFFIXES
+from medilab.data.sources.segmentation_folder import SegmentationFolderData
 from medilab.errors import ConfigError, InputFileError
-from medilab.io.atomic import write_csv
 from medilab.io.images import write_png
 from medilab.models import create_model
+from medilab.models.registry import checkpoint_model_args
 from medilab.tasks.base import BaseModule, TaskFamily
+from medilab.tasks.bootstrap import bootstrap
+from medilab.tasks.registry import register_task
 
 MAX_AUC_PIXELS = 200_000
 EMPTY_MASK_NOTE = (
@@ -135,49 +138,15 @@ def pixel_auc(scores: torch.Tensor, target: torch.Tensor, seed: int = 0) -> floa
     return float(binary_auroc(scores.float(), target.long()))
 
 
-def bootstrap_summary(
-    frame: pd.DataFrame, columns: list[str], num_bootstraps: int = 1000,
-    confidence: float = 0.95, seed: int = 0,
-) -> dict[str, dict[str, float]]:
-    """``{column: {value, low, high}}``: the mean over images and a percentile bootstrap
-    interval (images resampled with replacement, numpy seeded); NaNs are left out."""
-    rng = np.random.default_rng(seed)
-    alpha = (1 - confidence) / 2
-    out: dict[str, dict[str, float]] = {}
-    for column in columns:
-        values = frame[column].to_numpy(dtype=float)
-        values = values[np.isfinite(values)]
-        if len(values) == 0:
-            continue
-        entry = {"value": float(values.mean())}
-        if num_bootstraps > 0 and len(values) > 1:
-            draws = rng.integers(0, len(values), size=(num_bootstraps, len(values)))
-            means = values[draws].mean(axis=1)
-            entry.update(low=float(np.quantile(means, alpha)),
-                         high=float(np.quantile(means, 1 - alpha)))
-        out[column] = entry
-    return out
+def _finite_mean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if len(finite) else float("nan")
 
 
-def pooled_dice(
-    counts: np.ndarray, num_bootstraps: int = 1000, confidence: float = 0.95, seed: int = 0
-) -> dict[str, float]:
-    """Dice of the summed ``(tp, fp, fn)`` rows (one per image), with a percentile bootstrap
-    interval over images."""
-
-    def dice(rows: np.ndarray) -> float:
-        tp, fp, fn = rows.sum(axis=0)
-        return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 1.0
-
-    entry = {"value": dice(counts)}
-    if num_bootstraps > 0 and len(counts) > 1:
-        rng = np.random.default_rng(seed)
-        draws = rng.integers(0, len(counts), size=(num_bootstraps, len(counts)))
-        values = [dice(counts[d]) for d in draws]
-        alpha = (1 - confidence) / 2
-        entry.update(low=float(np.quantile(values, alpha)),
-                     high=float(np.quantile(values, 1 - alpha)))
-    return entry
+def _pooled_dice(counts: np.ndarray) -> float:
+    """Dice of the summed ``(tp, fp, fn)`` rows (one per image)."""
+    tp, fp, fn = counts.sum(axis=0)
+    return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 1.0
 
 
 # ----------------------------------------------------------------------------- module
@@ -228,13 +197,10 @@ class SegmentationModule(BaseModule):
             self.log(f"val/{name}", scores[name], on_epoch=True, prog_bar=name == "dice",
                      batch_size=1, sync_dist=True)
 
-    @torch.inference_mode()
-    def probabilities(self, image: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(K, *S)`` of one prepared image ``(C, *S)`` (eval mode);
-        with ``data.mirror_tta`` the mean over every combination of flips of the spatial axes
+    def tta_probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``(N, K, *S)`` of whole images ``(N, C, *S)``; with
+        ``data.mirror_tta`` the mean over every combination of flips of the spatial axes
         (``data.mirror_tta_axes``, default all)."""
-        self.eval()
-        batch = torch.from_numpy(image)[None].to(self.device)
         total = torch.zeros(())
         data = self.config.data
         flips = mirror_axes(self.spatial_dims, data.mirror_tta_axes) if data.mirror_tta else [()]
@@ -242,7 +208,17 @@ class SegmentationModule(BaseModule):
             logits = self.infer(batch.flip(axes) if axes else batch)
             probs = torch.softmax(logits.float(), dim=1)
             total = total + (probs.flip(axes) if axes else probs)
-        return (total / len(flips))[0].cpu().numpy()
+        return total / len(flips)
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.tta_probabilities(batch["image"]).cpu()
+
+    @torch.inference_mode()
+    def probabilities(self, image: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(K, *S)`` of one prepared image ``(C, *S)`` (eval mode)."""
+        self.eval()
+        batch = torch.from_numpy(image)[None].to(self.device)
+        return self.tta_probabilities(batch)[0].cpu().numpy()
 
 
 def mirror_axes(
@@ -294,18 +270,11 @@ def _is_nifti(path: Path) -> bool:
 
 
 # ----------------------------------------------------------------------------- family
+@register_task
 class SegmentationFamily(TaskFamily):
     """Per-pixel classification of 2D images (or 3D volumes) with U-Net / FCN-8s."""
 
     name = "segmentation"
-
-    def __init__(self) -> None:
-        self._for_training = False
-
-    def build_datamodule(
-        self, config: ExperimentConfig, splits: pd.DataFrame | None
-    ) -> seg_data.SegmentationDataModule:
-        return seg_data.build_datamodule(config, splits)
 
     def model_args(self, config: ExperimentConfig, datamodule: L.LightningDataModule) -> dict:
         assert isinstance(datamodule, seg_data.SegmentationDataModule)
@@ -320,49 +289,54 @@ class SegmentationFamily(TaskFamily):
                 f"model.kwargs.spatial_dims: {dims} but data.spatial_dims is "
                 f"{datamodule.spatial_dims}"
             )
-        self._for_training = True  # the engine builds the module to train next
         return {**args, **config.model.kwargs}
 
-    def build_module(self, config: ExperimentConfig, model_args: dict) -> SegmentationModule:
-        """The module; pretrained weights are loaded only for a module about to be trained
-        (a module rebuilt from a run folder gets every weight from its checkpoint)."""
-        args = dict(model_args)
-        if not self._for_training and args.get("pretrained"):
-            args["pretrained"] = False
-        self._for_training = False
+    def build_module(
+        self, config: ExperimentConfig, model_args: dict, *, for_training: bool
+    ) -> SegmentationModule:
+        args = model_args if for_training else checkpoint_model_args(model_args)
         model = create_model(config.model.name, **args)
         return SegmentationModule(config, model, int(args["num_classes"]),
                                   int(args["in_channels"]))
 
-    def evaluate(
-        self, module: BaseModule, datamodule: L.LightningDataModule, config: ExperimentConfig,
-        run_dir: Path,
-    ) -> dict[str, Any]:
+    def prediction_loader(
+        self, datamodule: L.LightningDataModule, split: str
+    ) -> torch.utils.data.DataLoader:
+        assert isinstance(datamodule, seg_data.SegmentationDataModule)
+        return torch.utils.data.DataLoader(
+            seg_data.FullImageDataset(datamodule.split_samples(split)), batch_size=1)
+
+    def score_split(
+        self, module: BaseModule, datamodule: L.LightningDataModule, split: str,
+        outputs: list[Any], config: ExperimentConfig, run_dir: Path,
+    ) -> tuple[pd.DataFrame, dict[str, Any]]:
         assert isinstance(module, SegmentationModule)
         assert isinstance(datamodule, seg_data.SegmentationDataModule)
-        splits_out: dict[str, Any] = {}
-        counts: dict[str, int] = {}
-        for split in datamodule.split_names:
-            if split == "train":
-                continue
-            frame = self._score_split(module, datamodule.split_samples(split), run_dir, config)
-            write_csv(frame, run_dir / f"predictions_{split}.csv")
-            columns = [c for c in frame.columns if c in ("dice", "iou", "auc", "pixel_error")
-                       or c.startswith(("dice_", "iou_"))]
-            splits_out[split] = bootstrap_summary(
-                frame, columns, config.evaluation.bootstrap_samples,
-                config.evaluation.confidence, config.seed,
-            )
-            if module.num_classes == 2:
-                splits_out[split]["dice_pooled"] = pooled_dice(
-                    frame[["tp", "fp", "fn"]].to_numpy(float),
-                    config.evaluation.bootstrap_samples, config.evaluation.confidence,
-                    config.seed,
-                )
-            counts[split] = len(frame)
+        samples = datamodule.split_samples(split)
+        probabilities = [out[0].numpy() for out in outputs]
+        frame = self._score_split(module, samples, probabilities, run_dir, config)
+        columns = [c for c in frame.columns if c in ("dice", "iou", "auc", "pixel_error")
+                   or c.startswith(("dice_", "iou_"))]
+        evaluation = config.evaluation
+        metrics = {
+            column: bootstrap(lambda idx, v=frame[column].to_numpy(float): _finite_mean(v[idx]),
+                              len(frame), num_bootstraps=evaluation.bootstrap_samples,
+                              confidence=evaluation.confidence, seed=config.seed)
+            for column in columns if np.isfinite(frame[column].to_numpy(float)).any()
+        }
+        if module.num_classes == 2:
+            counts = frame[["tp", "fp", "fn"]].to_numpy(float)
+            metrics["dice_pooled"] = bootstrap(
+                lambda idx: _pooled_dice(counts[idx]), len(frame),
+                num_bootstraps=evaluation.bootstrap_samples, confidence=evaluation.confidence,
+                seed=config.seed)
+        return frame, metrics
+
+    def summary(
+        self, module: BaseModule, datamodule: L.LightningDataModule, config: ExperimentConfig
+    ) -> dict[str, Any]:
+        assert isinstance(module, SegmentationModule)
         return {
-            "splits": splits_out,
-            "n": counts,
             "class_names": [str(k) for k in range(module.num_classes)],
             "notes": [
                 EMPTY_MASK_NOTE,
@@ -381,12 +355,11 @@ class SegmentationFamily(TaskFamily):
         }
 
     def _score_split(
-        self, module: SegmentationModule, samples: list[seg_data.SegSample], run_dir: Path,
-        config: ExperimentConfig,
+        self, module: SegmentationModule, samples: list[seg_data.SegSample],
+        probabilities: list[np.ndarray], run_dir: Path, config: ExperimentConfig,
     ) -> pd.DataFrame:
         rows = []
-        for sample in samples:
-            probs = module.probabilities(sample.image)
+        for sample, probs in zip(samples, probabilities, strict=True):
             pred = probs.argmax(axis=0) * (sample.valid > 0)  # nothing is scored outside the FOV
             truth = sample.mask
             scores = image_scores(torch.from_numpy(probs), torch.from_numpy(truth),
@@ -417,7 +390,7 @@ class SegmentationFamily(TaskFamily):
 
     def predict(
         self, module: BaseModule, config: ExperimentConfig, inputs: Path, out: Path,
-        **options: Any,
+        trainer: L.Trainer, **options: Any,
     ) -> Path:
         """One mask per input image in ``out`` (``<stem>_mask.png``; volumes
         ``<stem>_mask.nii.gz``), plus ``<stem>_prob.png`` (16-bit foreground probability) with

@@ -1,0 +1,95 @@
+"""Lab 1 sources: Kaggle "Digit Recognizer" pixel CSVs, MNIST idx files, scikit-learn digits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+from pydantic import Field
+
+from medilab.config import DataCommon, ExperimentConfig
+from medilab.data.array_datamodule import ArrayClassificationDataModule
+from medilab.data.digits import ImageArrays, load_sklearn_digits, read_mnist_idx, read_pixel_csv
+from medilab.data.sources.base import DataSource, register_source
+from medilab.data.splits import training_splits
+from medilab.data.transforms import build_image_augmentation
+
+
+class PixelCsvData(DataCommon):
+    """Kaggle "Digit Recognizer" layout: ``label,pixel0..pixelN`` (train), pixels only (test)."""
+
+    source: Literal["pixel_csv"] = "pixel_csv"
+    train_csv: Path
+    test_csv: Path | None = None
+    pixel_scale: float = Field(255.0, gt=0)
+
+
+class SklearnDigitsData(DataCommon):
+    """scikit-learn's shipped 8×8 digits (1,797 images, 0–16 grey levels)."""
+
+    source: Literal["sklearn_digits"] = "sklearn_digits"
+
+
+class MnistIdxData(DataCommon):
+    """MNIST idx files (optionally gzipped): images and labels."""
+
+    source: Literal["mnist_idx"] = "mnist_idx"
+    images: Path
+    labels: Path
+
+
+def array_datamodule(
+    config: ExperimentConfig, arrays: ImageArrays, splits: pd.DataFrame | None
+) -> ArrayClassificationDataModule:
+    """Labelled arrays split by ``splits`` (checked) or anew, label-stratified and seeded."""
+    assert arrays.labels is not None
+    table = pd.DataFrame({"sample_id": arrays.sample_ids, "label": arrays.labels})
+    splits = training_splits(table, seed=config.seed, val_fraction=config.data.val_fraction,
+                             given=splits)
+    return ArrayClassificationDataModule(
+        arrays,
+        splits,
+        batch_size=config.data.batch_size,
+        num_workers=config.data.num_workers,
+        train_transform=build_image_augmentation(config.data.augment),
+        seed=config.seed,
+    )
+
+
+@register_source
+class PixelCsvSource(DataSource):
+    name = "pixel_csv"
+    tasks = ("classification",)
+    Config = PixelCsvData
+
+    def build_datamodule(self, config, splits):  # noqa: ANN001, ANN201 - DataSource's
+        data = config.data
+        arrays = read_pixel_csv(data.train_csv, labelled=True, pixel_scale=data.pixel_scale)
+        return array_datamodule(config, arrays, splits)
+
+    def read_unlabelled(self, config: ExperimentConfig, path: Path) -> ImageArrays:
+        """A test table (pixels only) for a Kaggle submission."""
+        return read_pixel_csv(path, labelled=False, pixel_scale=config.data.pixel_scale)
+
+
+@register_source
+class SklearnDigitsSource(PixelCsvSource):
+    name = "sklearn_digits"
+    Config = SklearnDigitsData
+
+    def build_datamodule(self, config, splits):  # noqa: ANN001, ANN201
+        return array_datamodule(config, load_sklearn_digits(), splits)
+
+    def read_unlabelled(self, config: ExperimentConfig, path: Path) -> ImageArrays:
+        return read_pixel_csv(path, labelled=False, pixel_scale=255.0)
+
+
+@register_source
+class MnistIdxSource(SklearnDigitsSource):
+    name = "mnist_idx"
+    Config = MnistIdxData
+
+    def build_datamodule(self, config, splits):  # noqa: ANN001, ANN201
+        return array_datamodule(config, read_mnist_idx(config.data.images, config.data.labels),
+                                splits)

@@ -1,0 +1,129 @@
+"""The run folder's layout: file names, and reading / writing what a run saves.
+
+The engine, ensembles, cross-validation and studies all read and write run folders through
+this module, never through each other::
+
+    config.yaml  splits.csv  checkpoints/{best,last}.ckpt  checkpoints/model.json
+    metrics.csv  metrics.json  predictions_<split>.csv  plots/  report.html  status.json
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from medilab.config import (
+    ExperimentConfig,
+    apply_overrides,
+    config_to_yaml,
+    read_yaml,
+    validate_config,
+)
+from medilab.data.splits import load_splits
+from medilab.errors import InputFileError
+from medilab.io.atomic import write_text
+
+CONFIG_FILE = "config.yaml"
+SPLITS_FILE = "splits.csv"
+MODEL_ARGS_FILE = "checkpoints/model.json"
+CURVES_FILE = "metrics.csv"
+METRICS_FILE = "metrics.json"
+ENSEMBLE_FILE = "ensemble.json"
+STATUS_FILE = "status.json"
+
+
+def default_run_dir(config: ExperimentConfig, root: Path = Path("runs")) -> Path:
+    """``runs/<experiment>/<timestamp>`` (a suffix when two runs start in the same second)."""
+    stamp = dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
+    candidate = root / config.experiment / stamp
+    number = 1
+    while candidate.exists():
+        number += 1
+        candidate = root / config.experiment / f"{stamp}-{number}"
+    return candidate
+
+
+def checkpoint_path(run_dir: Path, checkpoint: str = "best") -> Path:
+    """``checkpoints/<checkpoint>.ckpt`` of a run."""
+    return run_dir / "checkpoints" / f"{checkpoint}.ckpt"
+
+
+def load_run_config(run_dir: Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """The resolved config saved in a run folder (with ``overrides`` applied)."""
+    path = run_dir / CONFIG_FILE
+    if not run_dir.is_dir():
+        raise InputFileError(run_dir, "run folder not found")
+    raw = read_yaml(path)
+    return validate_config(apply_overrides(raw, overrides or []), str(path))
+
+
+def load_run_splits(run_dir: Path) -> pd.DataFrame:
+    """The run's ``splits.csv``."""
+    return load_splits(run_dir / SPLITS_FILE)
+
+
+def read_model_args(run_dir: Path) -> dict[str, Any]:
+    """The resolved model arguments the run was trained with (checkpoints/model.json)."""
+    path = run_dir / MODEL_ARGS_FILE
+    if not path.is_file():
+        raise InputFileError(path, "missing: is this a medilab run folder?")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["kwargs"]
+    except (ValueError, KeyError, TypeError):
+        raise InputFileError(path, "not a model.json written by medilab") from None
+
+
+def write_run_files(
+    run_dir: Path, config: ExperimentConfig, splits: pd.DataFrame, model_args: dict
+) -> None:
+    """config.yaml, splits.csv and checkpoints/model.json: what a run needs before training."""
+    (run_dir / "plots").mkdir(parents=True, exist_ok=True)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / CONFIG_FILE, config_to_yaml(config))
+    write_text(run_dir / SPLITS_FILE, splits.to_csv(index=False))
+    saved = {"name": config.model.name, "kwargs": model_args}
+    write_text(run_dir / MODEL_ARGS_FILE, json.dumps(saved, indent=2) + "\n")
+
+
+def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
+    """metrics.json (atomically)."""
+    return write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+
+
+def read_curves(run_dir: Path) -> pd.DataFrame | None:
+    """metrics.csv as Lightning's CSV logger wrote it, or None."""
+    path = run_dir / CURVES_FILE
+    return pd.read_csv(path) if path.is_file() and path.stat().st_size else None
+
+
+def prepend_curves(run_dir: Path, earlier: pd.DataFrame) -> None:
+    """Lightning's CSV logger starts metrics.csv afresh on resume: put the earlier epochs back."""
+    latest = read_curves(run_dir)
+    if latest is None or latest.empty or "epoch" not in latest.columns:
+        return
+    first_new_epoch = latest["epoch"].min()
+    kept = earlier[earlier["epoch"] < first_new_epoch] if "epoch" in earlier else earlier
+    merged = pd.concat([kept, latest], ignore_index=True)
+    write_text(run_dir / CURVES_FILE, merged.to_csv(index=False))
+
+
+def write_status(run_dir: Path, state: str, **details: Any) -> None:
+    """status.json: ``running`` / ``finished`` / ``failed`` (with ``reason``) / ``interrupted``."""
+    body = {"state": state, "updated": dt.datetime.now().isoformat(timespec="seconds"),
+            **details}
+    write_text(run_dir / STATUS_FILE, json.dumps(body, indent=2) + "\n")
+
+
+def read_status(run_dir: Path) -> dict[str, Any] | None:
+    """The run's status.json, or None for runs written before it existed."""
+    path = run_dir / STATUS_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
