@@ -23,17 +23,13 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.image_data import ImageData
 from medilab.io.intensity import apply_window, minmax_normalise, parse_window, to_bits
+from medilab.io.messages import one_line
 from medilab.io.phi import dicom_metadata
 
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima"})
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 Window = str | int | tuple[float, float] | None
 OUTPUTS = ("float", "uint8", "uint16")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def has_dicom_magic(path: str | os.PathLike[str]) -> bool:
@@ -83,7 +79,7 @@ def read_dataset(path: str | os.PathLike[str], stop_before_pixels: bool = False)
     except MedilabError:
         raise
     except Exception as exc:  # pydicom raises many types on corrupt input
-        raise InputFileError(path, f"not a readable DICOM file ({_one_line(exc)})") from None
+        raise InputFileError(path, f"not a readable DICOM file ({one_line(exc)})") from None
     if not stop_before_pixels and not any(k in ds for k in PIXEL_KEYWORDS):
         raise InputFileError(path, "not a readable DICOM file (no pixel data; truncated?)")
     return ds
@@ -110,7 +106,7 @@ def decode_pixels(ds: Dataset, path: object = None) -> np.ndarray:
     try:
         return np.asarray(ds.pixel_array)
     except Exception as exc:
-        raise InputFileError(path, f"not a readable DICOM file ({_one_line(exc)})") from None
+        raise InputFileError(path, f"not a readable DICOM file ({one_line(exc)})") from None
 
 
 def is_color(ds: Dataset) -> bool:
