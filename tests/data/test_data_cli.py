@@ -55,7 +55,15 @@ def test_split_bad_column_is_one_line_error(manifest, tmp_path, capsys):
                            str(tmp_path / "x.csv")], capsys)
     assert code == 2
     assert captured.err.strip() == (f"error: {manifest}: group column 'subject' not found; "
-                                    "has ['sample_id', 'patient_id', 'label']")
+                                    "has sample_id, patient_id, label")
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_split_fractions_over_one_are_named(manifest, tmp_path, capsys):
+    code, captured = _run(["split", str(manifest), "--val", "0.2", "--test", "0.9", "--out",
+                           str(tmp_path / "x.csv")], capsys)
+    assert code == 2
+    assert captured.err.strip() == "error: val + test must be < 1 (got 0.2 + 0.9)"
     assert not (tmp_path / "x.csv").exists()
 
 
