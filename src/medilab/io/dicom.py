@@ -9,6 +9,7 @@ in [0, 1] or 8/16-bit integers. Volumes are ``(D, H, W)`` with spacing ``(slice,
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,13 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.image_data import ImageData
-from medilab.io.intensity import apply_window, minmax_normalise, parse_window, to_bits
+from medilab.io.intensity import (
+    WINDOW_PRESETS,
+    apply_window,
+    minmax_normalise,
+    parse_window,
+    to_bits,
+)
 from medilab.io.messages import one_line
 from medilab.io.phi import dicom_metadata
 
@@ -132,14 +139,36 @@ def _window_values(ds: Dataset, index: int) -> tuple[float, float] | None:
     return float(cs[index]), float(ws[index])
 
 
+def ct_window_preset(window: object) -> str | None:
+    """The preset name when ``window`` names a CT window preset (``"lung"``, ``"bone"``…)."""
+    if isinstance(window, str) and window.strip().lower() in WINDOW_PRESETS:
+        return window.strip().lower()
+    return None
+
+
+def ct_window_warning(ds: Dataset, window: object) -> str | None:
+    """A warning text when a CT (Hounsfield unit) preset is applied to a non-CT image."""
+    preset = ct_window_preset(window)
+    modality = str(ds.get("Modality") or "").upper()
+    if preset is None or not modality or modality == "CT":
+        return None
+    return (
+        f"window preset {preset!r} is a CT (Hounsfield unit) window but the image is "
+        f"{modality}; it will look nearly white or black (use the file's own VOI window)"
+    )
+
+
 def voi_to_unit(values: np.ndarray, ds: Dataset, window: Window = "first") -> np.ndarray:
     """Map modality values to [0, 1] (float32, before any MONOCHROME1 inversion).
 
     ``window``: ``"first"`` — the file's first VOI LUT (preferred, as pydicom does) or window,
     falling back to min–max when the file has none; an ``int`` — that VOI LUT / window index
     (error when absent); ``(center, width)`` or a preset / ``"C,W"`` string — that window;
-    ``None`` — min–max of the image.
+    ``None`` — min–max of the image. A CT preset on a non-CT image gives a ``UserWarning``.
     """
+    message = ct_window_warning(ds, window)
+    if message:
+        warnings.warn(message, UserWarning, stacklevel=2)
     if window is None:
         return minmax_normalise(values)
     if (isinstance(window, str) and window != "first") or isinstance(window, tuple | list):
