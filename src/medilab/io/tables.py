@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -43,3 +44,11 @@ def read_csv_table(
     if table.empty and not allow_empty and read_options.get("nrows") != 0:
         raise InputFileError(path, "has a header but no rows")
     return table
+
+
+def cell_float(value: Any) -> float:
+    """A table cell (or JSON value) as ``float``; ``NaN`` when missing or not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
