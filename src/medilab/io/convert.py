@@ -48,6 +48,7 @@ from medilab.io.intensity import (
     resize_info,
     simplest_color_balance,
 )
+from medilab.io.messages import one_line
 from medilab.io.phi import dicom_metadata, patient_key
 
 MANIFEST = "manifest.csv"
@@ -266,10 +267,10 @@ def _convert_checked(job: _Job, options: ConvertOptions, source: Path, target: P
     except InputFileError as exc:
         return _Result(job.relative, "failed", reason=exc.problem)
     except MedilabError as exc:
-        return _Result(job.relative, "failed", reason=" ".join(str(exc).split()))
+        return _Result(job.relative, "failed", reason=one_line(exc, limit=1000))
     except Exception as exc:  # never stop the batch
-        text = " ".join(str(exc).split())[:200]
-        return _Result(job.relative, "failed", reason=f"{type(exc).__name__}: {text}")
+        reason = f"{type(exc).__name__}: {one_line(exc, limit=200)}"
+        return _Result(job.relative, "failed", reason=reason)
 
 
 def _window_mismatch(window: object, header: Any) -> str | None:
