@@ -20,6 +20,7 @@ import io
 import multiprocessing
 import os
 import secrets
+import tempfile
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -306,9 +307,15 @@ def _load_or_make_salt(dst: Path) -> tuple[str, bool]:
         return salt, False
     dst.mkdir(parents=True, exist_ok=True)
     salt = secrets.token_hex(16)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(salt + "\n")
+    fd, tmp = tempfile.mkstemp(prefix=f"{SALT_FILE}.", dir=dst)  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(salt + "\n")
+        os.link(tmp, path)  # complete file or none; never replaces one written meanwhile
+    except FileExistsError:
+        return _load_or_make_salt(dst)
+    finally:
+        os.unlink(tmp)
     return salt, True
 
 
