@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -208,9 +209,9 @@ def split_check(
     group: Annotated[str, typer.Option(help="Patient column.")] = "patient_id",
 ) -> None:
     """List patients found in more than one split; exit code 1 if there are any."""
-    from medilab.data.splits import check_leakage, read_table
+    from medilab.data.splits import check_file
 
-    leaks = check_leakage(read_table(manifest), split_column=split_column, group=group)
+    leaks = check_file(manifest, split_column=split_column, group=group)
     for row in leaks.itertuples(index=False):
         typer.echo(f"{row[0]}\t{row.splits}\t{row.n_samples} samples")
     typer.echo(f"{len(leaks)} {group} value(s) in more than one {split_column!r} split")
@@ -277,11 +278,16 @@ def dicom_convert(
         log=log, color_balance=color_balance, window=window, size=size, bits=bits,
         workers=workers, salt=salt, pseudonymise_paths=pseudonymise_paths,
     )
-    summary = convert_tree(src, dst, options)
+    with warnings.catch_warnings():  # printed below as one line each
+        warnings.simplefilter("ignore", UserWarning)
+        summary = convert_tree(src, dst, options)
     typer.echo(summary.describe())
     typer.echo(f"manifest: {summary.manifest}")
-    if summary.salt_generated:
-        typer.echo("note: no --salt given; patient keys are random for this run only")
+    if summary.salt_file:
+        typer.echo(f"note: no --salt given; patient keys use the private salt in "
+                   f"{summary.salt_file} (reused on re-runs; keep it private)")
+    for warning in summary.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     if summary.identifiers_in_paths:
         typer.echo(
             f"warning: {summary.identifiers_in_paths} source paths contain a patient ID or name, "

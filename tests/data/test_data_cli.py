@@ -55,7 +55,15 @@ def test_split_bad_column_is_one_line_error(manifest, tmp_path, capsys):
                            str(tmp_path / "x.csv")], capsys)
     assert code == 2
     assert captured.err.strip() == (f"error: {manifest}: group column 'subject' not found; "
-                                    "has ['sample_id', 'patient_id', 'label']")
+                                    "has sample_id, patient_id, label")
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_split_fractions_over_one_are_named(manifest, tmp_path, capsys):
+    code, captured = _run(["split", str(manifest), "--val", "0.2", "--test", "0.9", "--out",
+                           str(tmp_path / "x.csv")], capsys)
+    assert code == 2
+    assert captured.err.strip() == "error: val + test must be < 1 (got 0.2 + 0.9)"
     assert not (tmp_path / "x.csv").exists()
 
 
@@ -71,3 +79,17 @@ def test_data_info(tmp_path, capsys):
              train_labels=np.array([[0], [1]]))
     code, captured = _run(["data", "info", str(tmp_path / "t.npz")], capsys)
     assert code == 0 and "medmnist npz" in captured.out and "3x3" in captured.out
+
+
+def test_data_info_pixel_csv_and_wide_csv_stay_short(tmp_path, capsys):
+    header = ["label", *[f"pixel{i}" for i in range(784)]]
+    rows = [[i % 3, *([i * 10] * 784)] for i in range(5)]
+    pd.DataFrame(rows, columns=header).to_csv(tmp_path / "train.csv", index=False)
+    code, captured = _run(["data", "info", str(tmp_path / "train.csv")], capsys)
+    assert code == 0 and "pixel CSV" in captured.out and "28x28" in captured.out
+    assert "pixel500" not in captured.out and "missing column" not in captured.err
+    pd.DataFrame([r[1:] for r in rows], columns=[f"c{i}" for i in range(784)]).to_csv(
+        tmp_path / "wide.csv", index=False)
+    code, captured = _run(["data", "info", str(tmp_path / "wide.csv")], capsys)
+    assert code == 2 and "c0, c1, c2, c3, c4, c5, c6, c7 … and 776 more" in captured.err
+    assert "c500" not in captured.err and captured.err.count("\n") == 1

@@ -52,6 +52,26 @@ def test_pixel_csv_errors_name_file_and_field(tmp_path, text, labelled, message)
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("labelled", [True, False])
+@pytest.mark.parametrize(("value", "shown"), [(999, "999"), (-20, "-20")])
+def test_pixel_values_outside_scale_are_refused(tmp_path, labelled, value, shown):
+    head = "label," if labelled else ""
+    lead = "3," if labelled else ""
+    rows = [f"{lead}0,1,2,3", f"{lead}4,5,{value},7"]
+    path = tmp_path / "range.csv"
+    path.write_text(head + "pixel0,pixel1,pixel2,pixel3\n" + "\n".join(rows) + "\n")
+    with pytest.raises(InputFileError) as info:
+        read_pixel_csv(path, labelled=labelled)
+    assert str(info.value) == (
+        f"{path}: row 2, column 'pixel2': {shown} is outside 0…255 (pixel_scale); "
+        "1 value(s) out of range"
+    )
+    path.write_text(head + "pixel0,pixel1,pixel2,pixel3\n" + f"{lead}0,1,16,3\n")
+    with pytest.raises(InputFileError, match="row 1, column 'pixel2': 16 is outside 0…15"):
+        read_pixel_csv(path, labelled=labelled, pixel_scale=15)
+    assert read_pixel_csv(path, labelled=labelled, pixel_scale=16).images.max() == 1.0
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(InputFileError, match="file not found"):
         read_pixel_csv(tmp_path / "nope.csv", labelled=True)

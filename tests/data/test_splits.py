@@ -6,7 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medilab.data.splits import check_leakage, make_splits, read_table
+from medilab.data.splits import (
+    check_file,
+    check_fractions,
+    check_leakage,
+    load_splits,
+    make_splits,
+    read_table,
+    split_file,
+)
+from medilab.errors import InputFileError, MedilabError
 
 
 @pytest.fixture
@@ -89,3 +98,59 @@ def test_too_many_folds_is_a_medilab_error():
                           "label": [0, 0, 1, 1]})
     with pytest.raises(MedilabError, match="cannot make 5 splits"):
         make_splits(small, folds=5)
+
+
+@pytest.mark.parametrize(
+    ("val", "test", "folds", "message"),
+    [
+        (0.2, 0.9, None, "val + test must be < 1 (got 0.2 + 0.9)"),
+        (0.5, 0.5, None, "val + test must be < 1 (got 0.5 + 0.5)"),
+        (1.5, 0.0, None, "val must be a fraction in [0, 1) (got 1.5)"),
+        (0.2, -0.1, None, "test must be a fraction in [0, 1) (got -0.1)"),
+        (0.2, 0.0, 1, "folds must be at least 2 (got 1)"),
+    ],
+)
+def test_fractions_checked_up_front(manifest, val, test, folds, message):
+    with pytest.raises(MedilabError) as info:
+        make_splits(manifest, val=val, test=test, folds=folds)
+    assert str(info.value) == message
+    with pytest.raises(MedilabError):
+        check_fractions(val, test, folds)
+
+
+def test_folds_ignore_val_in_fraction_check(manifest):
+    check_fractions(0.5, 0.5, folds=3)  # val is not used with folds
+    splits = make_splits(manifest, val=0.5, test=0.5, folds=3, seed=0)
+    assert set(splits["split"]) == {"test", "fold0", "fold1", "fold2"}
+
+
+def test_split_file_and_check_file_errors_name_the_csv(tmp_path, manifest):
+    csv = tmp_path / "manifest.csv"
+    manifest.to_csv(csv, index=False)
+    with pytest.raises(InputFileError) as info:
+        split_file(csv, tmp_path / "s.csv", stratify="diagnosis")
+    assert str(info.value) == (
+        f"{csv}: stratify column 'diagnosis' not found; has sample_id, patient_id, label"
+    )
+    with pytest.raises(MedilabError) as option:
+        split_file(tmp_path / "absent.csv", tmp_path / "s.csv", val=0.7, test=0.3)
+    assert str(option.value) == "val + test must be < 1 (got 0.7 + 0.3)"
+    assert not (tmp_path / "s.csv").exists()
+    with pytest.raises(InputFileError) as check:
+        check_file(csv)
+    assert str(check.value) == (
+        f"{csv}: column 'split' not found; has sample_id, patient_id, label"
+    )
+    split_file(csv, tmp_path / "s.csv", seed=0)
+    assert check_file(tmp_path / "s.csv").empty
+    wide = pd.DataFrame({f"c{i}": [1] for i in range(20)})
+    wide.to_csv(tmp_path / "wide.csv", index=False)
+    with pytest.raises(InputFileError) as many:
+        load_splits(tmp_path / "wide.csv")
+    assert str(many.value) == (
+        f"{tmp_path / 'wide.csv'}: missing column 'sample_id' "
+        "(has c0, c1, c2, c3, c4, c5, c6, c7 … and 12 more)"
+    )
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(InputFileError, match="empty.csv: file is empty"):
+        check_file(tmp_path / "empty.csv")

@@ -127,3 +127,67 @@ def test_cli_exit_codes(tree: Path, capsys) -> None:
     with pytest.raises(SystemExit) as bad:
         main(["dicom", "convert", str(tree), str(dst), "--bits", "12"])
     assert bad.value.code == 2
+
+
+def test_empty_source_is_an_error_and_writes_nothing(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "empty"
+    src.mkdir()
+    (src / "notes.txt").write_text("no images here")
+    dst = tmp_path / "out"
+    with pytest.raises(MedilabError) as info:
+        convert_tree(src, dst, progress=False)
+    assert str(info.value).startswith(f"no DICOM files under {src} (1 other file(s) ignored;")
+    assert "\n" not in str(info.value)
+    assert not dst.exists()
+    with pytest.raises(SystemExit) as cli:
+        main(["dicom", "convert", str(src), str(dst)])
+    assert cli.value.code == 2
+    assert capsys.readouterr().err.startswith(f"error: no DICOM files under {src}")
+    assert not dst.exists()
+
+
+def test_patient_keys_stable_across_reruns_without_salt(tree: Path) -> None:
+    dst = tree.parent / "png"
+    first = convert_tree(tree, dst, progress=False)
+    salt_file = dst / ".medilab_salt"
+    assert first.salt_generated and first.salt_file == salt_file
+    assert salt_file.stat().st_mode & 0o777 == 0o600
+    salt = salt_file.read_text().strip()
+    keys = [r["patient_key"] for r in _csv(dst / "manifest.csv")]
+    assert keys[0] == patient_key("MRN-778899", salt)
+    assert ".medilab_salt" not in (dst / "manifest.csv").read_text()
+    again = convert_tree(tree, dst, ConvertOptions(overwrite=True), progress=False)
+    assert not again.salt_generated and again.converted == 2
+    assert [r["patient_key"] for r in _csv(dst / "manifest.csv")] == keys
+    explicit = convert_tree(tree, dst, ConvertOptions(salt="pepper"), progress=False)
+    assert explicit.salt_file is None
+    assert _csv(dst / "manifest.csv")[0]["patient_key"] == patient_key("MRN-778899", "pepper")
+    assert salt_file.read_text().strip() == salt  # an explicit salt is not stored
+    other = convert_tree(tree, tree.parent / "elsewhere", progress=False)
+    assert _csv(other.manifest)[0]["patient_key"] != keys[0]  # each folder has its own salt
+    salt_file.write_text("")
+    with pytest.raises(MedilabError, match="empty salt file"):
+        convert_tree(tree, dst, progress=False)
+
+
+def test_ct_window_preset_on_non_ct_warns(tree: Path, tmp_path: Path) -> None:
+    (tree / "a" / "broken.dcm").unlink()
+    cr = pydicom.dcmread(tree / "b" / "IM0001")
+    cr.Modality = "CR"
+    cr.save_as(tree / "b" / "chest.dcm")
+    with pytest.warns(UserWarning) as caught:
+        summary = convert_tree(tree, tmp_path / "lung", ConvertOptions(window="lung", salt="s"),
+                               progress=False)
+    assert summary.warnings == [
+        "window preset 'lung' is a CT (Hounsfield unit) window but was applied to 2 non-CT "
+        "file(s) (CR, MR); their PNGs are likely nearly white or black. Omit --window to use "
+        "each file's own VOI window"
+    ]
+    assert [str(w.message) for w in caught] == summary.warnings
+    ct_only = tmp_path / "ct_only"
+    ct_only.mkdir()
+    shutil.copy(tree / "a" / "ct.dcm", ct_only / "ct.dcm")
+    assert convert_tree(ct_only, tmp_path / "ct", ConvertOptions(window="lung", salt="s"),
+                        progress=False).warnings == []
+    explicit = ConvertOptions(window="-600,1500", salt="s", overwrite=True)
+    assert convert_tree(tree, tmp_path / "lung", explicit, progress=False).warnings == []

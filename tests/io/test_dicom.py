@@ -227,3 +227,21 @@ def test_voi_lut_sequence_preferred_like_pydicom(dicom_file) -> None:
     ours = standardise_dicom(ds)
     np.testing.assert_allclose(ours, reference, atol=1e-6)
     assert ours.min() == 0 and ours.max() == 1
+
+
+def test_ct_window_preset_on_non_ct_image_warns(dicom_file) -> None:
+    import warnings
+
+    from medilab.io.dicom import ct_window_warning
+
+    mr = pydicom.dcmread(dicom_file("MR_small.dcm"))
+    with pytest.warns(UserWarning, match=r"'lung' is a CT \(Hounsfield unit\) window but the "
+                                         r"image is MR"):
+        standardise_dicom(mr, window="lung")
+    ct = pydicom.dcmread(dicom_file("CT_small.dcm"))
+    assert ct_window_warning(ct, "lung") is None
+    assert ct_window_warning(mr, "40,400") is None and ct_window_warning(mr, None) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        standardise_dicom(ct, window="Lung")
+        standardise_dicom(mr, window="first")

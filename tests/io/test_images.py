@@ -108,3 +108,30 @@ def test_dispatcher(tmp_path: Path, dicom_file) -> None:
     with pytest.raises(MedilabError, match="do not apply"):
         read_image(ct, key="x")
     assert reader_for(tmp_path).__name__ == "read_dicom_series"
+
+
+def test_text_file_named_npz_or_npy_never_suggests_unsafe_loading(tmp_path: Path) -> None:
+    from medilab.io.images import open_npz
+
+    fake = tmp_path / "fake.npz"
+    fake.write_text("label,pixel0\n1,2\n")
+    for call in (lambda: open_npz(fake), lambda: read_numpy(fake), lambda: read_image(fake)):
+        with pytest.raises(InputFileError) as info:
+            call()
+        assert str(info.value) == f"{fake}: not a valid npz file"
+    fake_npy = tmp_path / "fake.npy"
+    fake_npy.write_text("hello")
+    with pytest.raises(InputFileError, match="not a valid npy file") as info:
+        read_numpy(fake_npy)
+    assert "pickle" not in str(info.value).lower().replace("python objects", "")
+    assert "unsafe" not in str(info.value) and "allow_pickle" not in str(info.value)
+
+
+def test_object_arrays_in_npz_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "objects.npz"
+    np.savez(path, array=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(InputFileError) as info:
+        read_numpy(path)
+    assert str(info.value) == (
+        f"{path}: array 'array' holds Python objects; only plain numeric arrays are read"
+    )

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from medilab.errors import InputFileError
+from medilab.io.tables import read_csv_table
 
 
 @dataclass
@@ -30,10 +31,12 @@ def read_pixel_csv(path: str | Path, *, labelled: bool, pixel_scale: float = 255
     """Read a Kaggle-style pixel table.
 
     ``labelled=True`` expects ``label,pixel0..pixelN`` (train); ``labelled=False`` expects pixels
-    only (test). The pixel count must be a square number; values are divided by ``pixel_scale``.
+    only (test). The pixel count must be a square number; values must lie in
+    ``0 … pixel_scale`` and are divided by it. Errors name the file, the data row (1-based,
+    header not counted) and the column.
     """
     path = Path(path)
-    frame = _read_csv(path)
+    frame = read_csv_table(path)
     if labelled and "label" not in frame.columns:
         raise InputFileError(
             path, "no 'label' column (a training table needs label,pixel0..pixelN)"
@@ -53,6 +56,7 @@ def read_pixel_csv(path: str | Path, *, labelled: bool, pixel_scale: float = 255
             path, f"{len(pixel_columns)} pixel columns is not a square image (expected e.g. 784)"
         )
     pixels = _numeric(frame[pixel_columns], path)
+    _check_range(pixels, pixel_columns, pixel_scale, path)
     images = (pixels / pixel_scale).astype(np.float32).reshape(-1, 1, side, side)
     labels = None
     if labelled:
@@ -83,21 +87,6 @@ def load_sklearn_digits() -> ImageArrays:
     )
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise InputFileError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise InputFileError(path, "file is empty")
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        reason = str(exc).strip().splitlines()[0]
-        raise InputFileError(path, f"not a readable CSV ({reason})") from None
-    if frame.empty:
-        raise InputFileError(path, "has a header but no rows")
-    return frame
-
-
 def _numeric(frame: pd.DataFrame, path: Path) -> np.ndarray:
     """The table as float64, or an error naming the first non-numeric cell."""
     converted = frame.apply(pd.to_numeric, errors="coerce")
@@ -109,6 +98,20 @@ def _numeric(frame: pd.DataFrame, path: Path) -> np.ndarray:
             path, f"row {row + 1}, column {frame.columns[col]!r}: {value!r} is not a number"
         )
     return converted.to_numpy(dtype=np.float64)
+
+
+def _check_range(
+    pixels: np.ndarray, columns: list[str], pixel_scale: float, path: Path
+) -> None:
+    """Refuse values below 0 or above ``pixel_scale`` (naming the first such cell)."""
+    bad = (pixels < 0) | (pixels > pixel_scale)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise InputFileError(
+            path,
+            f"row {row + 1}, column {columns[col]!r}: {pixels[row, col]:g} is outside "
+            f"0…{pixel_scale:g} (pixel_scale); {int(bad.sum())} value(s) out of range",
+        )
 
 
 def _labels(column: pd.Series, path: Path) -> np.ndarray:

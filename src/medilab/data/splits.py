@@ -18,11 +18,29 @@ from sklearn.model_selection import (
 )
 
 from medilab.errors import InputFileError, MedilabError
+from medilab.io.messages import short_list
+from medilab.io.tables import read_csv_table
+
+
+class SplitOptionError(MedilabError):
+    """``val`` / ``test`` / ``folds`` are invalid (about the options, not about a file)."""
+
+
+def check_fractions(val: float, test: float, folds: int | None = None) -> None:
+    """Raise ``SplitOptionError`` unless ``val`` and ``test`` lie in [0, 1), ``folds`` (when
+    given) is at least 2 and, without folds, ``val + test < 1``."""
+    for name, value in (("val", val), ("test", test)):
+        if not 0.0 <= value < 1.0:
+            raise SplitOptionError(f"{name} must be a fraction in [0, 1) (got {value:g})")
+    if folds is not None and folds < 2:
+        raise SplitOptionError(f"folds must be at least 2 (got {folds})")
+    if not folds and val + test >= 1.0:
+        raise SplitOptionError(f"val + test must be < 1 (got {val:g} + {test:g})")
 
 
 def _n_splits_for(fraction: float, n: int) -> int:
     if not 0.0 < fraction < 1.0:
-        raise MedilabError(f"split fraction {fraction}: must be between 0 and 1")
+        raise MedilabError(f"held-out fraction {fraction:.3g}: must be between 0 and 1")
     return max(2, min(n, round(1.0 / fraction)))
 
 
@@ -81,12 +99,14 @@ def make_splits(
     ``test`` > 0 first holds out a test part. Grouping uses sklearn's StratifiedGroupKFold (or
     GroupKFold), so a patient never lands in two splits; fractions are met approximately.
     A column named as ``group`` or ``stratify`` that is missing is an error; pass ``None`` to
-    split without it.
+    split without it. Fractions are checked first (:func:`check_fractions`).
     """
+    check_fractions(val, test, folds)
     for name, column in (("group", group), ("stratify", stratify), ("id", id_column)):
         if column is not None and column not in manifest.columns:
             raise MedilabError(
-                f"manifest: {name} column {column!r} not found; has {list(manifest.columns)}"
+                f"manifest: {name} column {column!r} not found; "
+                f"has {short_list(manifest.columns)}"
             )
     if manifest[id_column].duplicated().any():
         dup = manifest[id_column][manifest[id_column].duplicated()].iloc[0]
@@ -105,8 +125,6 @@ def make_splits(
     y = y_all[rest] if y_all is not None else None
     g = g_all[rest] if g_all is not None else None
     if folds:
-        if folds < 2:
-            raise MedilabError(f"folds {folds}: need at least 2")
         fold = _fold_ids(len(rest), y, g, folds, seed)
         split[rest] = [f"fold{k}" for k in fold]
     elif val > 0:
@@ -136,7 +154,7 @@ def check_leakage(
     """Groups (patients) found in more than one split: ``<group>, splits, n_samples``."""
     for column in (split_column, group):
         if column not in table.columns:
-            raise MedilabError(f"column {column!r} not found; has {list(table.columns)}")
+            raise MedilabError(f"column {column!r} not found; has {short_list(table.columns)}")
     frame = table[[group, split_column]].dropna()
     per_group = frame.groupby(group, sort=True)[split_column].agg(
         splits=lambda s: ",".join(sorted(set(map(str, s)))), n_splits="nunique", n_samples="size"
@@ -175,12 +193,12 @@ def save_splits(splits: pd.DataFrame, path: str | Path) -> Path:
 def load_splits(path: str | Path) -> pd.DataFrame:
     """Read a splits CSV written by :func:`save_splits`."""
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "splits file not found")
-    table = pd.read_csv(path, dtype={"sample_id": str})
+    table = read_csv_table(path, dtype={"sample_id": str})
     for column in ("sample_id", "split"):
         if column not in table.columns:
-            raise InputFileError(path, f"missing column {column!r}")
+            raise InputFileError(
+                path, f"missing column {column!r} (has {short_list(table.columns)})"
+            )
     return table
 
 
@@ -189,15 +207,12 @@ def read_table(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if path.is_dir() and (path / "metadata.csv").is_file():
         path = path / "metadata.csv"
-    if not path.is_file():
-        raise InputFileError(path, "manifest file not found")
-    try:
-        table = pd.read_csv(path, dtype={"sample_id": str, "patient_id": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputFileError(path, f"not a readable CSV ({str(exc).splitlines()[0]})") from None
+    table = read_csv_table(path, dtype={"sample_id": str, "patient_id": str})
     if "sample_id" not in table.columns:
         if "image" not in table.columns:
-            raise InputFileError(path, "needs a 'sample_id' or an 'image' column")
+            raise InputFileError(
+                path, f"needs a 'sample_id' or an 'image' column (has {short_list(table.columns)})"
+            )
         table.insert(0, "sample_id", [Path(str(v)).stem for v in table["image"]])
     return table
 
@@ -210,16 +225,23 @@ def split_file(
     """Read a manifest CSV, split it (``options`` → :func:`make_splits`; a ``group`` or
     ``stratify`` of "none" means without it), save, return the table.
 
-    Raises if the result leaks a group (cannot happen with a group column, checked anyway).
+    Option errors (fractions, folds) are raised before the file is read; errors about the
+    table name the CSV file. Raises if the result leaks a group (cannot happen with a group
+    column, checked anyway).
     """
+    check_fractions(options.get("val", 0.2), options.get("test", 0.0), options.get("folds"))
     table = read_table(manifest_path)
     for key in ("group", "stratify"):
         if isinstance(options.get(key), str) and options[key].lower() in ("", "none"):
             options[key] = None  # "none" on the command line: no such column
     try:
         splits = make_splits(table, **options)
+    except SplitOptionError:
+        raise
     except MedilabError as exc:
-        raise InputFileError(manifest_path, str(exc).removeprefix("manifest: ")) from None
+        raise InputFileError(
+            _csv_path(manifest_path), str(exc).removeprefix("manifest: ")
+        ) from None
     group = options.get("group", "patient_id")
     if group:
         leaks = check_leakage(splits, group=group)
@@ -300,3 +322,20 @@ def _checked_given_splits(
                                f"{group} {first[group]!r} in {first['splits']}")
         splits = merged
     return splits.reset_index(drop=True)
+
+
+def check_file(
+    path: str | Path, *, split_column: str = "split", group: str = "patient_id"
+) -> pd.DataFrame:
+    """:func:`check_leakage` of a manifest or splits CSV (see :func:`read_table`); errors
+    name the file."""
+    table = read_table(path)
+    try:
+        return check_leakage(table, split_column=split_column, group=group)
+    except MedilabError as exc:
+        raise InputFileError(_csv_path(path), str(exc)) from None
+
+
+def _csv_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path / "metadata.csv" if path.is_dir() else path

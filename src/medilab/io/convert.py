@@ -5,6 +5,12 @@ Per file: decode → ``standardise_dicom`` (modality LUT, VOI / window, MONOCHRO
 8/16-bit PNG mirroring the source's relative path (``a/b/img.dcm`` → ``a/b/img.png``;
 multi-frame files give ``img_f0000.png``, ``img_f0001.png``, …). Files whose outputs exist
 are skipped. Unreadable files are listed in ``errors.csv`` and never stop the batch.
+
+Patient keys: without an explicit salt, a random salt is drawn on the first run and kept in
+``<dst>/.medilab_salt`` (owner read/write only, never listed in the manifest), so re-runs into
+the same output folder give the same ``patient_key`` for the same patient. Keep that file
+private: with it, a known PatientID can be matched to its key. An explicit salt always wins
+and is not stored.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import io
 import multiprocessing
 import os
 import secrets
+import tempfile
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -26,6 +33,7 @@ from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_text
 from medilab.io.dicom import (
     DICOM_SUFFIXES,
+    ct_window_preset,
     decode_pixels,
     has_dicom_magic,
     is_color,
@@ -41,10 +49,12 @@ from medilab.io.intensity import (
     resize_info,
     simplest_color_balance,
 )
+from medilab.io.messages import one_line
 from medilab.io.phi import dicom_metadata, patient_key
 
 MANIFEST = "manifest.csv"
 ERRORS = "errors.csv"
+SALT_FILE = ".medilab_salt"
 ROW_HEAD = ("output", "source", "frame", "patient_key")
 RESIZE_COLUMNS = ("scale_y", "scale_x", "pad_top", "pad_left")
 
@@ -53,13 +63,14 @@ RESIZE_COLUMNS = ("scale_y", "scale_x", "pad_top", "pad_left")
 class ConvertOptions:
     """How to convert. ``window``: ``None`` uses each file's first VOI LUT / window (min–max
     when it has none), or a preset name / ``"C,W"`` / ``(center, width)``. ``color_balance`` is
-    the total saturated percentage (half per side). ``salt`` keys patients; without one a random
-    salt is drawn, so keys are consistent within a run but not across runs. Existing outputs are
+    the total saturated percentage (half per side). ``salt`` keys patients; without one the
+    output folder's private ``.medilab_salt`` is used (drawn at random on the first run), so
+    keys stay the same across re-runs into one folder. Existing outputs are
     skipped (so a re-run finishes an interrupted batch) unless ``overwrite``; after changing
     other options, use ``overwrite=True`` or a fresh ``dst``. ``pseudonymise_paths`` names each
     PNG by a salted hash of its source path, flat in ``dst`` (folder names in DICOM archives are
-    often patient IDs), and leaves the manifest's ``source`` column empty; give a fixed ``salt``
-    so a re-run finds the same names."""
+    often patient IDs), and leaves the manifest's ``source`` column empty; the stored (or given)
+    salt makes a re-run find the same names."""
 
     log: bool = False
     color_balance: float | None = None
@@ -98,8 +109,10 @@ class ConvertSummary:
     manifest: Path | None = None
     errors: Path | None = None
     salt_generated: bool = False
+    salt_file: Path | None = None
     identifiers_in_paths: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -128,6 +141,7 @@ class _Result:
     rows: list[dict[str, Any]] = field(default_factory=list)
     reason: str = ""
     identifier_in_path: bool = False
+    modality: str | None = None  # set when a CT window preset met a non-CT file
 
 
 def output_name(relative: Path, options: ConvertOptions | None = None) -> Path:
@@ -236,6 +250,7 @@ def _convert_checked(job: _Job, options: ConvertOptions, source: Path, target: P
         shape = (int(header.get("Rows", 0)), int(header.get("Columns", 0)))
         info = resize_info(shape, options.size, options.keep_aspect) if options.size else None
         flagged = not options.pseudonymise_paths and _identifier_in_path(job.relative, header)
+        mismatch = _window_mismatch(options.window, header)
         if not options.overwrite and all(t.exists() for t in targets):
             rows = _rows(job, targets, meta, info)
             return _Result(job.relative, "skipped", rows, identifier_in_path=flagged)
@@ -247,14 +262,61 @@ def _convert_checked(job: _Job, options: ConvertOptions, source: Path, target: P
         for plane, out in zip(stack, targets, strict=True):
             write_png(out, _process_image(plane, colour, options), bits=options.bits)
         rows = _rows(job, targets, meta, info)
-        return _Result(job.relative, "converted", rows, identifier_in_path=flagged)
+        return _Result(
+            job.relative, "converted", rows, identifier_in_path=flagged, modality=mismatch
+        )
     except InputFileError as exc:
         return _Result(job.relative, "failed", reason=exc.problem)
     except MedilabError as exc:
-        return _Result(job.relative, "failed", reason=" ".join(str(exc).split()))
+        return _Result(job.relative, "failed", reason=one_line(exc, limit=1000))
     except Exception as exc:  # never stop the batch
-        text = " ".join(str(exc).split())[:200]
-        return _Result(job.relative, "failed", reason=f"{type(exc).__name__}: {text}")
+        reason = f"{type(exc).__name__}: {one_line(exc, limit=200)}"
+        return _Result(job.relative, "failed", reason=reason)
+
+
+def _window_mismatch(window: object, header: Any) -> str | None:
+    """The file's modality when a CT (Hounsfield) window preset is applied to a non-CT image."""
+    if ct_window_preset(window) is None or is_color(header):
+        return None
+    modality = str(header.get("Modality") or "").upper()
+    return modality if modality and modality != "CT" else None
+
+
+def _window_warning(window: object, results: list[_Result]) -> str | None:
+    modalities = sorted({r.modality for r in results if r.modality})
+    if not modalities:
+        return None
+    n = sum(1 for r in results if r.modality)
+    return (
+        f"window preset {ct_window_preset(window)!r} is a CT (Hounsfield unit) window but was "
+        f"applied to {n} non-CT file(s) ({', '.join(modalities)}); their PNGs are likely "
+        "nearly white or black. Omit --window to use each file's own VOI window"
+    )
+
+
+def _load_or_make_salt(dst: Path) -> tuple[str, bool]:
+    """The salt stored in ``dst/.medilab_salt``, drawing and storing (mode 0600) a new one when
+    there is none. Returns ``(salt, generated)``."""
+    path = dst / SALT_FILE
+    if path.is_file():
+        salt = path.read_text(encoding="utf-8").strip()
+        if not salt:
+            raise InputFileError(
+                path, "empty salt file; delete it to draw a new salt (patient keys will change)"
+            )
+        return salt, False
+    dst.mkdir(parents=True, exist_ok=True)
+    salt = secrets.token_hex(16)
+    fd, tmp = tempfile.mkstemp(prefix=f"{SALT_FILE}.", dir=dst)  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(salt + "\n")
+        os.link(tmp, path)  # complete file or none; never replaces one written meanwhile
+    except FileExistsError:
+        return _load_or_make_salt(dst)
+    finally:
+        os.unlink(tmp)
+    return salt, True
 
 
 def _csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -301,16 +363,29 @@ def convert_tree(
     scale/padding) and ``dst/errors.csv`` (source, reason). Both are rewritten on each run and
     cover skipped files too. ``workers > 1`` uses a process pool; 1 runs inline.
     ``summary.identifiers_in_paths`` counts source paths holding the PatientID or a name part,
-    which mirrored output paths would carry too (see ``pseudonymise_paths``)."""
+    which mirrored output paths would carry too (see ``pseudonymise_paths``).
+
+    A ``src`` without DICOM files raises ``MedilabError`` and writes nothing. Without
+    ``options.salt`` the salt comes from ``dst/.medilab_salt`` (created on the first run, mode
+    0600; ``summary.salt_file``, ``summary.salt_generated``). Problems that do not stop the
+    batch (a CT window preset on CR/DX/MR… files) are in ``summary.warnings`` and also issued
+    with ``warnings.warn``."""
     options = options or ConvertOptions()
     options.check()
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise InputFileError(src, "source must be an existing folder")
-    summary = ConvertSummary(salt_generated=options.salt is None)
+    files, ignored = find_dicom_files(src, exclude=dst)
+    if not files:
+        raise MedilabError(
+            f"no DICOM files under {src} ({ignored} other file(s) ignored; DICOM files need a "
+            ".dcm/.dicom/.dic/.ima suffix or the DICM marker)"
+        )
+    summary = ConvertSummary(ignored=ignored)
     if options.salt is None:
-        options = ConvertOptions(**{**options.__dict__, "salt": secrets.token_hex(16)})
-    files, summary.ignored = find_dicom_files(src, exclude=dst)
+        salt, summary.salt_generated = _load_or_make_salt(dst)
+        summary.salt_file = dst / SALT_FILE
+        options = ConvertOptions(**{**options.__dict__, "salt": salt})
     jobs, claimed, results = [], {}, []
     for path in files:
         relative = path.relative_to(src)
@@ -338,4 +413,8 @@ def convert_tree(
     summary.skipped = sum(r.status == "skipped" for r in results)
     summary.failed = len(summary.failures)
     summary.identifiers_in_paths = sum(r.identifier_in_path for r in results)
+    message = _window_warning(options.window, results)
+    if message:
+        summary.warnings.append(message)
+        warnings.warn(message, UserWarning, stacklevel=2)
     return summary

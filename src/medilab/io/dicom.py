@@ -9,6 +9,7 @@ in [0, 1] or 8/16-bit integers. Volumes are ``(D, H, W)`` with spacing ``(slice,
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,18 +23,20 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.image_data import ImageData
-from medilab.io.intensity import apply_window, minmax_normalise, parse_window, to_bits
+from medilab.io.intensity import (
+    WINDOW_PRESETS,
+    apply_window,
+    minmax_normalise,
+    parse_window,
+    to_bits,
+)
+from medilab.io.messages import one_line
 from medilab.io.phi import dicom_metadata
 
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima"})
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 Window = str | int | tuple[float, float] | None
 OUTPUTS = ("float", "uint8", "uint16")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def has_dicom_magic(path: str | os.PathLike[str]) -> bool:
@@ -83,7 +86,7 @@ def read_dataset(path: str | os.PathLike[str], stop_before_pixels: bool = False)
     except MedilabError:
         raise
     except Exception as exc:  # pydicom raises many types on corrupt input
-        raise InputFileError(path, f"not a readable DICOM file ({_one_line(exc)})") from None
+        raise InputFileError(path, f"not a readable DICOM file ({one_line(exc)})") from None
     if not stop_before_pixels and not any(k in ds for k in PIXEL_KEYWORDS):
         raise InputFileError(path, "not a readable DICOM file (no pixel data; truncated?)")
     return ds
@@ -110,7 +113,7 @@ def decode_pixels(ds: Dataset, path: object = None) -> np.ndarray:
     try:
         return np.asarray(ds.pixel_array)
     except Exception as exc:
-        raise InputFileError(path, f"not a readable DICOM file ({_one_line(exc)})") from None
+        raise InputFileError(path, f"not a readable DICOM file ({one_line(exc)})") from None
 
 
 def is_color(ds: Dataset) -> bool:
@@ -136,14 +139,36 @@ def _window_values(ds: Dataset, index: int) -> tuple[float, float] | None:
     return float(cs[index]), float(ws[index])
 
 
+def ct_window_preset(window: object) -> str | None:
+    """The preset name when ``window`` names a CT window preset (``"lung"``, ``"bone"``…)."""
+    if isinstance(window, str) and window.strip().lower() in WINDOW_PRESETS:
+        return window.strip().lower()
+    return None
+
+
+def ct_window_warning(ds: Dataset, window: object) -> str | None:
+    """A warning text when a CT (Hounsfield unit) preset is applied to a non-CT image."""
+    preset = ct_window_preset(window)
+    modality = str(ds.get("Modality") or "").upper()
+    if preset is None or not modality or modality == "CT":
+        return None
+    return (
+        f"window preset {preset!r} is a CT (Hounsfield unit) window but the image is "
+        f"{modality}; it will look nearly white or black (use the file's own VOI window)"
+    )
+
+
 def voi_to_unit(values: np.ndarray, ds: Dataset, window: Window = "first") -> np.ndarray:
     """Map modality values to [0, 1] (float32, before any MONOCHROME1 inversion).
 
     ``window``: ``"first"`` — the file's first VOI LUT (preferred, as pydicom does) or window,
     falling back to min–max when the file has none; an ``int`` — that VOI LUT / window index
     (error when absent); ``(center, width)`` or a preset / ``"C,W"`` string — that window;
-    ``None`` — min–max of the image.
+    ``None`` — min–max of the image. A CT preset on a non-CT image gives a ``UserWarning``.
     """
+    message = ct_window_warning(ds, window)
+    if message:
+        warnings.warn(message, UserWarning, stacklevel=2)
     if window is None:
         return minmax_normalise(values)
     if (isinstance(window, str) and window != "first") or isinstance(window, tuple | list):

@@ -8,6 +8,7 @@ Arrays are ``(H, W)`` for grayscale, ``(H, W, 3|4)`` for colour, in the file's d
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +18,10 @@ from PIL import Image, ImageSequence
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import atomic_path
 from medilab.io.image_data import ImageData
+from medilab.io.messages import one_line, short_list
 
 PIL_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp"})
 TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:
@@ -66,33 +63,73 @@ def read_raster(path: str | os.PathLike[str]) -> ImageData:
                 array = _pil_to_array(first)
     except (OSError, ValueError, SyntaxError) as exc:
         kind = str(meta["format"]).upper()
-        raise InputFileError(path, f"not a readable {kind} image ({_one_line(exc)})") from None
+        raise InputFileError(path, f"not a readable {kind} image ({one_line(exc)})") from None
     meta["is_volume"] = False
     return ImageData(array, None, meta)
 
 
-def read_numpy(path: str | os.PathLike[str], key: str | None = None) -> ImageData:
-    """Read ``.npy`` or one array of an ``.npz`` (``key``, else its only array besides an
-    optional ``spacing``). Pickled objects are refused."""
+def open_npz(path: str | os.PathLike[str]) -> np.lib.npyio.NpzFile:
+    """Open an ``.npz`` archive (use it as a context manager); pickled data is never loaded.
+
+    Anything that is not an npz archive (a text file renamed ``.npz``, a damaged zip, a single
+    ``.npy``) raises ``InputFileError`` "<path>: not a valid npz file".
+    """
     path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "file not found")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputFileError(path, f"not a readable numpy file ({_one_line(exc)})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        raise InputFileError(path, "not a valid npz file") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise InputFileError(path, "not a valid npz file (it holds a single .npy array)")
+    return loaded
+
+
+def npz_array(archive: np.lib.npyio.NpzFile, name: str, path: object) -> np.ndarray:
+    """Array ``name`` of an open npz; missing, damaged or object (pickled) arrays raise
+    ``InputFileError`` naming ``path`` and the array."""
+    if name not in archive.files:
+        raise InputFileError(path, f"no array {name!r} (has {short_list(archive.files)})")
+    try:
+        return archive[name]
+    except ValueError as exc:
+        if "pickle" in str(exc) or "Object arrays" in str(exc):
+            raise InputFileError(
+                path, f"array {name!r} holds Python objects; only plain numeric arrays are read"
+            ) from None
+        raise InputFileError(path, f"not a valid npz file (array {name!r} is damaged)") from None
+    except (OSError, EOFError, zipfile.BadZipFile):
+        raise InputFileError(path, f"not a valid npz file (array {name!r} is damaged)") from None
+
+
+def read_numpy(path: str | os.PathLike[str], key: str | None = None) -> ImageData:
+    """Read ``.npy`` or one array of an ``.npz`` (``key``, else its only array besides an
+    optional ``spacing``). Pickled objects are refused, never loaded."""
+    path = Path(path)
     spacing = None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
+    if path.suffix.lower() == ".npz":
+        with open_npz(path) as loaded:
             names = [n for n in loaded.files if n != "spacing"]
             if key is None and len(names) != 1:
-                raise InputFileError(path, f"holds arrays {names}; choose one with key=")
-            name = key if key is not None else names[0]
-            if name not in loaded.files:
-                raise InputFileError(path, f"no array named {name!r} (has {loaded.files})")
-            array = loaded[name]
+                raise InputFileError(
+                    path, f"holds arrays {short_list(names)}; choose one with key="
+                )
+            array = npz_array(loaded, key if key is not None else names[0], path)
             if "spacing" in loaded.files:
-                spacing = tuple(float(v) for v in loaded["spacing"])
+                spacing = tuple(float(v) for v in npz_array(loaded, "spacing", path))
     else:
-        array = loaded
+        if not path.is_file():
+            raise InputFileError(path, "file not found")
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            raise InputFileError(
+                path, "not a valid npy file (or it holds Python objects, which are never loaded)"
+            ) from None
+        if not isinstance(array, np.ndarray):
+            array.close()
+            raise InputFileError(path, "not a valid npy file (it is an npz archive)")
     meta = {"format": path.suffix.lstrip("."), "is_volume": array.ndim == 3}
     return ImageData(np.asarray(array), spacing, meta)
 

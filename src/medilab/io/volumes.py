@@ -20,11 +20,7 @@ import numpy as np
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import atomic_path
 from medilab.io.image_data import ImageData
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
+from medilab.io.messages import one_line
 
 
 def _spatial_reverse(ndim: int) -> tuple[int, ...]:
@@ -47,7 +43,7 @@ def read_nifti(path: str | os.PathLike[str]) -> ImageData:
             data = image.get_fdata(dtype=np.float32)
         zooms = tuple(float(z) for z in image.header.get_zooms())
     except Exception as exc:
-        raise InputFileError(path, f"not a readable NIfTI file ({_one_line(exc)})") from None
+        raise InputFileError(path, f"not a readable NIfTI file ({one_line(exc)})") from None
     n = min(data.ndim, 3)
     array = np.ascontiguousarray(np.transpose(data, _spatial_reverse(data.ndim)))
     spacing = tuple(reversed(zooms[:n]))
@@ -108,7 +104,7 @@ def read_nrrd(path: str | os.PathLike[str]) -> ImageData:
     try:
         data, header = nrrd.read(str(path), index_order="C")
     except Exception as exc:
-        raise InputFileError(path, f"not a readable NRRD file ({_one_line(exc)})") from None
+        raise InputFileError(path, f"not a readable NRRD file ({one_line(exc)})") from None
     meta: dict[str, Any] = {"format": "nrrd", "is_volume": data.ndim >= 3}
     for key in ("space", "space directions", "space origin", "kinds"):
         if key in header:

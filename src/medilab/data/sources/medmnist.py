@@ -13,6 +13,8 @@ import pandas as pd
 
 from medilab.data.sources.loader import npz_reference
 from medilab.errors import InputFileError
+from medilab.io.images import npz_array, open_npz
+from medilab.io.messages import short_list
 
 
 @dataclass
@@ -29,21 +31,19 @@ def load_medmnist(path: str | Path) -> dict[str, MedMNISTSplit]:
     Single-column labels (N, 1) are flattened to (N,).
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "file not found")
-    try:
-        data = np.load(path)
-    except (OSError, ValueError) as exc:
-        raise InputFileError(path, f"not a readable npz file ({exc})") from None
+    data = open_npz(path)
     with data:
         names = [k[: -len("_images")] for k in data.files if k.endswith("_images")]
         if not names:
-            raise InputFileError(path, f"no '<split>_images' arrays (has {', '.join(data.files)})")
+            raise InputFileError(
+                path, f"no '<split>_images' arrays (has {short_list(data.files)})"
+            )
         splits = {}
         for name in names:
             if f"{name}_labels" not in data.files:
                 raise InputFileError(path, f"'{name}_images' has no '{name}_labels'")
-            images, labels = data[f"{name}_images"], data[f"{name}_labels"]
+            images = npz_array(data, f"{name}_images", path)
+            labels = npz_array(data, f"{name}_labels", path)
             if len(images) != len(labels):
                 raise InputFileError(
                     path, f"'{name}': {len(images)} images but {len(labels)} labels"
