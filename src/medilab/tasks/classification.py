@@ -39,10 +39,14 @@ class ClassificationModule(BaseModule):
         model: nn.Module,
         num_classes: int,
         input_shape: tuple[int, ...],
+        class_names: list[str] | None = None,
+        covariate_state: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(config, model)
         self.num_classes = num_classes
         self.input_shape = tuple(input_shape)
+        self.class_names = list(class_names or [str(k) for k in range(num_classes)])
+        self.covariate_state = covariate_state  # the fitted CovariateEncoder, for prediction
         weights = config.loss.class_weights
         self.loss_fn = nn.CrossEntropyLoss(
             weight=torch.tensor(weights, dtype=torch.float32) if weights else None,
@@ -140,6 +144,8 @@ class ClassificationFamily(TaskFamily):
             model,
             num_classes=int(args["num_classes"]),
             input_shape=(args["in_channels"], *args["image_size"]),
+            class_names=args.get("class_names"),
+            covariate_state=args.get("covariates"),
         )
 
     def prediction_loader(

@@ -1,3 +1,9 @@
 """Importing this module registers every built-in data source."""
 
-from medilab.data.sources import digits, segmentation_folder  # noqa: F401
+from medilab.data.sources import (  # noqa: F401
+    digits,
+    image_table,
+    medmnist_data,
+    segmentation_folder,
+    slice_table,
+)

@@ -1,0 +1,219 @@
+"""The ``image_table`` source: a CSV naming one image per row, its label, patient and clinical
+covariates (e.g. NIH ChestX-ray ``metadata.csv`` + ``images/``). Images (PNG/JPEG/TIFF/DICOM)
+are read once into memory, prepared by ``data.prep``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import Field
+
+from medilab.config import DataCommon, ExperimentConfig
+from medilab.data.array_datamodule import ArrayClassificationDataModule, ArrayImageDataset
+from medilab.data.covariates import CovariateEncoder
+from medilab.data.digits import ImageArrays
+from medilab.data.preprocess import ImagePrep, PrepConfig
+from medilab.data.sources.base import DataSource, register_source
+from medilab.data.sources.loader import read_array
+from medilab.data.splits import training_splits
+from medilab.data.transforms import build_image_augmentation
+from medilab.errors import InputFileError, MedilabError
+from medilab.io.atomic import write_csv
+from medilab.io.messages import one_line, short_list
+from medilab.io.tables import read_csv_table
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"}
+
+
+class ImageTableData(DataCommon):
+    """A folder + CSV: ``root/table`` names each image (looked up under ``image_dir``, relative
+    to the CSV's folder; default: beside it, or its ``images/`` folder)."""
+
+    source: Literal["image_table"] = "image_table"
+    root: Path
+    table: str = "metadata.csv"
+    image_column: str = "image"
+    image_dir: str | None = None
+    label_column: str = "label"
+    group: str | None = "patient_id"  # patient column: grouped split, patient bootstrap
+    covariates: list[str] = Field(default_factory=list)  # e.g. [age, sex]; [] = image only
+    classes: list[str] | None = None  # class order; default: the sorted labels found
+    prep: PrepConfig = Field(default_factory=PrepConfig)
+
+
+def split_covariates(table: pd.DataFrame, names: list[str]) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) covariate names, by whether every present value is a number."""
+    numeric, categorical = [], []
+    for name in names:
+        present = table[name].dropna()
+        converted = pd.to_numeric(present, errors="coerce")
+        (numeric if len(present) and converted.notna().all() else categorical).append(name)
+    return numeric, categorical
+
+
+def read_table(
+    data: ImageTableData, path: Path, *, labelled: bool, keep: list[str] | None = None
+) -> pd.DataFrame:
+    """The CSV with ``sample_id``, ``image`` (resolved path), ``patient_id``, ``label`` (when
+    ``labelled``), the covariate columns and the ``keep`` columns it has (subgroup audits);
+    missing columns are one-line errors."""
+    table = read_csv_table(path, dtype={data.group: str} if data.group else None)
+    needed = [data.image_column, *data.covariates]
+    if labelled:
+        needed.append(data.label_column)
+        if data.group:
+            needed.append(data.group)
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise InputFileError(path, f"missing column {missing[0]!r} (has "
+                             f"{short_list(table.columns)})")
+    base = _image_base(data, path, table[data.image_column])
+    out = pd.DataFrame({
+        "sample_id": [Path(str(v)).stem for v in table[data.image_column]],
+        "image_name": table[data.image_column].astype(str),
+        "image": [str(v) if Path(str(v)).is_absolute() else str(base / str(v))
+                  for v in table[data.image_column]],
+    })
+    if out["sample_id"].duplicated().any():
+        out["sample_id"] = [f"{i}_{s}" for i, s in enumerate(out["sample_id"])]
+    if data.group and data.group in table.columns:
+        out["patient_id"] = table[data.group].astype(str).to_numpy()
+    if labelled:
+        out["label_text"] = table[data.label_column].astype(str).to_numpy()
+    for name in [*data.covariates, *(keep or [])]:
+        if name in table.columns and name not in out.columns:
+            out[name] = table[name].to_numpy()
+    return out
+
+
+def _image_base(data: ImageTableData, csv: Path, images: pd.Series) -> Path:
+    if data.image_dir is not None:
+        return csv.parent / data.image_dir
+    first = str(images.iloc[0]) if len(images) else ""
+    for base in (csv.parent, csv.parent / "images"):
+        if (base / first).exists():
+            return base
+    return csv.parent
+
+
+def read_images(paths: list[str], prep: ImagePrep, *, strict: bool = True
+                ) -> tuple[np.ndarray | None, list[str | None]]:
+    """Prepared images (N, C, H, W) and, per path, None or why it could not be read
+    (``strict``: the first failure is raised)."""
+    arrays, errors = [], []
+    shape = None
+    for path in paths:
+        try:
+            image = prep(read_array(path))
+            if shape is not None and image.shape != shape:
+                raise MedilabError(f"size {image.shape[1:]} differs from the first image's "
+                                   f"{shape[1:]} (set data.prep.size to resize)")
+            shape = image.shape
+            arrays.append(image)
+            errors.append(None)
+        except MedilabError as exc:
+            if strict:
+                raise InputFileError(path, str(exc).removeprefix(f"{path}: ")) from None
+            errors.append(str(exc))
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad input file
+            if strict:
+                raise InputFileError(path, f"cannot read image ({one_line(exc)})") from None
+            errors.append(f"cannot read image ({one_line(exc)})")
+    return (np.stack(arrays) if arrays else None), errors
+
+
+def class_indices(labels: pd.Series, classes: list[str], path: Path) -> np.ndarray:
+    """Label texts → class indices; a label outside ``classes`` is an error naming the row."""
+    lookup = {c: i for i, c in enumerate(classes)}
+    unknown = ~labels.isin(list(lookup))
+    if unknown.any():
+        row = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise InputFileError(path, f"row {row + 1}: label {labels.iloc[row]!r} is not one of "
+                             f"the classes {short_list(classes)}")
+    return labels.map(lookup).to_numpy(dtype=np.int64)
+
+
+@register_source
+class ImageTableSource(DataSource):
+    name = "image_table"
+    tasks = ("classification",)
+    Config = ImageTableData
+
+    def build_datamodule(
+        self, config: ExperimentConfig, splits: pd.DataFrame | None
+    ) -> ArrayClassificationDataModule:
+        data = config.data
+        assert isinstance(data, ImageTableData)
+        csv = data.root / data.table
+        table = read_table(data, csv, labelled=True, keep=config.evaluation.subgroups)
+        classes = data.classes or sorted(table["label_text"].unique(), key=_natural)
+        table["label"] = class_indices(table["label_text"], classes, csv)
+        images, _ = read_images(list(table["image"]), ImagePrep(data.prep))
+        assert images is not None
+        splits = training_splits(table, seed=config.seed, val_fraction=data.val_fraction,
+                                 given=splits)
+        numeric, categorical = split_covariates(table, data.covariates)
+        return ArrayClassificationDataModule(
+            ImageArrays(images, table["label"].to_numpy(), list(table["sample_id"])),
+            splits, batch_size=data.batch_size, num_workers=data.num_workers,
+            train_transform=build_image_augmentation(data.augment), seed=config.seed,
+            table=table, numeric=numeric, categorical=categorical, class_names=classes,
+        )
+
+    def predict_table(
+        self, module: Any, config: ExperimentConfig, inputs: Path, out: Path,
+        trainer: L.Trainer, **options: Any,
+    ) -> Path:
+        """``image, prediction, prob_<class>…, error`` for a CSV laid out like the training
+        table (no label needed), an image folder, or one image / DICOM file."""
+        data = config.data
+        assert isinstance(data, ImageTableData)
+        rows = _prediction_rows(data, inputs)
+        images, errors = read_images(list(rows["image"]), ImagePrep(data.prep), strict=False)
+        ok = np.array([e is None for e in errors])
+        covariates = None
+        if module.covariate_state:
+            encoder = CovariateEncoder.from_dict(module.covariate_state)
+            covariates = encoder.transform(rows[ok].reset_index(drop=True))
+        names = list(module.class_names)
+        probs = np.zeros((len(rows), len(names)), np.float32)
+        if images is not None:
+            dataset = ArrayImageDataset(images, None, np.arange(len(images)),
+                                        covariates=covariates)
+            loader = torch.utils.data.DataLoader(dataset, batch_size=data.batch_size)
+            probs[ok] = torch.cat(trainer.predict(module, dataloaders=loader)).numpy()
+        frame = pd.DataFrame({"image": rows["image_name"]})
+        frame["prediction"] = [names[k] if good else "" for k, good in
+                               zip(probs.argmax(axis=1), ok, strict=True)]
+        for k, name in enumerate(names):
+            frame[f"prob_{name}"] = np.where(ok, probs[:, k].round(6), np.nan)
+        frame["error"] = [e or "" for e in errors]
+        return write_csv(frame, out)
+
+
+def _prediction_rows(data: ImageTableData, inputs: Path) -> pd.DataFrame:
+    if inputs.is_file() and inputs.suffix.lower() == ".csv":
+        return read_table(data, inputs, labelled=False)
+    files = [inputs] if inputs.is_file() else sorted(
+        p for p in inputs.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputFileError(inputs, "no image files to predict (PNG, JPEG, TIFF, DICOM or a "
+                             "CSV laid out like the training table)")
+    if data.covariates:
+        raise InputFileError(inputs, f"the model needs covariates {short_list(data.covariates)}"
+                             ": give a CSV with those columns instead of image files")
+    return pd.DataFrame({"sample_id": [p.stem for p in files], "image": [str(p) for p in files],
+                         "image_name": [p.name for p in files]})
+
+
+def _natural(text: str) -> tuple:
+    """Sort numbers numerically and words alphabetically."""
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        return (1, 0.0, text)

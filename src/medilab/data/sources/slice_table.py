@@ -1,0 +1,126 @@
+"""The ``slice_table`` source (2.5D): each sample is one slice of a volume with its neighbours
+as channels (k = 3: previous, current, next; edges replicated), labelled per slice.
+
+Volumes (NIfTI, NRRD, DICOM series folders) and their labels come from either
+- ``table``: a CSV ``volume, slice, label[, patient_id]`` (one row per labelled slice), or
+- label maps: ``<name><image_suffix>`` beside ``<name><label_suffix>`` under ``root``
+  (default ``*_image.nrrd`` / ``*_label.nrrd``); a slice is positive when it holds foreground.
+The split is grouped by volume (or the patient column), so no volume is in two splits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from medilab.config import DataCommon, ExperimentConfig
+from medilab.data.array_datamodule import ArrayClassificationDataModule
+from medilab.data.datasets import stack_slices
+from medilab.data.digits import ImageArrays
+from medilab.data.sources.base import DataSource, register_source
+from medilab.data.splits import training_splits
+from medilab.data.transforms import build_image_augmentation
+from medilab.errors import InputFileError
+from medilab.io.intensity import percentile_normalise, resize
+from medilab.io.reader import read_image
+from medilab.io.tables import read_csv_table
+
+
+class SliceTableData(DataCommon):
+    """2.5D slices of volumes under ``root``."""
+
+    source: Literal["slice_table"] = "slice_table"
+    root: Path
+    table: str | None = None  # CSV volume, slice, label[, patient_id]; None: label maps
+    image_suffix: str = "_image.nrrd"
+    label_suffix: str = "_label.nrrd"
+    slices: int = Field(3, ge=1)  # neighbours stacked as channels (odd)
+    axis: int = Field(0, ge=0, le=2)  # slice axis of the (D, H, W) volume
+    size: list[int] | None = None  # [H, W] in-plane resize (aspect kept)
+    val_fraction: float = Field(0.34, gt=0.0, lt=1.0)
+
+
+def _volume(path: Path) -> np.ndarray:
+    array = np.asarray(read_image(path).array, dtype=np.float32)
+    if array.ndim != 3:
+        raise InputFileError(path, f"expected a volume (D, H, W), got shape {array.shape}")
+    return array
+
+
+def _labelled_volumes(data: SliceTableData) -> list[tuple[str, Path, dict[int, int]]]:
+    """(volume id, path, {slice: label}) for every volume."""
+    if data.table is not None:
+        csv = data.root / data.table
+        table = read_csv_table(csv)
+        for column in ("volume", "slice", "label"):
+            if column not in table.columns:
+                raise InputFileError(csv, f"missing column {column!r}")
+        out = []
+        for volume, rows in table.groupby("volume", sort=True):
+            labels = dict(zip(rows["slice"].astype(int), rows["label"].astype(int), strict=True))
+            out.append((Path(str(volume)).name.split(".")[0], data.root / str(volume), labels))
+        return out
+    images = sorted(data.root.glob(f"*{data.image_suffix}"))
+    if not images:
+        raise InputFileError(data.root, f"no volumes named *{data.image_suffix}")
+    out = []
+    for image in images:
+        name = image.name[: -len(data.image_suffix)]
+        label_path = image.with_name(name + data.label_suffix)
+        if not label_path.is_file():
+            raise InputFileError(image, f"no label map {label_path.name} beside it")
+        label_map = np.moveaxis(_volume(label_path), data.axis, 0)
+        labels = {i: int(label_map[i].any()) for i in range(label_map.shape[0])}
+        out.append((name, image, labels))
+    return out
+
+
+def slice_arrays(data: SliceTableData) -> tuple[ImageArrays, pd.DataFrame]:
+    """Stacked slices (N, k, H, W), labels and the ``sample_id, patient_id, label`` table."""
+    images, labels, ids, volumes = [], [], [], []
+    shape = None
+    for name, path, slice_labels in _labelled_volumes(data):
+        volume = percentile_normalise(_volume(path), 0.5, 99.5)
+        depth = np.moveaxis(volume, data.axis, 0).shape[0]
+        for index, label in sorted(slice_labels.items()):
+            if not 0 <= index < depth:
+                raise InputFileError(path, f"slice {index} outside 0..{depth - 1}")
+            stack = stack_slices(volume, index, data.slices, data.axis)
+            if data.size is not None:
+                stack = np.stack([resize(s, tuple(data.size))[0] for s in stack])
+            if shape is not None and stack.shape != shape:
+                raise InputFileError(path, f"slices of {stack.shape[1:]} differ from the first "
+                                     f"volume's {shape[1:]} (set data.size to resize)")
+            shape = stack.shape
+            images.append(stack.astype(np.float32))
+            labels.append(label)
+            ids.append(f"{name}_{index:04d}")
+            volumes.append(name)
+    table = pd.DataFrame({"sample_id": ids, "patient_id": volumes, "label": labels})
+    arrays = ImageArrays(np.stack(images), np.asarray(labels, dtype=np.int64), ids)
+    return arrays, table
+
+
+@register_source
+class SliceTableSource(DataSource):
+    name = "slice_table"
+    tasks = ("classification",)
+    Config = SliceTableData
+
+    def build_datamodule(
+        self, config: ExperimentConfig, splits: pd.DataFrame | None
+    ) -> ArrayClassificationDataModule:
+        data = config.data
+        assert isinstance(data, SliceTableData)
+        arrays, table = slice_arrays(data)
+        splits = training_splits(table, seed=config.seed, val_fraction=data.val_fraction,
+                                 given=splits)
+        return ArrayClassificationDataModule(
+            arrays, splits, batch_size=data.batch_size, num_workers=data.num_workers,
+            train_transform=build_image_augmentation(data.augment), seed=config.seed,
+            table=table,
+        )
