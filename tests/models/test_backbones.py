@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import huggingface_hub
+import shutil
+from pathlib import Path
+
+import huggingface_hub.constants as hf_constants
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -22,7 +25,7 @@ SIZE_CHANNELS = [(28, 1), (56, 3), (64, 5)]
 def empty_caches(tmp_path, monkeypatch):
     """Weight caches in a temporary folder: nothing real is found, nothing is downloaded."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -32,6 +35,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def resnet18_file(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
+    """A random ResNet-18 backbone saved as torchvision's file is (with its ``fc`` layer)."""
+    torch.manual_seed(0)
+    state = build("resnet18").backbone.state_dict()
+    state = {**state, "fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)}
+    path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
+    torch.save(state, path)
+    return path, state
 
 
 def build(name: str, size: int = 28, channels: int = 3, covariates: int = 0, **kwargs):
@@ -138,6 +152,11 @@ def test_covariates_change_the_output():
         model(image)
     with pytest.raises(ValueError, match="built for 2"):
         model(image, torch.zeros(2, 3))
+    image_only = FeatureClassifier(nn.Flatten(), 12, 0, 3).eval()
+    assert image_only(torch.randn(2, 3, 2, 2), None).shape == (2, 3)
+    assert image_only(torch.randn(2, 3, 2, 2), torch.zeros(2, 0)).shape == (2, 3)
+    with pytest.raises(ValueError, match="num_covariates=0"):
+        image_only(torch.randn(2, 3, 2, 2), torch.zeros(2, 2))
 
 
 def test_head_scales_covariates_and_can_have_a_hidden_layer():
@@ -168,21 +187,18 @@ def test_covariates_only_ignores_the_image():
         build("covariates_only")
 
 
-def test_weights_path_loads_a_torchvision_state_dict(tmp_path):
-    torch.manual_seed(0)
-    source = build("resnet18").backbone
-    state = {**source.state_dict(), "fc.weight": torch.zeros(1000, 512)}  # as torchvision's
-    path = tmp_path / "resnet18.pth"
-    torch.save(state, path)
+def test_weights_path_loads_a_torchvision_state_dict(resnet18_file):
+    path, state = resnet18_file
     grey = build("resnet18", channels=1, weights=str(path)).backbone
-    assert torch.equal(grey.layer4[1].conv2.weight, source.layer4[1].conv2.weight)
+    assert torch.equal(grey.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
+    assert torch.equal(grey.bn1.running_var, state["bn1.running_var"])
     # 1 channel: the RGB filters summed, as timm adapts pretrained input convs
-    assert torch.allclose(grey.conv1.weight, source.conv1.weight.sum(1, keepdim=True))
+    assert torch.allclose(grey.conv1.weight, state["conv1.weight"].sum(1, keepdim=True))
     five = build("resnet18", channels=5, weights=path).backbone
-    assert torch.allclose(five.conv1.weight[:, 3], source.conv1.weight[:, 0] * 3 / 5)
+    assert torch.allclose(five.conv1.weight[:, 3], state["conv1.weight"][:, 0] * 3 / 5)
     small = build("resnet18", small_input=True, weights=path).backbone
     assert small.conv1.kernel_size == (3, 3)  # keeps its own init; the rest is loaded
-    assert torch.equal(small.layer1[0].conv1.weight, source.layer1[0].conv1.weight)
+    assert torch.equal(small.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
 
 
 def test_weights_path_accepts_a_medilab_checkpoint(tmp_path):
@@ -196,14 +212,13 @@ def test_weights_path_accepts_a_medilab_checkpoint(tmp_path):
         assert torch.equal(loaded.backbone.state_dict()[key], value), key
 
 
-def test_weights_that_do_not_fit_are_one_line_errors(tmp_path):
-    path = tmp_path / "resnet18.pth"
-    torch.save(build("resnet18").backbone.state_dict(), path)
+def test_weights_that_do_not_fit_are_one_line_errors(tmp_path, resnet18_file):
+    path, _ = resnet18_file
     with pytest.raises(WeightsUnavailableError) as info:
         build("resnet34", weights=path)
     assert "\n" not in str(info.value) and "resnet34" in str(info.value)
     with pytest.raises(WeightsUnavailableError, match="missing"):
-        build("timm", timm_name="resnet10t", weights=path)
+        build("timm", timm_name="test_resnet", weights=path)
     with pytest.raises(WeightsUnavailableError, match="not found"):
         build("resnet18", weights=tmp_path / "absent.pth")
 
@@ -234,14 +249,13 @@ def test_imagenet_without_a_cached_file_names_the_file(tmp_path):
         build("swin", timm_kwargs=TINY_SWIN, weights="imagenet")
 
 
-def test_imagenet_loads_from_the_torch_hub_cache(tmp_path):
-    torch.manual_seed(0)
-    source = build("resnet18").backbone
+def test_imagenet_loads_from_the_torch_hub_cache(tmp_path, resnet18_file):
+    path, state = resnet18_file
     cached = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     cached.parent.mkdir(parents=True)
-    torch.save(source.state_dict(), cached)
+    shutil.copyfile(path, cached)
     loaded = build("resnet18", weights="imagenet").backbone
-    assert torch.equal(loaded.layer3[0].conv1.weight, source.layer3[0].conv1.weight)
+    assert torch.equal(loaded.layer3[0].conv1.weight, state["layer3.0.conv1.weight"])
 
 
 def test_imagenet_loads_timm_weights_from_the_hugging_face_cache(tmp_path):

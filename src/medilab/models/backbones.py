@@ -16,9 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
-from timm.models import adapt_input_conv, load_pretrained
 from torch import nn
 from torchvision import models as tv
 from torchvision.models.vgg import cfgs, make_layers
@@ -91,6 +89,8 @@ def _load_torchvision(
         k: v for k, v in backbone_state(state).items()
         if not any(k.startswith(p) for p in skip_prefixes)
     }
+    from timm.models import adapt_input_conv
+
     key = f"{first_conv}.weight"
     target = model.get_submodule(first_conv).weight
     if key in state and state[key].shape[1] != target.shape[1]:
@@ -342,6 +342,7 @@ def timm_features(
     """``timm.create_model(timm_name, num_classes=0, in_chans=in_channels)`` as a feature
     extractor (``.num_features`` wide). Models with a fixed input size (Swin, ViT) get
     ``img_size=image_size`` unless ``timm_kwargs`` set it."""
+    import timm  # imported when needed: it is slow to import
     if not timm_name or not timm.is_model(timm_name):
         raise ConfigError(f"model.kwargs.timm_name: {timm_name!r} is not a timm model")
     cfg = timm.models.get_pretrained_cfg(timm_name)
@@ -363,6 +364,7 @@ def _load_timm(model: nn.Module, state: State, timm_name: str, in_channels: int)
     """Load a timm-format ``state`` the way timm loads its own pretrained weights (the model's
     checkpoint filter, input-conv adaptation, classifier dropped); a file that lacks some of
     the model's parameters is a ``WeightsUnavailableError``."""
+    from timm.models import load_pretrained
     cfg = dict(model.pretrained_cfg)
     classifiers = cfg.get("classifier") or ()
     classifiers = (classifiers,) if isinstance(classifiers, str) else tuple(classifiers)

@@ -58,6 +58,8 @@ class FeatureClassifier(nn.Module):
             if image is None:
                 raise ValueError("this model needs an image")
             parts.append(self.features(image).flatten(1))
+        if not self.num_covariates and covariates is not None and covariates.shape[-1]:
+            raise ValueError("covariates given to a model built without them (num_covariates=0)")
         if self.num_covariates:
             if covariates is None:
                 raise ValueError(f"this model needs {self.num_covariates} covariates per sample")
