@@ -216,7 +216,9 @@ def test_weights_that_do_not_fit_are_one_line_errors(tmp_path, resnet18_file):
     path, _ = resnet18_file
     with pytest.raises(WeightsUnavailableError) as info:
         build("resnet34", weights=path)
-    assert "\n" not in str(info.value) and "resnet34" in str(info.value)
+    message = str(info.value)
+    assert "\n" not in message and "resnet34" in message
+    assert "missing layer1.2.conv1.weight" in message and "more" in message
     with pytest.raises(WeightsUnavailableError, match="missing"):
         build("timm", timm_name="test_resnet", weights=path)
     with pytest.raises(WeightsUnavailableError, match="not found"):

@@ -48,15 +48,13 @@ def _weights_state(weights: Weights, imagenet: Any) -> State | None:
 
 
 def backbone_state(state: State) -> State:
-    """``state`` itself, or the ``backbone.`` entries of a medilab model's (or Lightning
+    """``state`` itself, or the ``backbone.`` entries of a medilab model's (or a Lightning
     checkpoint's ``model.backbone.``) state dict with that prefix removed."""
-    marker = "backbone."
-    inner = {
-        key.split(marker, 1)[1]: value
-        for key, value in state.items()
-        if key.startswith(marker) or f".{marker}" in key
-    }
-    return inner or state
+    for prefix in ("backbone.", "model.backbone."):
+        inner = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if inner:
+            return inner
+    return state
 
 
 def _replace_first_conv(conv: nn.Conv2d, in_channels: int, **changes: Any) -> nn.Conv2d:
@@ -100,16 +98,19 @@ def _load_torchvision(
     result = model.load_state_dict(
         {k: v for k, v in state.items() if k not in wrong}, strict=False
     )
-    missing = [k for k in result.missing_keys if not k.startswith(tuple(skip_prefixes))]
+    missing = [
+        k for k in result.missing_keys
+        if not k.startswith(tuple(skip_prefixes)) and not k.endswith("num_batches_tracked")
+    ]
     problems = (
-        [f"missing {k}" for k in missing[:2]]
-        + [f"unexpected {k}" for k in result.unexpected_keys[:2]]
-        + [f"{k} has shape {tuple(state[k].shape)}" for k in wrong[:2]]
+        [f"missing {k}" for k in missing]
+        + [f"unexpected {k}" for k in result.unexpected_keys]
+        + [f"{k} has shape {tuple(state[k].shape)}" for k in wrong]
     )
     if problems:
+        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
         raise WeightsUnavailableError(
-            f"weights for {name} do not fit the model: {', '.join(problems)}"
-            f"{' …' if len(missing) + len(result.unexpected_keys) + len(wrong) > 2 else ''}"
+            f"weights for {name} do not fit the model: {', '.join(problems[:3])}{more}"
         )
 
 
