@@ -4,28 +4,37 @@ local file (``weights_path``). Nothing is ever downloaded; a missing file is a o
 
 from __future__ import annotations
 
+import hashlib
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from torchvision.models import WeightsEnum
 
-from medilab.errors import WeightsUnavailableError
+from medilab.errors import InputFileError, WeightsUnavailableError
+from medilab.io.atomic import atomic_path
 
 
 def hub_file(weights: WeightsEnum) -> Path:
     """Where torchvision keeps ``weights`` once downloaded: ``<hub dir>/checkpoints/<file>``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    return checkpoints_dir() / Path(weights.url).name
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from a ``.pth``/``.ckpt`` file (``torch.load(weights_only=True)``); a
-    Lightning checkpoint's ``state_dict`` is unwrapped."""
+    """A state dict from a ``.pth``/``.ckpt`` file (``torch.load(weights_only=True)``) or a
+    ``.safetensors`` file; a Lightning checkpoint's ``state_dict`` is unwrapped."""
     path = Path(path)
     if not path.is_file():
         raise WeightsUnavailableError(f"{path}: weights file not found")
     try:
-        state: Any = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(path, device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
         raise WeightsUnavailableError(
             f"{path}: not a readable weights file ({type(exc).__name__})"
@@ -50,3 +59,137 @@ def pretrained_state_dict(
             "(copy the file there, set model.kwargs.weights_path, or use pretrained: false)"
         )
     return read_state_dict(cached)
+
+
+# ---------------------------------------------------------------------------------------------
+# Named weight files: "imagenet" for medilab's backbones, import into the cache, listing
+
+_HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,})\.")  # torch.hub's convention: resnet50-11ad3fa6.pth
+
+
+def _known_weights() -> dict[str, WeightsEnum]:
+    """torchvision weights that medilab models load with ``weights: imagenet``."""
+    from torchvision.models import (
+        ResNet18_Weights,
+        ResNet34_Weights,
+        ResNet50_Weights,
+        VGG16_BN_Weights,
+        VGG16_Weights,
+    )
+
+    return {
+        "vgg16": VGG16_Weights.IMAGENET1K_V1,
+        "vgg16_bn": VGG16_BN_Weights.IMAGENET1K_V1,
+        "resnet18": ResNet18_Weights.IMAGENET1K_V1,
+        "resnet34": ResNet34_Weights.IMAGENET1K_V1,
+        "resnet50": ResNet50_Weights.IMAGENET1K_V2,
+    }
+
+
+def checkpoints_dir() -> Path:
+    """The torch hub cache of weight files: ``<torch.hub.get_dir()>/checkpoints``."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def torchvision_state_dict(weights: WeightsEnum) -> dict[str, torch.Tensor]:
+    """The state dict of torchvision ``weights`` from the hub cache, or a one-line
+    ``WeightsUnavailableError`` naming the expected file and how to import it."""
+    cached = hub_file(weights)
+    if not cached.is_file():
+        raise WeightsUnavailableError(
+            f"pretrained weights {weights} not available offline: {cached} is missing "
+            f"(get {cached.name} and run `medilab weights import FILE`, set model.kwargs.weights "
+            "to a file path, or use weights: none)"
+        )
+    return read_state_dict(cached)
+
+
+def timm_weights_file(model_name: str) -> Path:
+    """A cached pretrained file for timm model ``model_name`` (``swin_tiny_patch4_window7_224``
+    or ``name.tag``): the Hugging Face hub cache (``model.safetensors`` / ``pytorch_model.bin``)
+    or the torch hub cache (the file name of its URL). Never downloads."""
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    if cfg is None:
+        raise WeightsUnavailableError(f"timm model {model_name!r} has no pretrained weights")
+    looked_at: list[str] = []
+    if cfg.hf_hub_id:
+        names = [cfg.hf_hub_filename] if cfg.hf_hub_filename else []
+        for filename in names or ["model.safetensors", "pytorch_model.bin"]:
+            found = try_to_load_from_cache(cfg.hf_hub_id, filename)
+            if isinstance(found, str):
+                return Path(found)
+            looked_at.append(f"{cfg.hf_hub_id}/{filename} in the Hugging Face cache")
+    if cfg.url:
+        cached = checkpoints_dir() / Path(cfg.url).name
+        if cached.is_file():
+            return cached
+        looked_at.append(str(cached))
+    raise WeightsUnavailableError(
+        f"pretrained weights for timm model {model_name!r} not available offline: "
+        f"looked for {' and '.join(looked_at) or 'nothing'} (put the file there, set "
+        "model.kwargs.weights to a file path, or use weights: none)"
+    )
+
+
+def import_weights(path: str | Path) -> Path:
+    """Copy a torchvision weights file (named ``<name>-<sha256 prefix>.pth``, as torch.hub checks
+    it) into the torch hub cache after checking its hash; return where it now lies."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "weights file not found")
+    match = _HASH_IN_NAME.search(path.name)
+    if match is None:
+        raise InputFileError(
+            path, "name carries no -<sha256 prefix> (expected e.g. resnet50-11ad3fa6.pth)"
+        )
+    digest = sha256_of(path)
+    if not digest.startswith(match.group(1)):
+        raise InputFileError(
+            path, f"sha256 {digest[: len(match.group(1))]}… does not match the name's "
+            f"{match.group(1)} (incomplete or renamed download?)"
+        )
+    target = checkpoints_dir() / path.name
+    if target.is_file() and sha256_of(target) == digest:
+        return target
+    with atomic_path(target) as tmp:
+        shutil.copyfile(path, tmp)
+    return target
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def list_weights() -> list[dict[str, Any]]:
+    """The torchvision weights medilab models know (``model``, ``weights``, ``file``, ``path``,
+    ``available``), then any other file in the torch hub cache (``model``/``weights`` None)."""
+    folder = checkpoints_dir()
+    rows: list[dict[str, Any]] = []
+    for model, weights in _known_weights().items():
+        path = hub_file(weights)
+        rows.append(
+            {
+                "model": model,
+                "weights": str(weights),
+                "file": path.name,
+                "path": str(path),
+                "available": path.is_file(),
+            }
+        )
+    known = {row["file"] for row in rows}
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and not path.name.startswith(".") and path.name not in known:
+                rows.append(
+                    {"model": None, "weights": None, "file": path.name, "path": str(path),
+                     "available": True}
+                )
+    return rows
