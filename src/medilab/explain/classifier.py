@@ -11,12 +11,13 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-from pytorch_grad_cam import AblationCAM, EigenCAM, GradCAM
+from pytorch_grad_cam import AblationCAM, GradCAM
 from pytorch_grad_cam.ablation_layer import AblationLayer, AblationLayerVit
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from medilab.errors import MedilabError
+from medilab.explain.eigen import SignedEigenCAM
 from medilab.explain.layers import TargetLayer, find_target_layer
 
 CLASSIFIER_METHODS = ("gradcam", "eigencam", "ablationcam")
@@ -76,11 +77,11 @@ def _logits(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
 
 def _make_cam(
     method: str, model: nn.Module, layer: TargetLayer, batch_size: int, ratio: float
-) -> GradCAM | EigenCAM | AblationCAM:
+) -> GradCAM | SignedEigenCAM | AblationCAM:
     if method == "gradcam":
         return GradCAM(model, [layer.module], reshape_transform=layer.reshape)
     if method == "eigencam":
-        return EigenCAM(model, [layer.module], reshape_transform=layer.reshape)
+        return SignedEigenCAM(model, [layer.module], reshape_transform=layer.reshape)
     ablation = AblationLayerVit() if layer.channels_last else AblationLayer()
     return AblationCAM(
         model,
@@ -123,7 +124,7 @@ def explain_classifier(
         num_classes = logits.shape[1]
         if target_class is not None and not 0 <= target_class < num_classes:
             raise MedilabError(
-                f"target_class {target_class} is out of range for a model with {num_classes} classes"
+                f"target_class {target_class} is out of range for {num_classes} classes"
             )
         layer = find_target_layer(wrapped, lambda: wrapped(batch), _offset(target_layer, wrapped))
         targets = None if target_class is None else [ClassifierOutputTarget(target_class)]

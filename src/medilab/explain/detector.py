@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pytorch_grad_cam import AblationCAM, EigenCAM
+from pytorch_grad_cam import AblationCAM
 from pytorch_grad_cam.ablation_layer import AblationLayerFasterRCNN
 from pytorch_grad_cam.utils.model_targets import FasterRCNNBoxScoreTarget
 from torch import nn
@@ -24,6 +24,7 @@ from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
 from medilab.errors import MedilabError
 from medilab.explain.classifier import check_method, eval_mode
+from medilab.explain.eigen import SignedEigenCAM
 
 DETECTOR_METHODS = ("eigencam", "ablationcam")
 
@@ -83,9 +84,11 @@ def fpn_reshape(valid_fraction: tuple[float, float]) -> Callable[[dict], torch.T
 
     def reshape(levels: dict[str, torch.Tensor]) -> torch.Tensor:
         cropped = [
-            value[..., : math.ceil(value.shape[-2] * fraction_h), : math.ceil(
-                value.shape[-1] * fraction_w
-            )]
+            value[
+                ...,
+                : math.ceil(value.shape[-2] * fraction_h),
+                : math.ceil(value.shape[-1] * fraction_w),
+            ]
             for value in levels.values()
         ]
         size = max((c.shape[-2:] for c in cropped), key=lambda s: s[0] * s[1])
@@ -143,7 +146,7 @@ def explain_detector(
             method = "eigencam"
             notice = f"no box scored ≥ {min_score}: AblationCAM has no target, showing EigenCAM"
         if method == "eigencam":
-            cam = EigenCAM(detector, [detector.backbone], reshape_transform=reshape)
+            cam = SignedEigenCAM(detector, [detector.backbone], reshape_transform=reshape)
         else:
             cam = AblationCAM(
                 detector,

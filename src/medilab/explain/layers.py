@@ -125,9 +125,7 @@ def find_target_layer(
     swin = _swin_trunk(model)
     if name is not None:
         module = named_layer(model, name)
-        in_swin = swin is not None and name.startswith(_join(swin[0], "")) and not _has_conv(
-            module
-        )
+        in_swin = swin is not None and name.startswith(_join(swin[0], "")) and not _has_conv(module)
         if in_swin:
             return TargetLayer(name, module, tokens_to_nchw, channels_last=True)
         return TargetLayer(name, module, clone_nchw)

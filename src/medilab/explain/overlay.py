@@ -57,8 +57,14 @@ def _draw_boxes(rgb: np.ndarray, boxes: np.ndarray, captions: Sequence[str] | No
         if captions is not None and index < len(captions):
             origin = (x1, max(y1 - 3, 10))
             cv2.putText(
-                rgb, captions[index], origin, cv2.FONT_HERSHEY_SIMPLEX, 0.35 * thickness,
-                BOX_COLOUR, thickness, cv2.LINE_AA,
+                rgb,
+                captions[index],
+                origin,
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.35 * thickness,
+                BOX_COLOUR,
+                thickness,
+                cv2.LINE_AA,
             )
 
 
