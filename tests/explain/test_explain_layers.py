@@ -38,8 +38,13 @@ def resnet18_classifier(covariates: int = 0) -> BackboneWithHead:
 
 def tiny_swin_classifier() -> BackboneWithHead:
     swin = SwinTransformer(
-        img_size=56, patch_size=4, window_size=7, embed_dim=24, depths=(1, 1),
-        num_heads=(1, 2), num_classes=0,
+        img_size=56,
+        patch_size=4,
+        window_size=7,
+        embed_dim=24,
+        depths=(1, 1),
+        num_heads=(1, 2),
+        num_classes=0,
     )
     return BackboneWithHead(swin, swin.num_features)
 
@@ -59,7 +64,8 @@ def test_resnet_backbone_targets_layer4():
 
 
 def test_vgg_features_target_the_whole_features_block():
-    model = BackboneWithHead(torchvision.models.vgg11(weights=None).features, 512)
+    features = torchvision.models.vgg.make_layers([16, "M", 32, 32, "M"])  # VGG's own builder
+    model = BackboneWithHead(features, 32)
     layer = target(model)
     assert layer.name == "backbone"  # vgg.features, ending in its last max-pool
 
