@@ -44,7 +44,7 @@ def square_detector() -> nn.Module:
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     model = tiny_cnn()
-    for _ in range(60):  # plain gradient descent: torch.optim's first step imports dynamo (slow)
+    for _ in range(100):  # plain gradient descent: torch.optim's first step imports dynamo (slow)
         images, labels = square_images(32, generator)
         model.zero_grad()
         nn.functional.cross_entropy(model(images), labels).backward()
