@@ -111,6 +111,19 @@ def test_the_model_keeps_its_train_mode():
     assert model.training
 
 
+def test_gradcam_works_for_a_frozen_model_called_under_no_grad(square_detector):
+    image, inside = one_square(3, 20)
+    for parameter in square_detector.parameters():
+        parameter.requires_grad_(False)
+    try:
+        with torch.no_grad():
+            cam = explain_classifier(square_detector, image, "gradcam", target_class=1)
+    finally:
+        for parameter in square_detector.parameters():
+            parameter.requires_grad_(True)
+    assert inside[np.unravel_index(np.argmax(cam), cam.shape)]
+
+
 def test_swin_classifier_gives_a_map_at_input_size():
     torch.manual_seed(0)
     cam = explain_classifier(tiny_swin_classifier(), torch.rand(3, 56, 56), "gradcam")

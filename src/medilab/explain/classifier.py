@@ -130,7 +130,8 @@ def explain_classifier(
         targets = None if target_class is None else [ClassifierOutputTarget(target_class)]
         if method == "gradcam":
             batch = batch.clone().requires_grad_(True)  # gradients reach frozen backbones too
-        with _make_cam(method, wrapped, layer, batch_size, ratio_channels_to_ablate) as cam:
+        cam = _make_cam(method, wrapped, layer, batch_size, ratio_channels_to_ablate)
+        with cam, torch.enable_grad():  # GradCAM works even when called under no_grad
             grayscale = cam(input_tensor=batch, targets=targets)
     return np.clip(np.nan_to_num(grayscale[0]), 0.0, 1.0).astype(np.float32)
 
