@@ -298,6 +298,36 @@ def dicom_convert(
         raise typer.Exit(1)
 
 
+weights_app = typer.Typer(help="Pretrained weights, offline.", no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
+
+
+@weights_app.command("import")
+def weights_import(
+    file: Annotated[Path, typer.Argument(help="A torchvision weight file, e.g. "
+                                              "resnet50-11ad3fa6.pth (hash checked).")],
+) -> None:
+    """Check a weight file's hash against its name and place it in the local weights cache."""
+    from medilab.models.weights import import_weights
+
+    typer.echo(f"imported: {import_weights(file)}")
+
+
+@weights_app.command("list")
+def weights_list() -> None:
+    """Which pretrained weight files medilab knows, and which are available offline."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from medilab.models.weights import list_weights
+
+    table = Table("model", "weights", "available", "path")
+    for row in list_weights():
+        table.add_row(str(row["model"] or "–"), str(row["weights"] or "–"),
+                      "yes" if row["available"] else "no", str(row["path"]))
+    Console().print(table)
+
+
 @app.command()
 def report(run_dir: RunDir) -> None:
     """Rebuild a run folder's report.html (and its plots) from the files in it."""

@@ -1,3 +1,3 @@
 """Importing this module registers every built-in model."""
 
-from medilab.models import backbones, fcn8s, fusion_head, mlp, unet  # noqa: F401
+from medilab.models import backbones, convnet, fcn8s, fusion_head, mlp, unet  # noqa: F401

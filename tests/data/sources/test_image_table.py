@@ -1,0 +1,114 @@
+"""The image_table source: a CSV + images with patients and covariates, trained end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from medilab import api
+from medilab.config import validate_config
+from medilab.data.sources.image_table import ImageTableSource
+from medilab.errors import InputFileError
+
+
+def write_table(root, n=40, seed=0):
+    """Bright-centre images are class 'finding'; age follows the class a little."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        label = "finding" if i % 2 else "none"
+        image = rng.integers(0, 80, (16, 16)).astype(np.uint8)
+        if label == "finding":
+            image[5:11, 5:11] = 220
+        Image.fromarray(image).save(root / "images" / f"img{i:03d}.png")
+        rows.append({"image": f"img{i:03d}.png", "patient_id": f"p{i // 2}",
+                     "age": 40 + 20 * (label == "finding") + int(rng.integers(0, 10)),
+                     "sex": "F" if i % 4 < 2 else "M", "label": label})
+    pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
+    return root
+
+
+def table_config(root, **data):
+    return validate_config({
+        "experiment": "tiny_table", "task": "classification", "seed": 3,
+        "data": {"source": "image_table", "root": str(root), "batch_size": 8,
+                 "covariates": ["age", "sex"], "val_fraction": 0.3, **data},
+        "model": {"name": "convnet", "kwargs": {"widths": [8, 16], "convs": 1}},
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "trainer": {"max_epochs": 3, "progress_bar": False, "monitor": "val/auroc",
+                    "monitor_mode": "max"},
+        "evaluation": {"bootstrap_samples": 30},
+    })
+
+
+def test_split_is_grouped_by_patient_and_covariates_are_encoded(tmp_path):
+    root = write_table(tmp_path / "data")
+    dm = ImageTableSource().build_datamodule(table_config(root), None)
+    merged = dm.splits.groupby("patient_id")["split"].nunique()
+    assert (merged == 1).all()
+    assert dm.class_names == ["finding", "none"]
+    assert dm.num_covariates == 5  # age (standardised), sex one-hot F/M, two missing flags
+    assert dm.image_size == (16, 16) and dm.in_channels == 1
+
+
+def test_tiny_run_trains_evaluates_and_predicts(tmp_path):
+    root = write_table(tmp_path / "data")
+    run = api.train(table_config(root), run_dir=tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["class_names"] == ["finding", "none"]
+    assert "patients" in metrics["notes"][0]
+    assert {"accuracy", "auroc", "sensitivity", "specificity"} <= set(metrics["splits"]["val"])
+    assert 0 <= metrics["threshold"]["value"] <= 1
+    assert "sex=F" in metrics["subgroups"]["val"] and "ece" in metrics["calibration"]["val"]
+    predictions = pd.read_csv(run / "predictions_val.csv")
+    assert "patient_id" in predictions.columns
+
+    new = tmp_path / "new.csv"
+    table = pd.read_csv(root / "metadata.csv").drop(columns=["label"]).head(4)
+    table.loc[1, "image"] = "missing.png"
+    table.to_csv(new, index=False)
+    (tmp_path / "images").symlink_to(root / "images")
+    out = api.predict(run, new, tmp_path / "preds.csv")
+    frame = pd.read_csv(out, keep_default_na=False)
+    assert list(frame.columns) == ["image", "prediction", "prob_finding", "prob_none", "error"]
+    assert frame.loc[1, "error"] != "" and frame.loc[0, "error"] == ""
+    assert set(frame.loc[[0, 2, 3], "prediction"]) <= {"finding", "none"}
+    probs = frame.loc[[0, 2, 3], ["prob_finding", "prob_none"]].astype(float).sum(axis=1)
+    assert np.allclose(probs, 1, atol=1e-4)
+
+    table.drop(columns=["age"]).to_csv(new, index=False)
+    with pytest.raises(InputFileError, match="missing column 'age'"):
+        api.predict(run, new, tmp_path / "preds2.csv")
+    assert not (tmp_path / "preds2.csv").exists()
+
+
+def test_bad_tables_give_one_line_errors(tmp_path):
+    root = write_table(tmp_path / "data")
+    source = ImageTableSource()
+    with pytest.raises(InputFileError, match="missing column 'weight'"):
+        source.build_datamodule(table_config(root, covariates=["weight"]), None)
+    with pytest.raises(InputFileError, match="label 'none' is not one of the classes"):
+        source.build_datamodule(table_config(root, classes=["finding", "other"]), None)
+    (root / "images" / "img003.png").write_bytes(b"not a png")
+    with pytest.raises(InputFileError, match="img003.png"):
+        source.build_datamodule(table_config(root), None)
+
+
+def test_leaking_given_splits_are_refused(tmp_path):
+    root = write_table(tmp_path / "data")
+    given = pd.DataFrame({"sample_id": [f"img{i:03d}" for i in range(40)],
+                          "split": ["train", "val"] * 20})  # patient p0 = img000 + img001
+    with pytest.raises(Exception, match="patient"):
+        ImageTableSource().build_datamodule(table_config(root), given)
+
+
+def test_nih1000_table_reads(medilab_data):
+    config = table_config(medilab_data / "nih1000")
+    dm = ImageTableSource().build_datamodule(config, None)
+    assert dm.arrays.images.shape == (748, 3, 64, 64)
+    assert (dm.splits.groupby("patient_id")["split"].nunique() == 1).all()
