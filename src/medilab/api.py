@@ -45,6 +45,14 @@ def predict(
         raise
 
 
+def explain(
+    run_dir: str | Path, inputs: str | Path, out: str | Path, method: str = "eigencam",
+    **options: Any,
+) -> list[Path]:
+    """CAM overlay PNGs of ``inputs`` (a file, folder or table) in the folder ``out``."""
+    return run.explain(run_dir, inputs, out, method, **options)
+
+
 def ensemble(
     members: list[str | Path], run_dir: str | Path, checkpoint: str = "best",
     experiment: str | None = None,

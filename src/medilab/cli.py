@@ -112,6 +112,30 @@ def predict(
 
 
 @app.command()
+def explain(
+    run_dir: RunDir,
+    inputs: Annotated[Path, typer.Argument(help="Image file(s): a file, a folder or a table.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the overlay PNGs.")],
+    method: Annotated[str, typer.Option(help="gradcam, eigencam or ablationcam (detectors: "
+                                             "eigencam, ablationcam).")] = "eigencam",
+    target_class: Annotated[
+        int | None, typer.Option(help="Class to explain (default: the predicted one).")
+    ] = None,
+    save_raw: Annotated[bool, typer.Option("--save-raw", help="Also write each map as .npy.")
+                        ] = False,
+    checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
+) -> None:
+    """Where the model looks: one CAM overlay PNG per input, at the input's size."""
+    from medilab import api
+
+    options = {"save_raw": save_raw}
+    if target_class is not None:
+        options["target_class"] = target_class
+    written = api.explain(run_dir, inputs, out, method, checkpoint=checkpoint, **options)
+    typer.echo(f"wrote {len(written)} overlay(s) to {out}")
+
+
+@app.command()
 def ensemble(
     runs: Annotated[list[Path], typer.Argument(help="Two or more run folders to combine.")],
     run_dir: Annotated[Path, typer.Option(help="New folder for the ensemble.")],

@@ -307,3 +307,17 @@ def predict(
     trainer = build_inference_trainer(config)
     module.to(trainer.strategy.root_device)
     return family.predict(module, config, inputs, Path(out), trainer, **options)
+
+
+def explain(
+    run_dir: str | Path, inputs: str | Path, out: str | Path, method: str = "eigencam",
+    checkpoint: str = "best", **options: Any,
+) -> list[Path]:
+    """CAM overlays (pytorch-grad-cam) of new inputs for a trained run, one PNG per input."""
+    run_dir, inputs = Path(run_dir), Path(inputs)
+    if not inputs.exists():
+        raise InputFileError(inputs, "not found")
+    config = load_run_config(run_dir)
+    family = get_task_family(config.task)
+    module = load_module(run_dir, family, config, checkpoint)
+    return family.explain(module, config, inputs, Path(out), method, **options)

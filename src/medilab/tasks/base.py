@@ -187,3 +187,12 @@ class TaskFamily(ABC):
         trainer: L.Trainer, **options: Any,
     ) -> Path:
         """Predict for new inputs and write them to ``out``; return the path written."""
+
+    def explain(
+        self, module: BaseModule, config: ExperimentConfig, inputs: Path, out: Path,
+        method: str, **options: Any,
+    ) -> list[Path]:
+        """CAM overlays of ``inputs`` in the folder ``out``; families without CAMs refuse."""
+        from medilab.errors import MedilabError
+
+        raise MedilabError(f"explain: task {self.name!r} has no CAM explanations")

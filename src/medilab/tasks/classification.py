@@ -16,7 +16,7 @@ from torch import nn
 from medilab.config import ExperimentConfig
 from medilab.data.array_datamodule import ArrayClassificationDataModule, ArrayImageDataset
 from medilab.data.sources.base import get_source
-from medilab.errors import InputFileError
+from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_csv
 from medilab.models import create_model
 from medilab.models.registry import checkpoint_model_args
@@ -234,6 +234,35 @@ class ClassificationFamily(TaskFamily):
             return write_submission(module, source.read_unlabelled(config, inputs), inputs, out,
                                     trainer)
         return source.predict_table(module, config, inputs, out, trainer, **options)
+
+    def explain(
+        self, module: BaseModule, config: ExperimentConfig, inputs: Path, out: Path,
+        method: str, **options: Any,
+    ) -> list[Path]:
+        assert isinstance(module, ClassificationModule)
+        return explain_images(module, config, inputs, out, method, **options)
+
+
+def explain_images(
+    module: ClassificationModule, config: ExperimentConfig, inputs: Path, out: Path,
+    method: str, target_class: int | None = None, save_raw: bool = False,
+) -> list[Path]:
+    """One CAM overlay PNG per input image (``<stem>_<method>.png``) in ``out``."""
+    from medilab.explain import explain_classifier, overlay_png
+
+    source = get_source(config.data.source)
+    if not hasattr(source, "explain_inputs"):
+        raise MedilabError(f"explain: runs on data.source {config.data.source!r} read no image "
+                           "files to explain (use an image_table run)")
+    written = []
+    out.mkdir(parents=True, exist_ok=True)
+    for name, image, display, covariates in source.explain_inputs(
+            config, inputs, module.covariate_state):
+        cam = explain_classifier(module.model, image, method, target_class=target_class,
+                                 covariates=covariates)
+        written.append(overlay_png(display, cam, out / f"{Path(name).stem}_{method}.png",
+                                   save_raw=save_raw))
+    return written
 
 
 def write_submission(

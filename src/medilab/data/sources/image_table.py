@@ -165,6 +165,11 @@ class ImageTableSource(DataSource):
             table=table, numeric=numeric, categorical=categorical, class_names=classes,
         )
 
+    def explain_inputs(
+        self, config: ExperimentConfig, inputs: Path, covariate_state: dict[str, Any] | None
+    ) -> list[tuple[str, torch.Tensor, np.ndarray, torch.Tensor | None]]:
+        return explain_inputs(config, inputs, covariate_state)
+
     def predict_table(
         self, module: Any, config: ExperimentConfig, inputs: Path, out: Path,
         trainer: L.Trainer, **options: Any,
@@ -194,6 +199,25 @@ class ImageTableSource(DataSource):
             frame[f"prob_{name}"] = np.where(ok, probs[:, k].round(6), np.nan)
         frame["error"] = [e or "" for e in errors]
         return write_csv(frame, out)
+
+
+def explain_inputs(
+    config: ExperimentConfig, inputs: Path, covariate_state: dict[str, Any] | None
+) -> list[tuple[str, torch.Tensor, np.ndarray, torch.Tensor | None]]:
+    """(name, prepared image (C, H, W), original pixels for display, covariates) per input."""
+    data = config.data
+    assert isinstance(data, ImageTableData)
+    rows = _prediction_rows(data, inputs)
+    prep = ImagePrep(data.prep)
+    encoder = CovariateEncoder.from_dict(covariate_state) if covariate_state else None
+    covariates = encoder.transform(rows) if encoder else None
+    out = []
+    for position, row in rows.iterrows():
+        original = read_array(row["image"])
+        image = torch.from_numpy(prep(original))
+        covs = None if covariates is None else torch.from_numpy(covariates[position])
+        out.append((str(row["image_name"]), image, original, covs))
+    return out
 
 
 def _prediction_rows(data: ImageTableData, inputs: Path) -> pd.DataFrame:
