@@ -51,7 +51,10 @@ def _epoch_limits(ax, *frames: pd.DataFrame | pd.Series) -> None:
     the edges of an axis running from −0.045 to 0.045."""
     epochs = [int(e) for frame in frames if frame is not None for e in frame.index]
     if epochs:
-        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+        first, last = min(epochs), max(epochs)
+        ax.set_xlim(first - 0.5, last + 0.5)
+        if last - first < 10:  # MaxNLocator(integer=True) gives 0.1 steps on a short axis
+            ax.set_xticks(range(first, last + 1))
 
 
 def _line(ax, series: pd.Series, **kwargs) -> None:
@@ -206,7 +209,8 @@ def plot_confusion_matrix(
     normalised = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
     side = matrix_side(k)
     fontsize = annotation_fontsize(k)
-    fig = Figure(figsize=(2 * side + 1.6, side), layout="constrained")
+    fig = Figure(figsize=(2 * side + 1.6, side + 0.4), layout="constrained")
+    rotate = k > 6 and max(len(n) for n in names) > 2
     axes = fig.subplots(1, 2)
     for ax, matrix, label, fmt in (
         (axes[0], counts, "counts", "{:d}"),
@@ -220,8 +224,8 @@ def plot_confusion_matrix(
         ax.set_ylabel("true", fontsize=11)
         ticks = np.arange(k)
         tick_size = min(11.0, max(7.0, fontsize))
-        ax.set_xticks(ticks, names, rotation=45 if k > 6 else 0, ha="right" if k > 6 else "center",
-                      fontsize=tick_size)
+        ax.set_xticks(ticks, names, rotation=45 if rotate else 0,
+                      ha="right" if rotate else "center", fontsize=tick_size)
         ax.set_yticks(ticks, names, fontsize=tick_size)
         if k <= MAX_ANNOTATED_CLASSES:
             top = matrix.max() if matrix.max() > 0 else 1
