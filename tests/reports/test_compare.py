@@ -66,7 +66,7 @@ def test_roc_curves_micro_and_macro_average(multiclass_run: Path) -> None:
     macro = roc_auc_score(frame["label"], probs, multi_class="ovr", average="macro")
     assert curves["macro"][2] == pytest.approx(macro, abs=0.01)
     for fpr, tpr, _ in curves.values():
-        assert fpr[0] == 0 and fpr[-1] == 1 and tpr[-1] == pytest.approx(1)
+        assert (fpr[0], tpr[0], fpr[-1]) == (0, 0, 1) and tpr[-1] == pytest.approx(1)
     binary = roc_curves(frame.assign(label=frame["label"].clip(0, 1))
                         .drop(columns="prob_2").assign(prob_1=lambda f: 1 - f["prob_0"]))
     assert set(binary) == {"binary"}

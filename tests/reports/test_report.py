@@ -289,3 +289,11 @@ def test_user_strings_are_escaped(engine_runs, tmp_path: Path) -> None:
     assert "&lt;img src=x onerror=&#34;alert(2)&#34;&gt;" in html
     assert "&lt;i&gt;run" in html and "&lt;b&gt;bold&lt;/b&gt; &amp; more" in html
     assert "script" not in parse(html).tags
+
+
+def test_every_template_autoescapes() -> None:
+    from medilab.reports.html import _environment
+
+    env = _environment()
+    assert env.autoescape is True  # not only for *.html names
+    assert env.from_string("{{ value }}").render(value="<b>&") == "&lt;b&gt;&amp;"

@@ -459,6 +459,7 @@ def roc_curves(
         class_fpr, class_tpr, _ = roc_curve(onehot[:, k], probs[:, k])
         mean_tpr += np.interp(grid, class_fpr, class_tpr)
     mean_tpr /= len(present)
+    grid, mean_tpr = np.r_[0.0, grid], np.r_[0.0, mean_tpr]  # start at (0, 0) like the others
     curves["macro"] = (grid, mean_tpr, float(auc(grid, mean_tpr)))
     return curves
 
