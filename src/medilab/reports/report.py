@@ -81,7 +81,8 @@ def make_run_plots(run_dir: Path, task: str | None = None,
     if curves is not None:
         made += [
             ("Loss", plots.plot_loss_curves(curves, out / "loss_curves.png")),
-            ("Validation metrics", plots.plot_metric_curves(curves, out / "metric_curves.png")),
+            ("Metrics per epoch (val solid, train dashed)",
+             plots.plot_metric_curves(curves, out / "metric_curves.png")),
             ("Learning rate", plots.plot_lr_curve(curves, out / "learning_rate.png")),
         ]
     for split, path in prediction_files(run_dir).items():
