@@ -216,3 +216,10 @@ def engine_runs(tmp_path_factory: pytest.TempPathFactory) -> EngineRuns:
     raw["trainer"]["max_epochs"] = 1
     segmentation = api.train(validate_config(raw, "config"), run_dir=root / "runs" / "circles")
     return EngineRuns(a, b, ensemble, crossval, segmentation)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on ``engine_runs`` are slow (they train): ``-m "not slow"`` leaves them out."""
+    for item in items:
+        if "engine_runs" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
