@@ -232,16 +232,17 @@ def test_engine_crossval_mean_and_sd(engine_runs, tmp_path: Path) -> None:
 def test_one_epoch_curves_have_integer_ticks(engine_runs) -> None:
     from matplotlib.figure import Figure
 
-    from medilab.reports.plots import _epoch_axes, _epoch_limits
+    from medilab.reports.plots import _epoch_axes, _epoch_limits, _line
     from medilab.reports.runfiles import read_curves
 
     curves = read_curves(engine_runs.crossval / "fold0")
     assert list(curves.index) == [0]  # one epoch
     ax = _epoch_axes(Figure().add_subplot(), "val/loss", "loss")
-    ax.plot(curves.index, curves["val/loss"], marker="o")
+    _line(ax, curves["val/loss"])
     _epoch_limits(ax, curves)
-    assert ax.get_xlim() == (-0.5, 0.5)
-    assert list(ax.get_xticks()) == [0]
+    assert ax.get_xlim() == (0.5, 1.5)  # epochs counted from 1, as training prints them
+    assert list(ax.get_xticks()) == [1]
+    assert list(ax.lines[0].get_xdata()) == [1] and ax.lines[0].get_marker() == "o"
 
 
 def test_engine_study_folder_and_mixed_tasks(engine_runs, tmp_path: Path) -> None:

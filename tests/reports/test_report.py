@@ -213,11 +213,14 @@ def test_engine_classification_report(engine_runs) -> None:
         assert f"n = {metrics['n'][split]}" in html
         assert format_interval(accuracy["value"], accuracy["low"], accuracy["high"]) in html
     assert (run / "plots" / "test_confusion_matrix.png").is_file()
-    # epochs run and the best epoch of the monitored val/accuracy, from metrics.csv
-    curves = read_curves(run)
-    best = int(curves["val/accuracy"].idxmax())
+    # epochs run, the best epoch of the monitored val/accuracy (counted from 1) and why
+    # training stopped, from the engine's training summary; it agrees with metrics.csv
+    training = metrics["training"]
+    best = int(read_curves(run)["val/accuracy"].idxmax()) + 1
+    assert training["best_epoch"] == best
     assert "<span>epochs run</span>2 of 2" in html
     assert f"<span>best epoch</span>{best} (val/accuracy " in html
+    assert f"<span>stopped</span>{training['stop_reason']}" in html
     # every image opens its PNG from the run folder
     pairs = linked_images(html)
     images = re.findall(r"<img ", html)
@@ -246,6 +249,16 @@ def test_training_block_from_metrics_json(engine_runs, tmp_path: Path) -> None:
     assert "<span>epochs run</span>7 of 2" in html
     assert "<span>best epoch</span>4 (val/accuracy 0.912)" in html
     assert "<span>stopped</span>early stopping" in html
+    # without the block (runs written before it existed): read off metrics.csv
+    del metrics["training"]
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    html = build_report(run).read_text(encoding="utf-8")
+    curves = read_curves(run)
+    best = int(curves["val/accuracy"].idxmax())
+    score = format_interval(float(curves.loc[best, "val/accuracy"]))
+    assert "<span>epochs run</span>2 of 2" in html
+    assert f"<span>best epoch</span>{best + 1} (val/accuracy {score})" in html
+    assert "<span>stopped</span>" not in html
 
 
 def test_engine_segmentation_report(engine_runs) -> None:

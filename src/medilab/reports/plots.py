@@ -23,6 +23,7 @@ from medilab.reports.runfiles import class_indices, lr_columns, prob_columns, sp
 DPI = 110
 MAX_ANNOTATED_CLASSES = 20
 MARKERS = "osD^v<>ph*"
+FIRST_EPOCH = 1  # metrics.csv counts epochs from 0; plots count them from 1, as training prints
 SPLIT_STYLES = {"train": {"linestyle": "--", "marker": "s", "alpha": 0.75},
                 "val": {"linestyle": "-", "marker": "o"},
                 "test": {"linestyle": ":", "marker": "^"}}
@@ -49,7 +50,7 @@ def _epoch_axes(ax, title: str, ylabel: str):
 def _epoch_limits(ax, *frames: pd.DataFrame | pd.Series) -> None:
     """Half an epoch of room either side, so one or two epochs are not squeezed to dots at
     the edges of an axis running from −0.045 to 0.045."""
-    epochs = [int(e) for frame in frames if frame is not None for e in frame.index]
+    epochs = [int(e) + FIRST_EPOCH for frame in frames if frame is not None for e in frame.index]
     if epochs:
         first, last = min(epochs), max(epochs)
         ax.set_xlim(first - 0.5, last + 0.5)
@@ -58,10 +59,11 @@ def _epoch_limits(ax, *frames: pd.DataFrame | pd.Series) -> None:
 
 
 def _line(ax, series: pd.Series, **kwargs) -> None:
+    """Plot a per-epoch series (indexed by Lightning's 0-based epoch) against epochs 1, 2, …"""
     series = series.dropna()
     kwargs.setdefault("marker", "o")
     kwargs.setdefault("markersize", 4)
-    ax.plot(series.index, series.to_numpy(), **kwargs)
+    ax.plot(series.index.to_numpy() + FIRST_EPOCH, series.to_numpy(), **kwargs)
 
 
 # --------------------------------------------------------------------------- curves of one run

@@ -157,7 +157,8 @@ def build_report(run_dir: Path) -> Path:
 
 def training_facts(metrics: dict[str, Any], config: dict[str, Any],
                    curves: pd.DataFrame | None) -> list[tuple[str, str]]:
-    """Epochs run, best epoch, stop reason and monitored score, for the page header.
+    """Epochs run, best epoch (counted from 1), stop reason and monitored score, for the
+    page header.
 
     From metrics.json's ``training`` block when the engine wrote one; otherwise epochs run
     and the best epoch of the monitored metric (``trainer.monitor`` / ``monitor_mode``) are
@@ -175,9 +176,10 @@ def training_facts(metrics: dict[str, Any], config: dict[str, Any],
         if best_epoch is None and monitor in curves.columns and curves[monitor].notna().any():
             series = curves[monitor].dropna()
             mode = _get(config, "trainer.monitor_mode") or ("min" if "loss" in monitor else "max")
-            best_epoch = int(series.idxmin() if mode == "min" else series.idxmax())
-            best_score = float(series.loc[best_epoch]) if best_score is None else best_score
-    max_epochs = _get(config, "trainer.max_epochs")
+            best = series.idxmin() if mode == "min" else series.idxmax()
+            best_epoch = int(best) + 1  # counted from 1, as the engine's summary does
+            best_score = float(series.loc[best]) if best_score is None else best_score
+    max_epochs = block.get("max_epochs") or _get(config, "trainer.max_epochs")
     if epochs_run is not None:
         facts.append(("epochs run", f"{epochs_run}" + (f" of {max_epochs}" if max_epochs else "")))
     if best_epoch is not None:
