@@ -213,6 +213,9 @@ def test_engine_classification_report(engine_runs) -> None:
         assert f"n = {metrics['n'][split]}" in html
         assert format_interval(accuracy["value"], accuracy["low"], accuracy["high"]) in html
     assert (run / "plots" / "test_confusion_matrix.png").is_file()
+    for split in ("val", "test"):  # the engine's calibration block: ECE in each split's table
+        ece = metrics["calibration"][split]["ece"]
+        assert f"<td>ece (calibration error)</td><td class=\"num\">{ece:.3f}</td>" in html
     # epochs run, the best epoch of the monitored val/accuracy (counted from 1) and why
     # training stopped, from the engine's training summary; it agrees with metrics.csv
     training = metrics["training"]
@@ -244,11 +247,13 @@ def test_training_block_from_metrics_json(engine_runs, tmp_path: Path) -> None:
     metrics = json.loads((run / "metrics.json").read_text())
     metrics["training"] = {"epochs_run": 7, "best_epoch": 4, "stop_reason": "early_stopping",
                            "monitor": "val/accuracy", "best_score": 0.9123}
+    metrics["threshold"] = {"value": 0.42, "chosen_on": "val", "rule": "Youden's J maximal"}
     (run / "metrics.json").write_text(json.dumps(metrics))
     html = build_report(run).read_text(encoding="utf-8")
     assert "<span>epochs run</span>7 of 2" in html
     assert "<span>best epoch</span>4 (val/accuracy 0.912)" in html
     assert "<span>stopped</span>early stopping" in html
+    assert "Decision threshold 0.420 chosen on val: Youden" in html
     # without the block (runs written before it existed): read off metrics.csv
     del metrics["training"]
     (run / "metrics.json").write_text(json.dumps(metrics))

@@ -144,7 +144,7 @@ def build_report(run_dir: Path) -> Path:
         config_summary=_config_summary(config),
         metric_tables=_metric_tables(metrics),
         subgroup_tables=_subgroup_tables(metrics),
-        notes=[str(n) for n in metrics.get("notes") or []],
+        notes=_notes(metrics),
         sections=[s for s in sections if s.images],
         cases=_cases(run_dir),
         config_text=read_config_text(run_dir),
@@ -306,15 +306,33 @@ def _run_date(run_dir: Path) -> str:
 
 
 def _metric_tables(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """One table per split of metrics.json (val, test, …), with the calibration error of the
+    split when the ``calibration`` block has one."""
     tables = []
     counts = metrics.get("n") or {}
+    calibration = metrics.get("calibration")
+    calibration = calibration if isinstance(calibration, dict) else {}
     for split in metrics.get("splits") or {}:
         rows = [(name, format_interval(*entry))
                 for name, entry in split_metrics(metrics, split).items()]
+        block = calibration.get(split)
+        if isinstance(block, dict) and math.isfinite(ece := _float(block.get("ece"))):
+            rows.append(("ece (calibration error)", format_number(ece)))
         if rows:
             n = counts.get(split) if isinstance(counts, dict) else None
             tables.append({"split": split, "n": n, "rows": rows})
     return tables
+
+
+def _notes(metrics: dict[str, Any]) -> list[str]:
+    """metrics.json's notes, and the decision threshold when one was chosen."""
+    notes = [str(n) for n in metrics.get("notes") or []]
+    threshold = metrics.get("threshold")
+    if isinstance(threshold, dict) and math.isfinite(value := _float(threshold.get("value"))):
+        rule = f": {threshold['rule']}" if threshold.get("rule") else ""
+        notes.append(f"Decision threshold {format_number(value)} chosen on "
+                     f"{threshold.get('chosen_on', 'val')}{rule}.")
+    return notes
 
 
 def _subgroup_tables(metrics: dict[str, Any]) -> list[dict[str, Any]]:
