@@ -1,8 +1,10 @@
-"""Fake run folders with the files the engine writes, for the report tests."""
+"""Run folders for the report tests: ``engine_runs`` are trained and evaluated by the real
+engine (once per session); the hand-made ``make_*_run`` folders cover edge cases only."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -140,3 +142,84 @@ def binary_run(tmp_path: Path) -> Path:
 @pytest.fixture
 def segmentation_run(tmp_path: Path) -> Path:
     return make_segmentation_run(tmp_path)
+
+
+# --------------------------------------------------------------------------- engine-written runs
+
+
+@dataclass
+class EngineRuns:
+    """Run folders written by the real engine (``medilab.api``), built once per session."""
+
+    digits_a: Path  # sklearn digits, val and test splits, monitors val/accuracy
+    digits_b: Path  # the same splits, another hidden size
+    ensemble: Path  # mean of digits_a and digits_b
+    crossval: Path  # 2-fold cross-validation of digits (fold0, fold1, crossval.json)
+    segmentation: Path  # circles, 2 validation images
+
+
+def digits_config(experiment: str, splits_csv: Path | None, hidden: int,
+                  epochs: int = 2) -> dict:
+    data: dict = {"source": "sklearn_digits", "batch_size": 64}
+    if splits_csv is not None:
+        data["splits_csv"] = str(splits_csv)
+    return {
+        "experiment": experiment, "seed": 1, "data": data,
+        "model": {"name": "simple_nn", "kwargs": {"hidden_sizes": [hidden]}},
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "trainer": {"max_epochs": epochs, "progress_bar": False, "limit_train_batches": 3,
+                    "monitor": "val/accuracy", "monitor_mode": "max"},
+        "evaluation": {"bootstrap_samples": 20},
+    }
+
+
+def write_digits_splits(path: Path) -> Path:
+    """sklearn digits split 60/20/20 into train, val and test (seeded)."""
+    from sklearn.datasets import load_digits
+
+    labels = load_digits().target
+    rng = np.random.default_rng(0)
+    split = rng.choice(["train", "val", "test"], size=len(labels), p=[0.6, 0.2, 0.2])
+    pd.DataFrame({"sample_id": [str(i) for i in range(1, len(labels) + 1)], "split": split,
+                  "label": labels}).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def engine_runs(tmp_path_factory: pytest.TempPathFactory) -> EngineRuns:
+    """Tiny runs trained and evaluated by the engine, once per session.
+
+    ``digits_a`` and ``segmentation`` go through ``medilab.api.train`` (train, evaluate and
+    report.html, as a user gets them); the others are only trained and evaluated (their
+    reports are not needed, and plotting is the slow part).
+    """
+    from medilab import api, run
+    from medilab.config import validate_config
+    from medilab.crossval import cross_validate
+    from medilab.ensemble import create_ensemble
+    from segmentation_samples import circles_config, write_circles
+
+    root = tmp_path_factory.mktemp("engine_runs")
+    splits = write_digits_splits(root / "digits_splits.csv")
+    a = api.train(validate_config(digits_config("digits_a", splits, 16), "config"),
+                  run_dir=root / "runs" / "digits_a")
+    b = run.train(validate_config(digits_config("digits_b", splits, 24), "config"),
+                  run_dir=root / "runs" / "digits_b")
+    run.evaluate(b)
+    ensemble = create_ensemble([a, b], root / "runs" / "digits_ensemble")
+    run.evaluate(ensemble)
+    crossval = root / "cv_digits"
+    cross_validate(validate_config(digits_config("digits_cv", None, 16, epochs=1), "config"),
+                   2, crossval, evaluate=run.evaluate)
+    write_circles(root / "circles", n=6)
+    raw = circles_config(root / "circles")
+    raw["trainer"]["max_epochs"] = 1
+    segmentation = api.train(validate_config(raw, "config"), run_dir=root / "runs" / "circles")
+    return EngineRuns(a, b, ensemble, crossval, segmentation)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on ``engine_runs`` are slow (they train): ``-m "not slow"`` leaves them out."""
+    for item in items:
+        if "engine_runs" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

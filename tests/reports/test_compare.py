@@ -7,12 +7,15 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from medilab.cli import main
 from medilab.errors import MedilabError
 from medilab.reports.compare import _summaries, compare_runs
+from medilab.reports.plots import roc_curves
 
 
 @pytest.fixture
@@ -52,13 +55,22 @@ def test_compare_ranks_and_writes_csv(two_binary_runs: tuple[Path, Path], tmp_pa
     assert 'href="fusion.csv"' in html
 
 
-def test_compare_multiclass_has_no_roc(tmp_path: Path, classification_run_factory) -> None:
-    make_classification_run = classification_run_factory
-    a = make_classification_run(tmp_path, "a", k=3, skill=0.5, seed=1)
-    b = make_classification_run(tmp_path, "b", k=3, skill=0.9, seed=2)
-    html = compare_runs([a, b], tmp_path / "c.html", metric="accuracy").read_text()
-    assert "ROC" not in html
-    assert html.count("data:image/png;base64,") == 3
+def test_roc_curves_micro_and_macro_average(multiclass_run: Path) -> None:
+    frame = pd.read_csv(multiclass_run / "predictions_val.csv")
+    curves = roc_curves(frame)
+    assert set(curves) == {"micro", "macro"}
+    probs = frame[["prob_0", "prob_1", "prob_2"]].to_numpy()
+    onehot = np.eye(3)[frame["label"].to_numpy()]
+    assert curves["micro"][2] == pytest.approx(roc_auc_score(onehot.ravel(), probs.ravel()))
+    # the macro curve averages interpolated class curves: close to the mean class AUROC
+    macro = roc_auc_score(frame["label"], probs, multi_class="ovr", average="macro")
+    assert curves["macro"][2] == pytest.approx(macro, abs=0.01)
+    for fpr, tpr, _ in curves.values():
+        assert (fpr[0], tpr[0], fpr[-1]) == (0, 0, 1) and tpr[-1] == pytest.approx(1)
+    binary = roc_curves(frame.assign(label=frame["label"].clip(0, 1))
+                        .drop(columns="prob_2").assign(prob_1=lambda f: 1 - f["prob_0"]))
+    assert set(binary) == {"binary"}
+    assert roc_curves(frame.drop(columns=["prob_0", "prob_1", "prob_2"])) is None
 
 
 def test_same_experiment_twice_gets_distinct_labels(
@@ -139,3 +151,120 @@ def test_curve_metric_falls_back_to_a_logged_metric():
     assert _curve_metric({"a": logged}, "accuracy") == "accuracy"
     assert _curve_metric({"a": pd.DataFrame(columns=["val/loss"])}, "auroc") is None
     assert _curve_metric({"a": None}, "auroc") is None
+
+
+# --------------------------------------------------------------------------- edge cases
+
+
+def test_out_must_be_html(two_binary_runs, tmp_path: Path) -> None:
+    with pytest.raises(MedilabError, match=r"cmp\.png: .*\.html"):
+        compare_runs(list(two_binary_runs), tmp_path / "cmp.png")
+    assert not list(tmp_path.glob("cmp*"))
+    assert compare_runs(list(two_binary_runs), tmp_path / "cmp.HTM").is_file()
+
+
+def test_runs_on_other_samples_are_not_comparable(two_binary_runs, tmp_path: Path) -> None:
+    weak, strong = two_binary_runs
+    other = shutil.copytree(strong, tmp_path / "runs" / "lab3_other" / strong.name)
+    path = other / "predictions_val.csv"
+    frame = pd.read_csv(path)
+    frame.assign(sample_id=[f"x{i}" for i in range(len(frame))]).to_csv(path, index=False)
+    html = compare_runs([weak, other], tmp_path / "c.html").read_text(encoding="utf-8")
+    assert best_cells(html) == []
+    assert "Not comparable" in html and html.count("(not comparable)") == 2
+    assert pd.read_csv(tmp_path / "c.csv")["samples"].tolist() == ["A", "B"]
+    same = compare_runs([weak, strong], tmp_path / "d.html").read_text(encoding="utf-8")
+    assert "Not comparable" not in same and "<th scope=\"col\">samples</th>" not in same
+
+
+def test_lower_is_better_note_only_when_there_is_one(two_binary_runs, segmentation_run: Path,
+                                                    tmp_path: Path) -> None:
+    html = compare_runs(list(two_binary_runs), tmp_path / "c.html").read_text(encoding="utf-8")
+    assert "lower is better for: loss" in html and "none of these" not in html
+    seg = compare_runs([segmentation_run], tmp_path / "s.html")
+    assert "lower is better" not in seg.read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- engine-written runs
+
+
+def best_cells(html: str) -> list[str]:
+    return re.findall(r"<td[^>]*><strong>([^<]*)</strong></td>", html)
+
+
+def test_engine_compare_monitored_metric_and_roc(engine_runs, tmp_path: Path) -> None:
+    a, b = engine_runs.digits_a, engine_runs.digits_b
+    out = compare_runs([a, b], tmp_path / "cmp.html")
+    html = out.read_text(encoding="utf-8")
+    # both monitor val/accuracy: that is the main metric, although they have AUROC too
+    assert "main metric: accuracy" in html
+    assert "ROC (val, micro/macro-averaged)" in html  # 10 classes
+    assert "lower is better" not in html  # no such metric in the table
+    assert html.count('href="cmp.csv"') >= 1 and (tmp_path / "cmp.csv").is_file()
+    values = [json.loads((r / "metrics.json").read_text())["splits"]["val"]["accuracy"]["value"]
+              for r in (a, b)]
+    winner = json.loads(((a, b)[int(np.argmax(values))] / "metrics.json").read_text())
+    accuracy = winner["splits"]["val"]["accuracy"]
+    assert f"{accuracy['value']:.3f} [" in " ".join(best_cells(html))
+    plots_dir = tmp_path / "cmp_plots"
+    links = re.findall(r'<a href="([^"]+\.png)"', html)
+    assert len(links) == 4 and all((tmp_path / link).is_file() for link in links)
+    assert {p.name for p in plots_dir.iterdir()} == {"loss.png", "main.png", "roc.png",
+                                                    "bars.png"}
+
+
+def test_engine_crossval_mean_and_sd(engine_runs, tmp_path: Path) -> None:
+    folder = engine_runs.crossval
+    html = compare_runs([folder], tmp_path / "cv.html").read_text(encoding="utf-8")
+    table = pd.read_csv(tmp_path / "cv.csv")
+    assert table["run"].tolist() == ["fold0", "fold1"]
+    assert table["samples"].tolist() == ["A", "B"]  # each fold holds out other samples
+    assert best_cells(html) == []  # so no fold is "best"
+    summary = json.loads((folder / "crossval.json").read_text())["metrics"]
+    accuracy = summary["accuracy"]
+    assert f"{accuracy['mean']:.3f} ± {accuracy['std']:.3f}" in html
+    assert "mean ± sd over folds" in html and "cv_digits/fold0" in html
+    # the fold folders themselves (as medilab.api.crossval passes them) give the same rows
+    again = compare_runs([folder / "fold0", folder / "fold1"], tmp_path / "again.html")
+    assert f"{accuracy['mean']:.3f} ± {accuracy['std']:.3f}" in again.read_text(encoding="utf-8")
+
+
+def test_one_epoch_curves_have_integer_ticks(engine_runs) -> None:
+    from matplotlib.figure import Figure
+
+    from medilab.reports.plots import _epoch_axes, _epoch_limits, _line
+    from medilab.reports.runfiles import read_curves
+
+    curves = read_curves(engine_runs.crossval / "fold0")
+    assert list(curves.index) == [0]  # one epoch
+    ax = _epoch_axes(Figure().add_subplot(), "val/loss", "loss")
+    _line(ax, curves["val/loss"])
+    _epoch_limits(ax, curves)
+    assert ax.get_xlim() == (0.5, 1.5)  # epochs counted from 1, as training prints them
+    assert list(ax.get_xticks()) == [1]
+    assert list(ax.lines[0].get_xdata()) == [1] and ax.lines[0].get_marker() == "o"
+
+
+def test_engine_study_folder_and_mixed_tasks(engine_runs, tmp_path: Path) -> None:
+    study = tmp_path / "study"
+    study.mkdir()
+    for run in (engine_runs.digits_a, engine_runs.digits_b):
+        (study / run.name).symlink_to(run, target_is_directory=True)
+    pd.DataFrame({"run": ["digits_a", "digits_b"]}).to_csv(study / "summary.csv", index=False)
+    compare_runs([study], tmp_path / "study.html")
+    assert pd.read_csv(tmp_path / "study.csv")["run"].tolist() == ["digits_a", "digits_b"]
+    with pytest.raises(MedilabError, match=r"different tasks.*classification \(digits_a\)"
+                                           r".*segmentation \(circles\)"):
+        compare_runs([engine_runs.digits_a, engine_runs.segmentation], tmp_path / "mixed.html")
+    assert not (tmp_path / "mixed.html").exists()
+
+
+def test_compare_escapes_names(engine_runs, tmp_path: Path) -> None:
+    run = tmp_path / "<b>x"
+    run.mkdir()
+    metrics = json.loads((engine_runs.digits_a / "metrics.json").read_text())
+    metrics["experiment"] = "<script>alert(1)</script>"
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    html = compare_runs([run], tmp_path / "c.html").read_text(encoding="utf-8")
+    assert "<script>" not in html and "<b>x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;b&gt;x" in html

@@ -106,3 +106,23 @@ def test_segmentation_and_comparison_plots(segmentation_run: Path, binary_run: P
     curves = {"a": read_curves(binary_run), "missing": None}
     assert_png(plots.plot_runs_curve(curves, "val/loss", tmp_path / "c.png"))
     assert plots.plot_runs_curve(curves, "val/nothing", tmp_path / "none.png") is None
+
+
+def test_confusion_matrix_numbers_scale_with_the_matrix() -> None:
+    sizes = [plots.annotation_fontsize(k) for k in (2, 5, 10, 15, 20)]
+    assert sizes == sorted(sizes, reverse=True)  # fewer classes, bigger numbers
+    assert sizes[0] == 16 and plots.annotation_fontsize(10) >= 12 and sizes[-1] >= 8
+    # ten classes: a cell's number is at least 14 px tall when the figure spans the page
+    # (two grid columns, about 1230 px wide)
+    width_px = (2 * plots.matrix_side(10) + 1.6) * plots.DPI
+    on_page = plots.annotation_fontsize(10) / 72 * plots.DPI * min(1.0, 1230 / width_px)
+    assert on_page >= 14
+
+
+def test_metric_panels_keep_near_equal_metrics_apart(multiclass_run: Path) -> None:
+    curves = read_curves(multiclass_run)
+    panels = plots.curve_panels(curves)
+    # the fixture logs identical val accuracy, F1 and AUROC: one panel each
+    assert list(panels) == ["accuracy", "f1_macro", "auroc"]
+    assert panels["accuracy"] == ["val/accuracy", "train/accuracy"]
+    assert panels["auroc"] == ["val/auroc"]

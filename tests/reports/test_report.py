@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -14,8 +16,10 @@ from PIL import Image
 
 from medilab.cli import main
 from medilab.errors import InputFileError, MedilabError
+from medilab.reports import plots
 from medilab.reports.html import format_interval
 from medilab.reports.report import GALLERY_CAP, build_report
+from medilab.reports.runfiles import read_curves
 
 
 class Links(HTMLParser):
@@ -178,3 +182,136 @@ def test_large_gallery_images_become_thumbnails(segmentation_run: Path) -> None:
     assert len(thumbs) == 1 + in_cases  # the gallery, and the cases when it is one
     assert len(thumbs[0]) < big.stat().st_size / 4
     assert "plots/overlays/case00.png" in links.urls  # the thumbnail links to the full image
+
+
+# --------------------------------------------------------------------------- engine-written runs
+
+
+def linked_images(html: str) -> list[tuple[str, str]]:
+    """``(href, img src)`` of every image wrapped in a link."""
+    return re.findall(r'<a href="([^"]*)"[^>]*>\s*<img src="([^"]*)"', html)
+
+
+def copy_run_files(run: Path, to: Path, names: tuple[str, ...] = (
+        "metrics.json", "metrics.csv", "config.yaml", "ensemble.json")) -> Path:
+    """A copy of some files of a run folder (without predictions: no slow plots)."""
+    to.mkdir(parents=True)
+    for name in names:
+        if (run / name).is_file():
+            shutil.copy(run / name, to / name)
+    return to
+
+
+def test_engine_classification_report(engine_runs) -> None:
+    run = engine_runs.digits_a  # report.html as medilab.api.train wrote it
+    html = (run / "report.html").read_text(encoding="utf-8")
+    assert_self_contained(html)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["splits"]) == {"val", "test"}
+    for split in ("val", "test"):  # the held-out test split is on the page, not only val
+        accuracy = metrics["splits"][split]["accuracy"]
+        assert f"n = {metrics['n'][split]}" in html
+        assert format_interval(accuracy["value"], accuracy["low"], accuracy["high"]) in html
+    assert (run / "plots" / "test_confusion_matrix.png").is_file()
+    for split in ("val", "test"):  # the engine's calibration block: ECE in each split's table
+        ece = metrics["calibration"][split]["ece"]
+        assert f"<td>ece (calibration error)</td><td class=\"num\">{ece:.3f}</td>" in html
+    # epochs run, the best epoch of the monitored val/accuracy (counted from 1) and why
+    # training stopped, from the engine's training summary; it agrees with metrics.csv
+    training = metrics["training"]
+    best = int(read_curves(run)["val/accuracy"].idxmax()) + 1
+    assert training["best_epoch"] == best
+    assert "<span>epochs run</span>2 of 2" in html
+    assert f"<span>best epoch</span>{best} (val/accuracy " in html
+    assert f"<span>stopped</span>{training['stop_reason']}" in html
+    # every image opens its PNG from the run folder
+    pairs = linked_images(html)
+    images = re.findall(r"<img ", html)
+    assert len(pairs) == len(images) >= 8
+    for href, src in pairs:
+        assert href.endswith(".png") and (run / href).is_file(), href
+        assert src.startswith("data:image/")
+
+
+def test_engine_metric_curves_one_panel_per_metric(engine_runs) -> None:
+    curves = read_curves(engine_runs.digits_a)
+    panels = plots.curve_panels(curves)
+    # accuracy and F1 (near-equal values) each get their own panel, train beside val
+    assert panels["accuracy"] == ["val/accuracy", "train/accuracy"]
+    assert panels["f1_macro"] == ["val/f1_macro", "train/f1_macro"]
+    assert not [name for name in panels if "loss" in name]
+
+
+def test_training_block_from_metrics_json(engine_runs, tmp_path: Path) -> None:
+    run = copy_run_files(engine_runs.digits_a, tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["training"] = {"epochs_run": 7, "best_epoch": 4, "stop_reason": "early_stopping",
+                           "monitor": "val/accuracy", "best_score": 0.9123}
+    metrics["threshold"] = {"value": 0.42, "chosen_on": "val", "rule": "Youden's J maximal"}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    html = build_report(run).read_text(encoding="utf-8")
+    assert "<span>epochs run</span>7 of 2" in html
+    assert "<span>best epoch</span>4 (val/accuracy 0.912)" in html
+    assert "<span>stopped</span>early stopping" in html
+    assert "Decision threshold 0.420 chosen on val: Youden" in html
+    # without the block (runs written before it existed): read off metrics.csv
+    del metrics["training"]
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    html = build_report(run).read_text(encoding="utf-8")
+    curves = read_curves(run)
+    best = int(curves["val/accuracy"].idxmax())
+    score = format_interval(float(curves.loc[best, "val/accuracy"]))
+    assert "<span>epochs run</span>2 of 2" in html
+    assert f"<span>best epoch</span>{best + 1} (val/accuracy {score})" in html
+    assert "<span>stopped</span>" not in html
+
+
+def test_engine_segmentation_report(engine_runs) -> None:
+    run = engine_runs.segmentation  # report.html as medilab.api.train wrote it
+    html = (run / "report.html").read_text(encoding="utf-8")
+    assert_self_contained(html)
+    frame = pd.read_csv(run / "predictions_val.csv", dtype={"sample_id": str})
+    assert len(frame) == 2
+    cases = html[html.index('id="cases"'):]
+    best, worst = cases.split("<h3>Worst</h3>")
+    shown_best = [i for i in frame["sample_id"] if f'alt="overlay of {i}"' in best]
+    shown_worst = [i for i in frame["sample_id"] if f'alt="overlay of {i}"' in worst]
+    assert len(shown_best) == len(shown_worst) == 1  # never the same image in both
+    assert set(shown_best) | set(shown_worst) == set(frame["sample_id"])
+    assert frame["sample_id"].str.startswith("0").all()  # ids shown as written: 02, not 2
+    legend = "predicted foreground tinted red; ground truth outlined in green"
+    assert legend in cases and legend in html[: html.index('id="cases"')]  # gallery too
+
+
+def test_engine_ensemble_report(engine_runs, tmp_path: Path) -> None:
+    run = copy_run_files(engine_runs.ensemble, tmp_path / "ensemble")
+    html = build_report(run).read_text(encoding="utf-8")
+    assert "Ensemble of 2 runs" in html
+    assert "ensemble of 2 runs (simple_nn): mean probability" in html
+    members = html[html.index('id="ensemble"'):html.index("</section>",
+                                                          html.index('id="ensemble"'))]
+    for member, name in ((engine_runs.digits_a, "digits_a"), (engine_runs.digits_b, "digits_b")):
+        assert str(member.resolve()) in members and f"<td>{name}</td>" in members
+    assert members.index("digits_a") < members.index("digits_b")
+
+
+def test_user_strings_are_escaped(engine_runs, tmp_path: Path) -> None:
+    run = copy_run_files(engine_runs.digits_a, tmp_path / "<i>run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["class_names"][0] = "<script>alert(1)</script>"
+    metrics["experiment"] = '<img src=x onerror="alert(2)">'
+    metrics["notes"] = ["<b>bold</b> & more"]
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    html = build_report(run).read_text(encoding="utf-8")
+    assert "<script>" not in html and "<img src=x" not in html and "<i>run" not in html
+    assert "&lt;img src=x onerror=&#34;alert(2)&#34;&gt;" in html
+    assert "&lt;i&gt;run" in html and "&lt;b&gt;bold&lt;/b&gt; &amp; more" in html
+    assert "script" not in parse(html).tags
+
+
+def test_every_template_autoescapes() -> None:
+    from medilab.reports.html import _environment
+
+    env = _environment()
+    assert env.autoescape is True  # not only for *.html names
+    assert env.from_string("{{ value }}").render(value="<b>&") == "&lt;b&gt;&amp;"

@@ -21,7 +21,7 @@ IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("medilab.reports", "templates"),
-        autoescape=jinja2.select_autoescape(["html"]),
+        autoescape=True,  # every template: names from users (files, classes) are text
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,

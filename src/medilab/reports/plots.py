@@ -22,6 +22,12 @@ from medilab.reports.runfiles import class_indices, lr_columns, prob_columns, sp
 
 DPI = 110
 MAX_ANNOTATED_CLASSES = 20
+MARKERS = "osD^v<>ph*"
+FIRST_EPOCH = 1  # metrics.csv counts epochs from 0; plots count them from 1, as training prints
+SPLIT_STYLES = {"train": {"linestyle": "--", "marker": "s", "alpha": 0.75},
+                "val": {"linestyle": "-", "marker": "o"},
+                "test": {"linestyle": ":", "marker": "^"}}
+PANEL_COLUMNS = 3
 
 
 def _save(fig: Figure, out: Path) -> Path:
@@ -31,8 +37,8 @@ def _save(fig: Figure, out: Path) -> Path:
     return out
 
 
-def _epoch_axes(fig: Figure, title: str, ylabel: str):
-    ax = fig.add_subplot()
+def _epoch_axes(ax, title: str, ylabel: str):
+    """Title, labels, grid and whole-number epoch ticks on ``ax``."""
     ax.set_title(title)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
@@ -41,9 +47,23 @@ def _epoch_axes(fig: Figure, title: str, ylabel: str):
     return ax
 
 
+def _epoch_limits(ax, *frames: pd.DataFrame | pd.Series) -> None:
+    """Half an epoch of room either side, so one or two epochs are not squeezed to dots at
+    the edges of an axis running from −0.045 to 0.045."""
+    epochs = [int(e) + FIRST_EPOCH for frame in frames if frame is not None for e in frame.index]
+    if epochs:
+        first, last = min(epochs), max(epochs)
+        ax.set_xlim(first - 0.5, last + 0.5)
+        if last - first < 10:  # MaxNLocator(integer=True) gives 0.1 steps on a short axis
+            ax.set_xticks(range(first, last + 1))
+
+
 def _line(ax, series: pd.Series, **kwargs) -> None:
+    """Plot a per-epoch series (indexed by Lightning's 0-based epoch) against epochs 1, 2, …"""
     series = series.dropna()
-    ax.plot(series.index, series.to_numpy(), marker="o", markersize=3, **kwargs)
+    kwargs.setdefault("marker", "o")
+    kwargs.setdefault("markersize", 4)
+    ax.plot(series.index.to_numpy() + FIRST_EPOCH, series.to_numpy(), **kwargs)
 
 
 # --------------------------------------------------------------------------- curves of one run
@@ -55,31 +75,49 @@ def plot_loss_curves(curves: pd.DataFrame, out: Path) -> Path | None:
     if not cols:
         return None
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
-    ax = _epoch_axes(fig, "Loss", "loss")
-    for col in cols:
-        _line(ax, curves[col], label=col)
+    ax = _epoch_axes(fig.add_subplot(), "Loss", "loss")
+    for i, col in enumerate(cols):
+        _line(ax, curves[col], label=col, **SPLIT_STYLES.get(split_metric(col)[0], {}),
+              color=f"C{i % 10}")
+    _epoch_limits(ax, curves)
     ax.legend()
     return _save(fig, out)
 
 
+def curve_panels(curves: pd.DataFrame) -> dict[str, list[str]]:
+    """Metric name → its columns (val first, then train), for every metric other than loss
+    that has a validation curve: one panel of ``plot_metric_curves`` each."""
+    panels: dict[str, list[str]] = {}
+    for col in curves.columns:
+        parts = split_metric(col)
+        if parts and parts[0] == "val" and "loss" not in parts[1]:
+            panels[parts[1]] = [col]
+    for name, cols in panels.items():
+        cols += [c for c in (f"train/{name}", f"train_{name}") if c in curves.columns][:1]
+    return panels
+
+
 def plot_metric_curves(curves: pd.DataFrame, out: Path) -> Path | None:
-    """Every validation metric other than loss per epoch; train counterparts dashed."""
-    val = [c for c in curves.columns if (m := split_metric(c)) and m[0] == "val"
-           and "loss" not in m[1]]
-    if not val:
+    """One small panel per metric (other than loss): its validation curve (solid, circles)
+    and its training curve (dashed, squares), so metrics with near-equal values cannot
+    hide each other."""
+    panels = curve_panels(curves)
+    if not panels:
         return None
-    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
-    ax = _epoch_axes(fig, "Validation metrics", "value")
-    for i, col in enumerate(val):
-        color = f"C{i % 10}"
-        name = split_metric(col)[1]
-        _line(ax, curves[col], label=col, color=color)
-        for train_col in (f"train/{name}", f"train_{name}"):
-            if train_col in curves.columns:
-                _line(ax, curves[train_col], label=train_col, color=color, linestyle="--",
-                      alpha=0.6)
-                break
-    ax.legend(fontsize="small")
+    ncols = min(PANEL_COLUMNS, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig = Figure(figsize=(3.4 * ncols + 0.4, 2.8 * nrows + 0.3), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax, (name, cols) in zip(axes, panels.items(), strict=False):
+        _epoch_axes(ax, name, name)
+        for col in cols:
+            split = split_metric(col)[0]
+            _line(ax, curves[col], label=split, color="C0" if split == "val" else "C1",
+                  **SPLIT_STYLES[split])
+        _epoch_limits(ax, curves[cols])
+        ax.legend(fontsize="small")
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
     return _save(fig, out)
 
 
@@ -89,9 +127,10 @@ def plot_lr_curve(curves: pd.DataFrame, out: Path) -> Path | None:
     if not cols:
         return None
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
-    ax = _epoch_axes(fig, "Learning rate", "learning rate")
+    ax = _epoch_axes(fig.add_subplot(), "Learning rate", "learning rate")
     for col in cols:
         _line(ax, curves[col], label=col)
+    _epoch_limits(ax, curves[cols])
     values = curves[cols].to_numpy(dtype=float)
     positive = values[np.isfinite(values) & (values > 0)]
     if positive.size and positive.max() / positive.min() > 10:
@@ -144,6 +183,20 @@ def encode_predictions(
     return y, pred, probs, _class_names(n, class_names)
 
 
+def matrix_side(k: int) -> float:
+    """Height in inches of a confusion-matrix figure of ``k`` classes (each of its two panels
+    is about this wide too)."""
+    return min(3.2 + 0.32 * k, 9.0)
+
+
+def annotation_fontsize(k: int) -> float:
+    """Font size (points) of the numbers in the cells of a ``k``-class confusion matrix: about
+    a third of a cell's height, 8 to 16 pt, so the numbers stay readable when the figure is
+    shown at page width."""
+    cell_points = 0.72 * matrix_side(k) / k * 72  # the matrix takes ~72% of the panel height
+    return float(np.clip(round(0.36 * cell_points), 8, 16))
+
+
 def plot_confusion_matrix(
     predictions: pd.DataFrame, out: Path, class_names: list[str] | None = None, title: str = ""
 ) -> Path | None:
@@ -156,8 +209,10 @@ def plot_confusion_matrix(
     counts = confusion_matrix(y, pred, labels=list(range(k)))
     rows = counts.sum(axis=1, keepdims=True)
     normalised = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
-    side = min(4.0 + 0.35 * k, 12.0)
-    fig = Figure(figsize=(2 * side + 2.0, side), layout="constrained")
+    side = matrix_side(k)
+    fontsize = annotation_fontsize(k)
+    fig = Figure(figsize=(2 * side + 1.6, side + 0.4), layout="constrained")
+    rotate = k > 6 and max(len(n) for n in names) > 2
     axes = fig.subplots(1, 2)
     for ax, matrix, label, fmt in (
         (axes[0], counts, "counts", "{:d}"),
@@ -166,12 +221,14 @@ def plot_confusion_matrix(
         image = ax.imshow(matrix, cmap="Blues", vmin=0,
                           vmax=1 if matrix is normalised else max(1, matrix.max()))
         fig.colorbar(image, ax=ax, shrink=0.8)
-        ax.set_title(f"{title} {label}".strip())
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
+        ax.set_title(f"{title} {label}".strip(), fontsize=12)
+        ax.set_xlabel("predicted", fontsize=11)
+        ax.set_ylabel("true", fontsize=11)
         ticks = np.arange(k)
-        ax.set_xticks(ticks, names, rotation=45 if k > 6 else 0, ha="right" if k > 6 else "center")
-        ax.set_yticks(ticks, names)
+        tick_size = min(11.0, max(7.0, fontsize))
+        ax.set_xticks(ticks, names, rotation=45 if rotate else 0,
+                      ha="right" if rotate else "center", fontsize=tick_size)
+        ax.set_yticks(ticks, names, fontsize=tick_size)
         if k <= MAX_ANNOTATED_CLASSES:
             top = matrix.max() if matrix.max() > 0 else 1
             for i in range(k):
@@ -180,7 +237,7 @@ def plot_confusion_matrix(
                     if matrix is normalised and value == 0:
                         continue  # leave empty cells blank so the errors stand out
                     ax.text(j, i, fmt.format(value), ha="center", va="center",
-                            fontsize=8 if k > 8 else 10,
+                            fontsize=fontsize,
                             color="white" if value > 0.6 * top else "black")
     return _save(fig, out)
 
@@ -347,9 +404,10 @@ def plot_runs_curve(
     if not runs:
         return None
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
-    ax = _epoch_axes(fig, column, column.split("/")[-1])
+    ax = _epoch_axes(fig.add_subplot(), column, column.split("/")[-1])
     for i, (name, series) in enumerate(runs.items()):
-        _line(ax, series, label=name, color=f"C{i % 10}")
+        _line(ax, series, label=name, color=f"C{i % 10}", marker=MARKERS[i % len(MARKERS)])
+    _epoch_limits(ax, *runs.values())
     ax.legend(fontsize="small")
     return _save(fig, out)
 
@@ -366,6 +424,67 @@ def plot_runs_roc(
     for i, (name, (y, score)) in enumerate(usable.items()):
         fpr, tpr, _ = roc_curve(y, score)
         ax.plot(fpr, tpr, color=f"C{i % 10}", label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+    ax.legend(loc="lower right", fontsize="small")
+    return _save(fig, out)
+
+
+def roc_curves(
+    predictions: pd.DataFrame, class_names: list[str] | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray, float]] | None:
+    """ROC curves of one run's predictions as ``{kind: (fpr, tpr, auc)}``.
+
+    Binary tasks give one curve (``"binary"``, score ``prob_1``); multi-class tasks give the
+    ``"micro"`` average (every one-vs-rest decision pooled) and the ``"macro"`` average (the
+    one-vs-rest curves of the classes present, averaged on a common false-positive grid).
+    ``None`` without labels and ``prob_*`` columns or with a single class present.
+    """
+    binary = binary_scores(predictions, class_names)
+    if binary is not None:
+        y, score = binary
+        if len(np.unique(y)) < 2:
+            return None
+        fpr, tpr, _ = roc_curve(y, score)
+        return {"binary": (fpr, tpr, float(auc(fpr, tpr)))}
+    encoded = encode_predictions(predictions, class_names)
+    if encoded is None or encoded[2] is None or encoded[2].shape[1] < 3:
+        return None
+    y, _, probs, _ = encoded
+    onehot = np.eye(probs.shape[1], dtype=int)[y]
+    present = [k for k in range(probs.shape[1]) if 0 < onehot[:, k].sum() < len(y)]
+    if len(present) < 2:
+        return None
+    fpr, tpr, _ = roc_curve(onehot[:, present].ravel(), probs[:, present].ravel())
+    curves = {"micro": (fpr, tpr, float(auc(fpr, tpr)))}
+    grid = np.unique(np.concatenate([roc_curve(onehot[:, k], probs[:, k])[0] for k in present]))
+    mean_tpr = np.zeros_like(grid)
+    for k in present:
+        class_fpr, class_tpr, _ = roc_curve(onehot[:, k], probs[:, k])
+        mean_tpr += np.interp(grid, class_fpr, class_tpr)
+    mean_tpr /= len(present)
+    grid, mean_tpr = np.r_[0.0, grid], np.r_[0.0, mean_tpr]  # start at (0, 0) like the others
+    curves["macro"] = (grid, mean_tpr, float(auc(grid, mean_tpr)))
+    return curves
+
+
+ROC_STYLES = {"binary": "-", "micro": "-", "macro": "--"}
+
+
+def plot_runs_roc_curves(
+    curves_by_run: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray, float]]], out: Path,
+    title: str = "ROC",
+) -> Path | None:
+    """ROC curves of several runs (from ``roc_curves``): one colour per run; multi-class runs
+    draw their micro average solid and their macro average dashed."""
+    usable = {name: c for name, c in curves_by_run.items() if c}
+    if not usable:
+        return None
+    fig = Figure(figsize=(5.8, 5.6), layout="constrained")
+    ax = _roc_axes(fig, title)
+    for i, (name, curves) in enumerate(usable.items()):
+        for kind, (fpr, tpr, area) in curves.items():
+            label = name if kind == "binary" else f"{name}, {kind}-average"
+            ax.plot(fpr, tpr, color=f"C{i % 10}", linestyle=ROC_STYLES.get(kind, "-"),
+                    label=f"{label} (AUC {area:.3f})")
     ax.legend(loc="lower right", fontsize="small")
     return _save(fig, out)
 

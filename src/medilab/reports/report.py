@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from medilab.errors import InputFileError
 from medilab.reports import plots
 from medilab.reports.html import (
     data_uri,
@@ -40,6 +42,11 @@ CONFIG_SUMMARY_KEYS = (
     "optimizer.name", "optimizer.lr", "optimizer.weight_decay", "scheduler.name",
     "trainer.max_epochs", "trainer.precision", "trainer.accelerator", "trainer.monitor",
 )
+OVERLAY_LEGEND = ("Overlays: predicted foreground tinted red; ground truth outlined in green "
+                  "(just outside its border).")
+ENSEMBLE_FILE = "ensemble.json"
+STOP_REASONS = {"max_epochs": "reached max_epochs", "early_stopping": "early stopping",
+                "max_time": "reached max_time", "time_budget": "time budget spent"}
 FILE_PATTERNS = ("metrics.json", "metrics.csv", "predictions_*.csv", "splits.csv", "config.yaml",
                  "checkpoints/*.ckpt")
 
@@ -74,7 +81,8 @@ def make_run_plots(run_dir: Path, task: str | None = None,
     if curves is not None:
         made += [
             ("Loss", plots.plot_loss_curves(curves, out / "loss_curves.png")),
-            ("Validation metrics", plots.plot_metric_curves(curves, out / "metric_curves.png")),
+            ("Metrics per epoch (val solid, train dashed)",
+             plots.plot_metric_curves(curves, out / "metric_curves.png")),
             ("Learning rate", plots.plot_lr_curve(curves, out / "learning_rate.png")),
         ]
     for split, path in prediction_files(run_dir).items():
@@ -109,15 +117,24 @@ def build_report(run_dir: Path) -> Path:
     config = read_config(run_dir) or {}
     task = metrics.get("task") or config.get("task")
     class_names = metrics.get("class_names")
+    curves = read_curves(run_dir)
     generated = make_run_plots(run_dir, task, class_names)
     sections = [Section("Plots", [_image(title, path, run_dir) for title, path in generated])]
     sections += _other_plot_sections(run_dir, {p.resolve() for _, p in generated})
+    segmentation = task == "segmentation"
+    for section in sections:
+        if segmentation and "overlay" in section.title.lower():
+            section.note = f"{OVERLAY_LEGEND} {section.note}".strip()
+    members = ensemble_members(run_dir)
     return render_page(
         "report.html",
         run_dir / "report.html",
         experiment=metrics.get("experiment") or config.get("experiment") or run_dir.parent.name,
         task=task or "–",
-        model=metrics.get("model") or _get(config, "model.name") or "–",
+        model=_model_name(metrics, config, members),
+        ensemble=members,
+        training=training_facts(metrics, config, curves),
+        overlay_legend=OVERLAY_LEGEND if segmentation else "",
         run_name=run_dir.name,
         run_date=_run_date(run_dir),
         built=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -127,7 +144,7 @@ def build_report(run_dir: Path) -> Path:
         config_summary=_config_summary(config),
         metric_tables=_metric_tables(metrics),
         subgroup_tables=_subgroup_tables(metrics),
-        notes=[str(n) for n in metrics.get("notes") or []],
+        notes=_notes(metrics),
         sections=[s for s in sections if s.images],
         cases=_cases(run_dir),
         config_text=read_config_text(run_dir),
@@ -136,6 +153,80 @@ def build_report(run_dir: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- pieces
+
+
+def training_facts(metrics: dict[str, Any], config: dict[str, Any],
+                   curves: pd.DataFrame | None) -> list[tuple[str, str]]:
+    """Epochs run, best epoch (counted from 1), stop reason and monitored score, for the
+    page header.
+
+    From metrics.json's ``training`` block when the engine wrote one; otherwise epochs run
+    and the best epoch of the monitored metric (``trainer.monitor`` / ``monitor_mode``) are
+    read off the per-epoch curves of metrics.csv.
+    """
+    block = metrics.get("training")
+    block = block if isinstance(block, dict) else {}
+    monitor = block.get("monitor") or _get(config, "trainer.monitor")
+    facts: list[tuple[str, str]] = []
+    epochs_run, best_epoch, best_score = (block.get(k) for k in
+                                          ("epochs_run", "best_epoch", "best_score"))
+    if curves is not None and not curves.empty:
+        if epochs_run is None:
+            epochs_run = len(curves.index)
+        if best_epoch is None and monitor in curves.columns and curves[monitor].notna().any():
+            series = curves[monitor].dropna()
+            mode = _get(config, "trainer.monitor_mode") or ("min" if "loss" in monitor else "max")
+            best = series.idxmin() if mode == "min" else series.idxmax()
+            best_epoch = int(best) + 1  # counted from 1, as the engine's summary does
+            best_score = float(series.loc[best]) if best_score is None else best_score
+    max_epochs = block.get("max_epochs") or _get(config, "trainer.max_epochs")
+    if epochs_run is not None:
+        facts.append(("epochs run", f"{epochs_run}" + (f" of {max_epochs}" if max_epochs else "")))
+    if best_epoch is not None:
+        score = f" ({monitor} {format_number(_float(best_score))})" if monitor else ""
+        facts.append(("best epoch", f"{best_epoch}{score}"))
+    reason = block.get("stop_reason")
+    if reason:
+        facts.append(("stopped", STOP_REASONS.get(str(reason), str(reason))))
+    return facts
+
+
+def ensemble_members(run_dir: Path) -> list[dict[str, str]]:
+    """The member runs of an ensemble folder (``ensemble.json``): path, experiment and model."""
+    path = run_dir / ENSEMBLE_FILE
+    if not path.is_file():
+        return []
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputFileError(path, f"not valid JSON ({exc})") from None
+    members = []
+    for member in (spec.get("members") if isinstance(spec, dict) else None) or []:
+        folder = Path(str(member))
+        if not folder.is_absolute():
+            folder = run_dir / folder
+        try:
+            member_metrics = read_metrics_json(folder) if folder.is_dir() else None
+            member_config = read_config(folder) if folder.is_dir() else None
+        except InputFileError:
+            member_metrics = member_config = None
+        member_metrics, member_config = member_metrics or {}, member_config or {}
+        members.append({
+            "path": str(member),
+            "experiment": str(member_metrics.get("experiment")
+                              or member_config.get("experiment") or folder.parent.name),
+            "model": str(member_metrics.get("model") or _get(member_config, "model.name") or "–"),
+            "found": "" if folder.is_dir() else "missing",
+        })
+    return members
+
+
+def _model_name(metrics: dict[str, Any], config: dict[str, Any],
+                members: list[dict[str, str]]) -> str:
+    if members:
+        models = sorted({m["model"] for m in members})
+        return f"ensemble of {len(members)} runs ({', '.join(models)}): mean probability"
+    return str(metrics.get("model") or _get(config, "model.name") or "–")
 
 
 def _image(title: str, path: Path, run_dir: Path, thumbnail: bool = False) -> Image:
@@ -215,15 +306,33 @@ def _run_date(run_dir: Path) -> str:
 
 
 def _metric_tables(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """One table per split of metrics.json (val, test, …), with the calibration error of the
+    split when the ``calibration`` block has one."""
     tables = []
     counts = metrics.get("n") or {}
+    calibration = metrics.get("calibration")
+    calibration = calibration if isinstance(calibration, dict) else {}
     for split in metrics.get("splits") or {}:
         rows = [(name, format_interval(*entry))
                 for name, entry in split_metrics(metrics, split).items()]
+        block = calibration.get(split)
+        if isinstance(block, dict) and math.isfinite(ece := _float(block.get("ece"))):
+            rows.append(("ece (calibration error)", format_number(ece)))
         if rows:
             n = counts.get(split) if isinstance(counts, dict) else None
             tables.append({"split": split, "n": n, "rows": rows})
     return tables
+
+
+def _notes(metrics: dict[str, Any]) -> list[str]:
+    """metrics.json's notes, and the decision threshold when one was chosen."""
+    notes = [str(n) for n in metrics.get("notes") or []]
+    threshold = metrics.get("threshold")
+    if isinstance(threshold, dict) and math.isfinite(value := _float(threshold.get("value"))):
+        rule = f": {threshold['rule']}" if threshold.get("rule") else ""
+        notes.append(f"Decision threshold {format_number(value)} chosen on "
+                     f"{threshold.get('chosen_on', 'val')}{rule}.")
+    return notes
 
 
 def _subgroup_tables(metrics: dict[str, Any]) -> list[dict[str, Any]]:
@@ -245,7 +354,10 @@ def _subgroup_tables(metrics: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _cases(run_dir: Path) -> dict[str, Any] | None:
-    """Best and worst images by ``dice`` in ``predictions_val.csv`` (or test), with overlays."""
+    """Best and worst images by ``dice`` in ``predictions_val.csv`` (or test), with overlays.
+
+    Up to ``CASES`` each; with few images they split them, so no image is in both.
+    """
     files = prediction_files(run_dir)
     for split in ("val", "test"):
         frame = read_csv(files[split]) if split in files else None
@@ -259,8 +371,11 @@ def _cases(run_dir: Path) -> dict[str, Any] | None:
                       frame.columns[0])
         score_cols = [c for c in ("dice", "iou", "auc") if c in frame.columns]
         overlay_col = next((c for c in frame.columns if "overlay" in str(c).lower()), None)
+        n_best = min(CASES, (len(frame) + 1) // 2)  # never the same image in both groups
+        n_worst = min(CASES, len(frame) - n_best)
+        picks = [("Best", frame.head(n_best)), ("Worst", frame.iloc[n_best:].tail(n_worst)[::-1])]
         groups = []
-        for title, rows in (("Best", frame.head(CASES)), ("Worst", frame.tail(CASES)[::-1])):
+        for title, rows in (p for p in picks if not p[1].empty):
             cases = []
             for _, row in rows.iterrows():
                 overlay = _find_overlay(run_dir, row, id_col, overlay_col)

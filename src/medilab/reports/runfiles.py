@@ -79,12 +79,15 @@ def read_config_text(run_dir: Path) -> str | None:
     return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
 
 
+ID_COLUMNS = ("sample_id", "patient_id", "image")
+
+
 def read_csv(path: Path) -> pd.DataFrame | None:
-    """Read a CSV file; ``None`` when absent."""
+    """Read a CSV file (id columns as text: ``02`` stays ``02``); ``None`` when absent."""
     if not path.is_file():
         return None
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(path, dtype=dict.fromkeys(ID_COLUMNS, str))
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
     except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
