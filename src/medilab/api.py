@@ -82,6 +82,16 @@ def crossval(
     return summary
 
 
+def study(
+    study_file: str | Path, out: str | Path, overrides: list[str] | None = None
+) -> Any:
+    """Train and evaluate every member of a study file into ``out``; summary.csv, paired.csv,
+    predictions/<member>.csv and study.html. Run again to continue after a stop."""
+    from medilab.study import run_study
+
+    return run_study(study_file, out, overrides, evaluate=evaluate)
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Build report.html (and its plots) from the run folder's files."""
     return build_report(Path(run_dir))

@@ -172,6 +172,26 @@ def crossval(
 
 
 @app.command()
+def study(
+    study_file: Annotated[Path, typer.Argument(help="Study YAML (base config + members).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the members and the summary.")],
+    override: Annotated[
+        list[str] | None,
+        typer.Option("--override", "-o", help="KEY.SUB=VALUE for every member."),
+    ] = None,
+) -> None:
+    """Train and compare several models the same way (Lab 3: single / early / late / 3D):
+    one run folder per member, summary.csv, paired tests and study.html. Run again to continue."""
+    from medilab import api
+
+    summary = api.study(study_file, out, override or [])
+    for row in summary.itertuples(index=False):
+        typer.echo(f"{row.member:<12} {row.split:<5} accuracy {row.accuracy:.4f}  "
+                   f"AUROC {row.auroc:.4f}  (n={row.n})")
+    typer.echo(f"page: {out / 'study.html'}")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo's data, run and outputs.")] = Path(
         "demo_output"

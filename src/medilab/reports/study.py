@@ -1,0 +1,59 @@
+"""The study page: every member on every split with intervals, ROC curves of all members on one
+plot, and paired AUROC comparisons that say which differences are real."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from medilab.reports import plots
+from medilab.reports.html import data_uri, format_interval, render_page
+
+
+def _cell(row: pd.Series, metric: str) -> str:
+    value = row.get(metric)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    low, high = row.get(f"{metric}_low"), row.get(f"{metric}_high")
+    low = math.nan if low is None else float(low)
+    high = math.nan if high is None else float(high)
+    return format_interval(float(value), low, high)
+
+
+def write_study_page(
+    name: str, out: Path, summary: pd.DataFrame, paired: pd.DataFrame,
+    predictions: dict[tuple[str, str], pd.DataFrame], members: list[str],
+) -> Path:
+    """Write ``out/study.html`` (plots under ``out/plots``) and return its path."""
+    tables = []
+    for split, rows in summary.groupby("split", sort=False):
+        best = rows["auroc"].astype(float).idxmax() if rows["auroc"].notna().any() else None
+        tables.append({
+            "split": split,
+            "rows": [{"member": r["member"], "best": index == best,
+                      "cells": [_cell(r, m) for m in ("accuracy", "f1_macro", "auroc")],
+                      "n": r["n"], "seconds": r["train_seconds"], "parameters": r["parameters"]}
+                     for index, r in rows.iterrows()],
+        })
+    figures = []
+    for split in dict.fromkeys(summary["split"]):
+        scores = {}
+        for member in members:
+            frame = predictions.get((member, split))
+            if frame is not None and "prob_1" in frame and "prob_2" not in frame:
+                scores[member] = (frame["label"].to_numpy(), frame["prob_1"].to_numpy())
+        path = plots.plot_runs_roc(scores, out / "plots" / f"roc_{split}.png",
+                                   title=f"ROC, {split}")
+        if path is not None:
+            figures.append({"title": f"ROC curves ({split})", "src": data_uri(path),
+                            "href": path.relative_to(out).as_posix()})
+    comparisons = [
+        {"split": r["split"], "pair": f"{r['a']} − {r['b']}",
+         "difference": format_interval(r["auroc_difference"], r["low"], r["high"]),
+         "p": f"{r['p_value']:.3f}", "significant": bool(r["significant"]), "n": r["n"]}
+        for _, r in paired.iterrows()
+    ]
+    return render_page("study.html", out / "study.html", name=name, tables=tables,
+                       figures=figures, comparisons=comparisons, members=members)

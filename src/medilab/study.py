@@ -1,0 +1,204 @@
+"""Studies: several models (members) trained and evaluated the same way, compared on one page.
+
+A study file names a base experiment and its members (Lab 3: single slice, early fusion, late
+fusion, 3D CNN)::
+
+    study: lab3_adrenal
+    base: lab3_base.yaml          # an experiment file (relative to the study file) or a mapping
+    overrides: [trainer.max_epochs=20]   # for every member
+    members:
+      single: {model: {name: fusion_single, kwargs: {backbone: convnet}}}
+      3d: {model: {name: cnn3d}}
+
+Every member gets the same seed, data and split (the first member's ``splits.csv`` is reused)
+and its own ordinary run folder ``OUT/<member>``. OUT then holds ``predictions/<member>.csv``,
+``summary.csv`` (member, split, metrics with intervals, n, training seconds, parameters),
+``paired.csv`` (paired bootstrap of AUROC differences between members on the same samples) and
+``study.html``. Running the same command again keeps finished members and resumes the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from medilab import run
+from medilab.config import ExperimentConfig, apply_overrides, read_yaml, validate_config
+from medilab.errors import ConfigError, InputFileError
+from medilab.io.atomic import write_bytes, write_csv, write_text
+from medilab.runfolder import METRICS_FILE, SPLITS_FILE, checkpoint_path
+from medilab.tasks.bootstrap import resample_indices
+
+SUMMARY_FILE = "summary.csv"
+PAIRED_FILE = "paired.csv"
+MEMBER_FILE = "study_member.json"
+SUMMARY_METRICS = ("accuracy", "f1_macro", "auroc")
+
+
+def load_study(path: str | Path, overrides: list[str] | None = None
+               ) -> tuple[str, dict[str, ExperimentConfig]]:
+    """The study's name and one validated config per member (in file order). A member that
+    fails validation stops the study before any training, naming the member."""
+    path = Path(path)
+    raw = read_yaml(path)
+    unknown = set(raw) - {"study", "base", "overrides", "members"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r} (a study has study, "
+                          "base, overrides, members)")
+    name = str(raw.get("study") or path.stem)
+    base = raw.get("base") or {}
+    if isinstance(base, str):
+        base = read_yaml(path.parent / base)
+    if not isinstance(base, dict):
+        raise ConfigError(f"{path}: 'base' must be an experiment file name or a mapping")
+    members = raw.get("members")
+    if not isinstance(members, dict) or not members:
+        raise ConfigError(f"{path}: 'members' must map member names to config changes")
+    shared = [*(raw.get("overrides") or []), *(overrides or [])]
+    configs = {}
+    for member, change in members.items():
+        if not isinstance(change, dict):
+            raise ConfigError(f"{path}: member {member!r} must be a mapping of config changes")
+        merged = _merge(base, {k: v for k, v in change.items() if k != "model"})
+        if "model" in change:  # a member's model replaces the base's (kwargs belong to it)
+            merged["model"] = change["model"]
+        merged["experiment"] = f"{name}_{member}"
+        try:
+            configs[str(member)] = validate_config(apply_overrides(merged, shared),
+                                                   f"{path} member {member!r}")
+        except ConfigError as exc:
+            raise ConfigError(str(exc)) from None
+    return name, configs
+
+
+def run_study(path: str | Path, out: str | Path, overrides: list[str] | None = None,
+              evaluate: Any = run.evaluate) -> pd.DataFrame:
+    """Train and evaluate every member into ``out``; write and return the summary table."""
+    out = Path(out)
+    name, configs = load_study(path, overrides)
+    out.mkdir(parents=True, exist_ok=True)
+    shared_splits = out / SPLITS_FILE
+    for member, config in configs.items():
+        member_dir = out / member
+        if (member_dir / METRICS_FILE).is_file():
+            continue
+        start = time.perf_counter()
+        if checkpoint_path(member_dir, "last").is_file():
+            run.train(None, run_dir=member_dir, resume=True)
+        else:
+            if shared_splits.is_file():
+                data = config.data.model_copy(update={"splits_csv": shared_splits})
+                config = config.model_copy(update={"data": data})
+            run.train(config, run_dir=member_dir)
+            if not shared_splits.is_file():
+                write_bytes(shared_splits, (member_dir / SPLITS_FILE).read_bytes())
+        seconds = time.perf_counter() - start
+        evaluate(member_dir)
+        write_text(member_dir / MEMBER_FILE, json.dumps(
+            {"member": member, "train_seconds": round(seconds, 1),
+             "parameters": _parameters(member_dir)}, indent=2) + "\n")
+    return summarize(name, out, list(configs))
+
+
+def _parameters(run_dir: Path) -> int:
+    from medilab.trained import read_checkpoint_state
+
+    state = read_checkpoint_state(checkpoint_path(run_dir, "best"))
+    return int(sum(v.numel() for k, v in state.items() if k.startswith("model.")
+                   and v.is_floating_point()))
+
+
+def summarize(name: str, out: Path, members: list[str]) -> pd.DataFrame:
+    """summary.csv, predictions/<member>.csv, paired.csv and study.html from member folders."""
+    rows, predictions = [], {}
+    for member in members:
+        member_dir = out / member
+        metrics_path = member_dir / METRICS_FILE
+        if not metrics_path.is_file():
+            raise InputFileError(metrics_path, "not found: the member has not been evaluated")
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+        extra = json.loads((member_dir / MEMBER_FILE).read_text(encoding="utf-8")) \
+            if (member_dir / MEMBER_FILE).is_file() else {}
+        for split, values in metrics["splits"].items():
+            row: dict[str, Any] = {"member": member, "split": split}
+            for metric in SUMMARY_METRICS:
+                entry = values.get(metric, {})
+                row[metric] = entry.get("value")
+                row[f"{metric}_low"], row[f"{metric}_high"] = entry.get("low"), entry.get("high")
+            row["n"] = metrics.get("n", {}).get(split)
+            row["train_seconds"] = extra.get("train_seconds")
+            row["parameters"] = extra.get("parameters")
+            rows.append(row)
+            frame_path = member_dir / f"predictions_{split}.csv"
+            if frame_path.is_file():
+                frame = pd.read_csv(frame_path, dtype={"sample_id": str})
+                predictions[(member, split)] = frame
+                suffix = "" if split == "val" else f"_{split}"
+                write_csv(frame, out / "predictions" / f"{member}{suffix}.csv")
+    summary = pd.DataFrame(rows)
+    write_csv(summary, out / SUMMARY_FILE)
+    paired = paired_auroc(predictions, members)
+    write_csv(paired, out / PAIRED_FILE)
+    from medilab.reports.study import write_study_page
+
+    write_study_page(name, out, summary, paired, predictions, members)
+    return summary
+
+
+def paired_auroc(
+    predictions: dict[tuple[str, str], pd.DataFrame], members: list[str],
+    num_bootstraps: int = 2000, seed: int = 0,
+) -> pd.DataFrame:
+    """For every split and pair of members scored on the same samples: AUROC difference
+    (a − b), its 95 % paired-bootstrap interval and two-sided p-value (samples resampled
+    together for both members; patients when a patient column exists)."""
+    from sklearn.metrics import roc_auc_score
+
+    rows = []
+    splits = sorted({split for _, split in predictions})
+    for split in splits:
+        for a, b in combinations(members, 2):
+            if (a, split) not in predictions or (b, split) not in predictions:
+                continue
+            left, right = predictions[(a, split)], predictions[(b, split)]
+            joined = left.merge(right, on="sample_id", suffixes=("_a", "_b"))
+            if len(joined) != len(left) or "prob_1_a" not in joined or "prob_2_a" in joined:
+                continue  # different samples, or not binary
+            y = joined["label_a"].to_numpy()
+            pa, pb = joined["prob_1_a"].to_numpy(), joined["prob_1_b"].to_numpy()
+            if len(np.unique(y)) < 2:
+                continue
+            groups = joined["patient_id_a"].to_numpy() if "patient_id_a" in joined else None
+            diff = roc_auc_score(y, pa) - roc_auc_score(y, pb)
+            rng = np.random.default_rng(seed)
+            draws = []
+            for _ in range(num_bootstraps):
+                idx = resample_indices(len(y), groups, rng)
+                if len(np.unique(y[idx])) == 2:
+                    draws.append(roc_auc_score(y[idx], pa[idx]) - roc_auc_score(y[idx], pb[idx]))
+            draws_array = np.asarray(draws)
+            low, high = np.quantile(draws_array, [0.025, 0.975])
+            p = min(1.0, 2 * min((draws_array <= 0).mean(), (draws_array >= 0).mean()))
+            rows.append({"split": split, "a": a, "b": b, "auroc_difference": diff,
+                         "low": float(low), "high": float(high), "p_value": float(p),
+                         "significant": bool(low > 0 or high < 0), "n": len(y)})
+    return pd.DataFrame(rows, columns=["split", "a", "b", "auroc_difference", "low", "high",
+                                       "p_value", "significant", "n"])
+
+
+def _merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``change`` merged in (mappings recursively; other values replaced)."""
+    out = yaml.safe_load(yaml.safe_dump(base))  # a deep copy of plain data
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,89 @@
+"""medilab study: members trained alike, summary equal to each member's metrics, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from medilab import api
+from medilab.errors import ConfigError
+from medilab.study import load_study, paired_auroc
+
+
+def write_npz(path, seed=0):
+    rng = np.random.default_rng(seed)
+    parts = {}
+    for name, n in (("train", 40), ("val", 16)):
+        labels = np.arange(n) % 2
+        images = rng.integers(0, 90, (n, 10, 10)).astype(np.uint8)
+        images[labels == 1, 3:7, 3:7] += 120
+        parts[f"{name}_images"], parts[f"{name}_labels"] = images, labels[:, None]
+    np.savez(path, **parts)
+    return path
+
+
+def write_study(tmp_path, members=None):
+    base = {"task": "classification", "seed": 1,
+            "data": {"source": "medmnist", "path": str(write_npz(tmp_path / "d.npz")),
+                     "batch_size": 8},
+            "model": {"name": "convnet", "kwargs": {"widths": [4], "convs": 1}},
+            "trainer": {"max_epochs": 1, "progress_bar": False},
+            "evaluation": {"bootstrap_samples": 20}}
+    members = members or {
+        "narrow": {"model": {"name": "convnet", "kwargs": {"widths": [4], "convs": 1}}},
+        "wide": {"model": {"name": "convnet", "kwargs": {"widths": [8, 8], "convs": 1}}},
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({"study": "tiny", "base": base, "members": members}))
+    return path
+
+
+def test_invalid_member_stops_before_training(tmp_path):
+    path = write_study(tmp_path, {"ok": {}, "broken": {"trainer": {"max_epochs": 0}}})
+    with pytest.raises(ConfigError, match="member 'broken'.*max_epochs"):
+        api.study(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_member_model_replaces_base_model(tmp_path):
+    _, configs = load_study(write_study(tmp_path))
+    assert configs["wide"].model.kwargs == {"widths": [8, 8], "convs": 1}
+    assert configs["narrow"].experiment == "tiny_narrow"
+
+
+def test_study_trains_summarizes_and_resumes(tmp_path):
+    out = tmp_path / "out"
+    summary = api.study(write_study(tmp_path), out)
+    assert list(summary["member"]) == ["narrow", "wide"]
+    for member in ("narrow", "wide"):
+        metrics = json.loads((out / member / "metrics.json").read_text())
+        row = summary[summary["member"] == member].iloc[0]
+        assert row["auroc"] == pytest.approx(metrics["splits"]["val"]["auroc"]["value"])
+        assert row["n"] == 16 and row["parameters"] > 0
+        assert (out / "predictions" / f"{member}.csv").is_file()
+    assert pd.read_csv(out / "narrow" / "splits.csv").equals(
+        pd.read_csv(out / "wide" / "splits.csv"))
+    assert (out / "study.html").is_file() and (out / "paired.csv").is_file()
+    stamp = os.path.getmtime(out / "narrow" / "checkpoints" / "best.ckpt")
+    api.study(write_study(tmp_path), out)  # again: finished members are kept
+    assert os.path.getmtime(out / "narrow" / "checkpoints" / "best.ckpt") == stamp
+
+
+def test_paired_bootstrap_finds_a_real_difference():
+    rng = np.random.default_rng(0)
+    y = np.arange(200) % 2
+    good = np.clip(0.5 * y + 0.5 * rng.random(200), 0, 1)
+    noise = rng.random(200)
+    frames = {(m, "val"): pd.DataFrame({"sample_id": [str(i) for i in range(200)], "label": y,
+                                        "prob_0": 1 - p, "prob_1": p})
+              for m, p in (("good", good), ("noise", noise), ("good2", good))}
+    table = paired_auroc(frames, ["good", "noise", "good2"], num_bootstraps=300)
+    row = table[(table.a == "good") & (table.b == "noise")].iloc[0]
+    assert row["significant"] and row["auroc_difference"] > 0.3 and row["p_value"] < 0.01
+    same = table[(table.a == "good") & (table.b == "good2")].iloc[0]
+    assert not same["significant"] and same["auroc_difference"] == 0
