@@ -1,0 +1,102 @@
+"""The detection LightningModule: torchvision detectors train on the sum of their losses,
+validate with COCO AP (torchmetrics) and predict boxes in original image pixels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torchmetrics.detection import MeanAveragePrecision
+
+from medilab.config import ExperimentConfig
+from medilab.data.detection import boxes_to_original
+from medilab.tasks.base import BaseModule
+
+Batch = tuple[Sequence[torch.Tensor], Sequence[dict[str, torch.Tensor]] | None]
+
+
+def _model_targets(targets: Sequence[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+    """Only what the detector reads (the rest, e.g. ``resize``, stays with the batch)."""
+    return [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]
+
+
+class DetectionModule(BaseModule):
+    """Trains on the sum of the detector's losses (each logged as ``train/<name>``, the sum as
+    ``train/loss``); logs ``val/map`` (COCO mAP@[.5:.95]) and ``val/ap50`` every epoch, so
+    monitor ``val/ap50`` (mode max): torchvision detectors give no validation loss.
+
+    ``warmup_steps`` raises the learning rate linearly from ``warmup_factor`` times its value
+    over the first optimiser steps (it should end within the first epoch; the configured
+    scheduler steps per epoch).
+    """
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        model: nn.Module,
+        classes: Sequence[str] = ("object",),
+        warmup_steps: int = 0,
+        warmup_factor: float = 0.001,
+    ) -> None:
+        super().__init__(config, model)
+        self.classes = list(classes)
+        self.warmup_steps, self.warmup_factor = warmup_steps, warmup_factor
+        self.val_map = MeanAveragePrecision(iou_type="bbox", backend="pycocotools")
+
+    def forward(self, images: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """Detections (``boxes``, ``scores``, ``labels``) in model-input pixels (eval mode)."""
+        return self.model(list(images))
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        images, targets = batch
+        losses = self.model(list(images), _model_targets(targets))
+        loss = sum(losses.values())
+        size = len(images)
+        for name, value in losses.items():
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=size,
+                     sync_dist=True)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=size, sync_dist=True)
+        return loss
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any,
+                       optimizer_closure: Any = None) -> None:
+        step = self.trainer.global_step
+        for group in optimizer.param_groups:
+            if step < self.warmup_steps:
+                base = group.setdefault("warmup_base_lr", group["lr"])
+                fraction = step / self.warmup_steps
+                group["lr"] = base * (self.warmup_factor + (1 - self.warmup_factor) * fraction)
+            elif "warmup_base_lr" in group:
+                group["lr"] = group.pop("warmup_base_lr")
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        images, targets = batch
+        self.val_map.update(self(images), _model_targets(targets))
+
+    def on_validation_epoch_end(self) -> None:
+        scores = self.val_map.compute()
+        self.log("val/map", scores["map"].float(), prog_bar=False, sync_dist=True)
+        self.log("val/ap50", scores["map_50"].float(), prog_bar=True, sync_dist=True)
+        self.val_map.reset()
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Any]]:
+        """One dict per image: ``boxes`` (in original pixels when the targets carry ``resize``
+        and ``orig_size``), ``scores``, ``labels`` (1..C) and ``image_id`` when known."""
+        images, targets = batch
+        outputs = self(images)
+        records = []
+        for i, output in enumerate(outputs):
+            record = {k: output[k].detach().cpu() for k in ("boxes", "scores", "labels")}
+            target = targets[i] if targets is not None else {}
+            if "resize" in target:
+                shape = tuple(target["orig_size"].tolist()) if "orig_size" in target else None
+                mapped = boxes_to_original(record["boxes"], target["resize"].tolist(), shape)
+                record["boxes"] = torch.as_tensor(mapped, dtype=torch.float32)
+            if "image_id" in target:
+                record["image_id"] = int(target["image_id"])
+            records.append(record)
+        return records
