@@ -132,3 +132,25 @@ def test_bad_boxes_are_one_line_errors_naming_the_image(manifest: pd.DataFrame) 
     bad.at[0, "boxes"], bad.at[0, "box_labels"] = [[1, 1, 5, 5]], ["Unknown"]
     with pytest.raises(MedilabError, match="'Unknown' is not a known class"):
         DetectionImages(bad, ["Active", "Obsolete"], Preprocess(size=64))
+
+
+def test_tbx11k_boxes_validate_and_merge_into_one_class(medilab_data: Path) -> None:
+    from medilab.data.sources.boxes import boxes_csv_manifest
+
+    root = medilab_data / "tbx11k"
+    if not root.is_dir():
+        pytest.skip("tbx11k not present")
+    manifest = boxes_csv_manifest(root / "boxes.csv", images_csv=root / "images.csv")
+    splits = pd.DataFrame({"sample_id": manifest["sample_id"], "split": "test"})
+    module = DetectionDataModule(manifest, splits, prep=Preprocess(size=256),
+                                 class_agnostic=True, agnostic_name="TB")
+    module.setup("test")  # every box checked against the images' width and height
+    data = module.dataset("test")
+    assert len(data) == 752 and module.classes == ["TB"]
+    assert sum(len(b) for b in data.boxes) == 902
+    assert sum(len(b) == 0 for b in data.boxes) == 153  # 152 healthy + 1 TB image without boxes
+    index = next(i for i, b in enumerate(data.boxes) if len(b))
+    image, target = data[index]
+    assert image.shape == (1, 256, 256)
+    back = boxes_to_original(target["boxes"], target["resize"].tolist())
+    assert back == pytest.approx(data.boxes[index], abs=1e-3)
