@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from PIL import Image
+from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.ops import box_iou
 
 from medilab.config import ExperimentConfig
 from medilab.data.datasets import detection_collate
+from medilab.data.detection import DetectionDataModule, Preprocess
 from medilab.models.detection import fasterrcnn_small
-from medilab.tasks.detection_module import DetectionModule
+from medilab.tasks.detection_metrics import detection_scores
+from medilab.tasks.detection_module import (
+    DetectionModule,
+    predict_files,
+    prediction_frame,
+    split_predictions,
+)
 
 
 def squares(n: int, rng: np.random.Generator, size: int = 64) -> list[tuple]:
@@ -96,3 +108,39 @@ def test_warmup_raises_the_learning_rate_linearly(one_thread) -> None:
     data = squares(6, np.random.default_rng(1), size=32)
     trainer.fit(module, DataLoader(data, batch_size=1, collate_fn=detection_collate))
     assert seen == pytest.approx([0.0, 2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3])
+
+
+class FixedBox(nn.Module):
+    """A stand-in detector: one box at input pixels 16..32 with score 0.9 on every image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, images):
+        return [{"boxes": torch.tensor([[16.0, 16.0, 32.0, 32.0]]),
+                 "scores": torch.tensor([0.9]), "labels": torch.tensor([1])} for _ in images]
+
+
+def test_split_predictions_are_in_original_pixels(tmp_path: Path) -> None:
+    rows = []
+    for name, boxes in (("hit", [[32, 32, 64, 64]]), ("miss", [[0, 64, 30, 100]]), ("none", [])):
+        path = tmp_path / f"{name}.png"
+        Image.fromarray(np.zeros((128, 128), np.uint8)).save(path)
+        rows.append({"sample_id": name, "image": str(path), "boxes": boxes,
+                     "box_labels": ["x"] * len(boxes), "patient_id": "p"})
+    manifest = pd.DataFrame(rows)
+    module = DetectionDataModule(manifest, pd.DataFrame({"sample_id": manifest["sample_id"],
+                                                         "split": "test"}),
+                                 prep=Preprocess(size=64), batch_size=2)
+    preds, truths, table = split_predictions(FixedBox(), module, "test")
+    assert preds[0]["boxes"].tolist() == [[32.0, 32.0, 64.0, 64.0]]  # 64 px input, halved
+    assert truths[1]["boxes"].tolist() == [[0, 64, 30, 100]]
+    scores = detection_scores(preds, truths, table["patient_id"], num_bootstraps=0)
+    assert scores["ap50"]["value"] == pytest.approx(51 / 101)  # 1 of 2 boxes found first
+    assert scores["froc@1"]["value"] == pytest.approx(0.5)  # 1 FP per image at most: 2 / 3
+    frame = prediction_frame(preds, table["image"], module.classes)
+    assert list(frame.columns) == ["image", "label", "score", "x1", "y1", "x2", "y2"]
+    assert frame["label"].tolist() == ["x"] * 3
+    files = predict_files(FixedBox(), [manifest.at[0, "image"]], Preprocess(size=64), ["x"])
+    assert files[["x1", "y1", "x2", "y2"]].to_numpy().tolist() == [[32.0, 32.0, 64.0, 64.0]]

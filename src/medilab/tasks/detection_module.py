@@ -4,15 +4,26 @@ validate with COCO AP (torchmetrics) and predict boxes in original image pixels.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import nn
 from torchmetrics.detection import MeanAveragePrecision
 
 from medilab.config import ExperimentConfig
-from medilab.data.detection import boxes_to_original
+from medilab.data.datasets import detection_collate
+from medilab.data.detection import (
+    DetectionDataModule,
+    Preprocess,
+    boxes_to_original,
+    prediction_rows,
+    prepare_for_prediction,
+)
 from medilab.tasks.base import BaseModule
+
+PREDICTION_COLUMNS = ["image", "label", "score", "x1", "y1", "x2", "y2"]
 
 Batch = tuple[Sequence[torch.Tensor], Sequence[dict[str, torch.Tensor]] | None]
 
@@ -100,3 +111,62 @@ class DetectionModule(BaseModule):
                 record["image_id"] = int(target["image_id"])
             records.append(record)
         return records
+
+
+@torch.inference_mode()
+def split_predictions(
+    model: nn.Module, datamodule: DetectionDataModule, split: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], pd.DataFrame]:
+    """Predictions and ground truth of one split, both in original pixels, with the split's
+    manifest rows (for image names and ``patient_id`` groups); ready for
+    :func:`medilab.tasks.detection_metrics.detection_scores`."""
+    dataset = datamodule.dataset(split)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=datamodule.batch_size, collate_fn=detection_collate,
+        num_workers=datamodule.num_workers,
+    )
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    preds: list[dict[str, Any]] = []
+    for images, targets in loader:
+        outputs = model([image.to(device) for image in images])
+        for output, target in zip(outputs, targets, strict=True):
+            boxes = boxes_to_original(output["boxes"], target["resize"].tolist(),
+                                      tuple(target["orig_size"].tolist()))
+            preds.append({"boxes": boxes, "scores": output["scores"].cpu().numpy(),
+                          "labels": output["labels"].cpu().numpy()})
+    model.train(was_training)
+    truths = [{"boxes": b, "labels": lab}
+              for b, lab in zip(dataset.boxes, dataset.labels, strict=True)]
+    return preds, truths, dataset.manifest
+
+
+def prediction_frame(
+    preds: Sequence[dict[str, Any]], images: Sequence[str], classes: Sequence[str]
+) -> pd.DataFrame:
+    """The predictions CSV body: one row per box, ``image, label, score, x1, y1, x2, y2``
+    (boxes already in original pixels, as :func:`split_predictions` gives them)."""
+    rows = []
+    for name, pred in zip(images, preds, strict=True):
+        output = {k: torch.as_tensor(pred[k]) for k in ("boxes", "scores", "labels")}
+        rows += prediction_rows(name, output, [1.0, 1.0, 0.0, 0.0], classes)
+    return pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
+
+
+@torch.inference_mode()
+def predict_files(
+    model: nn.Module, files: Sequence[str | Path], prep: Preprocess, classes: Sequence[str]
+) -> pd.DataFrame:
+    """Detect boxes in new image files (preprocessed as in training) → prediction rows in
+    original pixels; an image without detections adds no row."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    rows = []
+    for path in files:
+        tensor, info = prepare_for_prediction(path, prep)
+        output = {k: v.cpu() for k, v in model([tensor.to(device)])[0].items()}
+        rows += prediction_rows(str(path), output, info, classes, info.in_shape)
+    model.train(was_training)
+    return pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
