@@ -7,7 +7,9 @@ y2``, ``scores`` (N,) and ``labels`` (N,); ``targets`` one dict per image with `
 
 Names in the result of :func:`detection_scores`:
 
-- ``map`` (COCO mAP@[.5:.95]), ``ap50``, ``ap40``: mean over classes, 100 detections per image;
+- ``map`` (COCO mAP@[.5:.95]), ``ap50``, ``ap40``: mean over classes, 100 detections per image
+  (pycocotools, as torchmetrics' ``MeanAveragePrecision`` computes them; :func:`coco_summary`
+  is that reference, :class:`CocoEvaluation` the same numbers reused across bootstrap draws);
 - ``map/<class>``, ``ap50/<class>``, ``ap40/<class>`` per class, and ``agnostic/map``,
   ``agnostic/ap50``, ``agnostic/ap40`` with every class merged (only when there are 2+ classes);
 - ``recall50@1``, ``recall50@10``, ``recall50@100``: recall at IoU 0.5 with that many detections;
@@ -24,15 +26,19 @@ once for all metrics (the draws repeat for each metric because they share the se
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 from sklearn.metrics import roc_auc_score
 from torchmetrics.detection import MeanAveragePrecision
-from torchvision.ops import box_iou
+from torchvision.ops import box_convert, box_iou
 
 from medilab.tasks.bootstrap import bootstrap
 
@@ -77,6 +83,60 @@ def coco_summary(
     result = metric.compute()
     return {"precision": result["precision"].numpy(), "recall": result["recall"].numpy(),
             "classes": result["classes"].reshape(-1).tolist()}
+
+
+def _coco_dataset(images: list[dict[str, torch.Tensor]], categories: list[int]) -> COCO:
+    annotations = []
+    for image_id, item in enumerate(images):
+        scores = item.get("scores")
+        xywh = box_convert(item["boxes"], "xyxy", "xywh").tolist()  # float32, as torchmetrics
+        for j, (box, label) in enumerate(zip(xywh, item["labels"].tolist(), strict=True)):
+            ann = {"id": len(annotations) + 1, "image_id": image_id, "category_id": int(label),
+                   "bbox": box, "area": box[2] * box[3], "iscrowd": 0}
+            if scores is not None:
+                ann["score"] = float(scores[j])
+            annotations.append(ann)
+    coco = COCO()
+    coco.dataset = {"images": [{"id": i} for i in range(len(images))],
+                    "annotations": annotations,
+                    "categories": [{"id": c} for c in categories]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+class CocoEvaluation:
+    """pycocotools' COCOeval run once per image; a bootstrap draw (image positions, repeats
+    allowed) only re-accumulates the stored per-image matches, which is what evaluating the
+    resampled list gives, at a fraction of the cost. Same arrays as :func:`coco_summary`
+    (area range "all" only)."""
+
+    def __init__(
+        self, preds: list[dict[str, torch.Tensor]], targets: list[dict[str, torch.Tensor]]
+    ) -> None:
+        self.classes = sorted({int(x) for item in (*preds, *targets) for x in item["labels"]})
+        self.size = len(targets)
+        evaluator = COCOeval(_coco_dataset(targets, self.classes),
+                             _coco_dataset(preds, self.classes), "bbox")
+        evaluator.params.iouThrs = np.array(AP_IOUS)
+        evaluator.params.maxDets = list(MAX_DETECTIONS)
+        evaluator.params.areaRng, evaluator.params.areaRngLbl = [[0, 1e10]], ["all"]
+        with contextlib.redirect_stdout(io.StringIO()):
+            evaluator.evaluate()
+        self.evaluator = evaluator
+        self.per_image = list(evaluator.evalImgs)  # [class][image]
+
+    def summary(self, index: np.ndarray | None = None) -> dict[str, Any]:
+        """precision / recall arrays and classes for the images at positions ``index``."""
+        index = np.arange(self.size) if index is None else np.asarray(index)
+        ev = self.evaluator
+        ev.evalImgs = [self.per_image[k * self.size + int(i)]
+                       for k in range(len(ev.params.catIds)) for i in index]
+        ev.params.imgIds = ev._paramsEval.imgIds = list(range(len(index)))
+        with contextlib.redirect_stdout(io.StringIO()):
+            ev.accumulate()
+        return {"precision": ev.eval["precision"], "recall": ev.eval["recall"],
+                "classes": list(ev.params.catIds)}
 
 
 def _mean_valid(values: np.ndarray) -> float:
@@ -201,12 +261,13 @@ def _score_draw(
 ) -> Callable[[np.ndarray], dict[str, float]]:
     top = image_scores(preds)
     positive = np.array([len(t["boxes"]) > 0 for t in targets])
+    per_class = CocoEvaluation(preds, targets)
+    merged = CocoEvaluation(agnostic(preds), agnostic(targets)) if multiclass else None
 
     def score(index: np.ndarray) -> dict[str, float]:
-        p, t = [preds[i] for i in index], [targets[i] for i in index]
-        scores = ap_scores(coco_summary(p, t), classes)
-        if multiclass:
-            scores.update(ap_scores(coco_summary(agnostic(p), agnostic(t)), None, "agnostic/"))
+        scores = ap_scores(per_class.summary(index), classes)
+        if merged is not None:
+            scores.update(ap_scores(merged.summary(index), None, "agnostic/"))
         scores.update(froc_scores([hits[i] for i in index]))
         scores["image_auroc"] = image_auroc(top[index], positive[index])
         return scores
@@ -228,8 +289,8 @@ def detection_scores(
     """``{name: {"value", "low", "high"}}`` for every score listed in the module docstring.
 
     ``classes[i]`` names label ``i + 1``; ``groups`` (e.g. patient ids, one per image) makes
-    the bootstrap resample whole groups. Bootstrap cost: one COCO evaluation per draw (two with
-    several classes).
+    the bootstrap resample whole groups. COCO matching runs once per image; each draw only
+    re-accumulates (:class:`CocoEvaluation`).
     """
     if len(preds) != len(targets):
         raise ValueError(f"{len(preds)} predictions for {len(targets)} images")
@@ -262,7 +323,7 @@ def detection_curves(
     """Curve data for plots: ``pr`` {class: {recall, precision}} at IoU 0.5 (COCO's 101 recall
     points, 100 detections) and ``froc`` {fp_per_image, sensitivity}."""
     p, t = normalise(preds, True), normalise(targets, False)
-    summary = coco_summary(p, t)
+    summary = CocoEvaluation(p, t).summary()
     recall_points = np.linspace(0.0, 1.0, 101)
     pr: dict[str, dict[str, list[float]]] = {}
     if summary["precision"].ndim == 5:
