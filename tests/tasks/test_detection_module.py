@@ -144,3 +144,11 @@ def test_split_predictions_are_in_original_pixels(tmp_path: Path) -> None:
     assert frame["label"].tolist() == ["x"] * 3
     files = predict_files(FixedBox(), [manifest.at[0, "image"]], Preprocess(size=64), ["x"])
     assert files[["x1", "y1", "x2", "y2"]].to_numpy().tolist() == [[32.0, 32.0, 64.0, 64.0]]
+
+
+def test_inference_stays_float32_under_bf16_autocast(one_thread) -> None:
+    model = fasterrcnn_small(num_classes=1, in_channels=1, min_size=32, max_size=32)
+    module = DetectionModule(_config(), model).eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        outputs = module([torch.rand(1, 32, 32)])
+    assert outputs[0]["boxes"].dtype == torch.float32

@@ -57,8 +57,14 @@ class DetectionModule(BaseModule):
         self.val_map = MeanAveragePrecision(iou_type="bbox", backend="pycocotools")
 
     def forward(self, images: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        """Detections (``boxes``, ``scores``, ``labels``) in model-input pixels (eval mode)."""
-        return self.model(list(images))
+        """Detections (``boxes``, ``scores``, ``labels``) in model-input pixels (eval mode).
+
+        Runs in float32 even under bf16 autocast: bf16 boxes would be rounded to 2-4 pixels
+        at 512 px. Training steps keep the configured precision.
+        """
+        device_type = images[0].device.type if len(images) else "cpu"
+        with torch.autocast(device_type, enabled=False):
+            return self.model([image.float() for image in images])
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         images, targets = batch
