@@ -59,7 +59,7 @@ class ModelConfig(Strict):
 
 
 class LossConfig(Strict):
-    name: Literal["cross_entropy", "dice", "dice_ce"] = "cross_entropy"
+    name: Literal["cross_entropy", "dice", "dice_ce"] = "cross_entropy"  # detection: unused
     class_weights: list[float] | None = None
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
 
@@ -78,6 +78,7 @@ class SchedulerConfig(Strict):
     patience: int = Field(3, ge=0)  # plateau
     step_size: int = Field(10, ge=1)  # step: epochs between decays
     min_lr: float = Field(0.0, ge=0)  # cosine / plateau floor
+    warmup_steps: int = Field(0, ge=0)  # detection: linear warm-up over the first steps
 
 
 class EarlyStoppingConfig(Strict):

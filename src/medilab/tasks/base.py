@@ -143,7 +143,8 @@ class TaskFamily(ABC):
 
     def held_out_splits(self, datamodule: L.LightningDataModule) -> list[str]:
         """The splits evaluation scores: every split but ``train``."""
-        return [s for s in datamodule.split_names if s != "train"]
+        names = dict.fromkeys(datamodule.splits["split"].astype(str))
+        return [s for s in names if s != "train"]
 
     @abstractmethod
     def prediction_loader(

@@ -1,3 +1,3 @@
 """Importing this module registers every built-in task family."""
 
-from medilab.tasks import classification, segmentation  # noqa: F401
+from medilab.tasks import classification, detection, segmentation  # noqa: F401
