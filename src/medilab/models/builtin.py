@@ -1,3 +1,3 @@
 """Importing this module registers every built-in model."""
 
-from medilab.models import fcn8s, mlp, unet  # noqa: F401
+from medilab.models import cnn3d, fcn8s, fusion, mlp, unet  # noqa: F401
