@@ -91,10 +91,14 @@ def monai_resnet3d(
     num_classes: int,
     variant: str = "resnet10",
     widen_factor: float = 1.0,
+    conv1_t_size: int = 7,
+    conv1_t_stride: int = 1,
+    no_max_pool: bool = False,
     **_: Any,
 ) -> nn.Module:
-    """MONAI's 3D ResNet (``variant`` in resnet10/18/34/50), random init, ``widen_factor`` scales
-    every stage (0.25 makes a tiny one for tests)."""
+    """MONAI's 3D ResNet (``variant`` in resnet10/18/34/50), random init. ``widen_factor`` scales
+    every stage (0.25 makes a tiny one); ``conv1_t_*`` / ``no_max_pool`` shape the stem (a 3³
+    stem without max-pool suits 28³ volumes)."""
     from monai.networks import nets
 
     if variant not in _MONAI_RESNETS:
@@ -107,6 +111,9 @@ def monai_resnet3d(
         n_input_channels=in_channels,
         num_classes=num_classes,
         widen_factor=widen_factor,
+        conv1_t_size=conv1_t_size,
+        conv1_t_stride=conv1_t_stride,
+        no_max_pool=no_max_pool,
         pretrained=False,
     )
 
