@@ -22,7 +22,7 @@ def _create(name: str, **kwargs) -> nn.Module:
 
 
 def test_cnn3d_stages_and_shape():
-    model = _create("cnn3d", width=4, depth=3, dropout=0.0)
+    model = _create("cnn3d", width=4, depth=3, convs_per_stage=1, stem_stride=1, dropout=0.0)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv3d)]
     assert [c.out_channels for c in convs] == [4, 8, 16]
     assert sum(isinstance(m, nn.MaxPool3d) for m in model.modules()) == 2
@@ -30,8 +30,16 @@ def test_cnn3d_stages_and_shape():
     assert model(torch.randn(1, 1, 5, 7, 9)).shape == (1, 3)
 
 
+def test_cnn3d_defaults_two_convs_per_stage_and_strided_stem():
+    model = _create("cnn3d")
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv3d)]
+    assert [c.out_channels for c in convs] == [16, 16, 32, 32, 64, 64, 128, 128]
+    assert convs[0].stride == (2, 2, 2) and convs[1].stride == (1, 1, 1)
+    assert model(torch.randn(2, 1, 28, 28, 28)).shape == (2, 3)
+
+
 def test_cnn3d_stem_stride_halves_the_first_stage():
-    model = _create("cnn3d", width=4, depth=2, stem_stride=2)
+    model = _create("cnn3d", width=4, depth=2, convs_per_stage=1, stem_stride=2)
     assert model.features[0](torch.randn(1, 1, 8, 16, 16)).shape == (1, 4, 4, 8, 8)
     with pytest.raises(ConfigError, match="depth"):
         _create("cnn3d", depth=0)

@@ -14,6 +14,9 @@ from medilab.models.registry import register_model
 class SmallCNN3D(nn.Module):
     """``depth`` stages of conv3d-BN-ReLU (× ``convs_per_stage``) + max-pool, then a linear head.
 
+    Defaults chosen on AdrenalMNIST3D 28³ val (benchmarks/fusion_models.py): two convs per
+    stage beat one (AUROC 0.877 after 9 epochs vs 0.840 after 20), dropout 0.2.
+
     Stage ``i`` has ``width · 2**i`` channels (capped at ``max_width``); every stage but the
     last halves each side, the last is followed by global average pooling, dropout and a
     linear layer. ``stem_stride=2`` makes the first conv halve the volume: several times cheaper
@@ -26,10 +29,10 @@ class SmallCNN3D(nn.Module):
         num_classes: int,
         width: int = 16,
         depth: int = 4,
-        convs_per_stage: int = 1,
+        convs_per_stage: int = 2,
         max_width: int = 256,
-        dropout: float = 0.3,
-        stem_stride: int = 1,
+        dropout: float = 0.2,
+        stem_stride: int = 2,
     ) -> None:
         super().__init__()
         if depth < 1 or width < 1 or convs_per_stage < 1:
@@ -70,10 +73,10 @@ def cnn3d(
     num_classes: int,
     width: int = 16,
     depth: int = 4,
-    convs_per_stage: int = 1,
+    convs_per_stage: int = 2,
     max_width: int = 256,
-    dropout: float = 0.3,
-    stem_stride: int = 1,
+    dropout: float = 0.2,
+    stem_stride: int = 2,
     **_: Any,
 ) -> SmallCNN3D:
     """Our small 3D CNN for (N, C, D, H, W) volumes; other engine kwargs are ignored."""
