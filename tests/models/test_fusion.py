@@ -110,6 +110,12 @@ def test_learned_weights_are_trained_and_can_be_set():
     assert model.fusion_weights() == pytest.approx([0.0, 0.75, 0.25], abs=1e-6)
 
 
+def test_weights_from_a_numpy_array_are_normalised():
+    model = _create("fusion_late", slices=3, weights=np.array([1.0, 1.0, 2.0]))
+    assert model.fusion_weights() == pytest.approx([0.25, 0.25, 0.5])
+    assert not model.weight_logits.requires_grad
+
+
 def test_bad_weights_are_config_errors():
     with pytest.raises(ConfigError, match="weights"):
         _create("fusion_late", slices=3, weights=[1, 0])

@@ -101,7 +101,7 @@ class LateFusion(nn.Module):
             raise ValueError(f"need one shared model or {k} models, got {len(models)}")
         self.selector = selector
         self.members = nn.ModuleList(models)
-        self.learned = weights == "learned"
+        self.learned = isinstance(weights, str) and weights == "learned"
         if isinstance(weights, str):
             if weights not in ("uniform", "learned"):
                 raise ConfigError(
