@@ -8,6 +8,10 @@ choose the cnn3d defaults. Target: val AUROC ≥ 0.91 and accuracy ≥ 0.85 from
 Measured on a shared 2-core AMD EPYC (no AVX512-BF16): one thread is ~5× faster than two
 under load, fp32 is faster than bf16 autocast, and ``stem_stride=2`` is ~7× cheaper than a
 full-resolution first conv (conv3d backward at 28³ dominates the step).
+
+Val AUROC / accuracy measured (seed 0, lr 3e-3, wd 1e-2, batch 32, flips + shift ≤ 2):
+one conv per stage, dropout 0.3, 20 epochs: 0.840 / 0.867 (flip-TTA 0.867 / 0.898);
+two convs per stage (the defaults), 9 epochs: 0.877 / 0.867; 14 epochs: 0.879 / 0.867.
 """
 
 from __future__ import annotations
