@@ -38,7 +38,7 @@ def imported_modules(path: Path) -> set[str]:
 def violations(layer: str) -> list[str]:
     found = []
     for path in sorted((PACKAGE / layer).rglob("*.py")):
-        for name in imported_modules(path):
+        for name in sorted(imported_modules(path)):
             for banned in FORBIDDEN[layer]:
                 if name == banned or name.startswith(banned + "."):
                     found.append(f"{path.relative_to(PACKAGE)} imports {name}")

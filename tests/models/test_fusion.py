@@ -74,7 +74,9 @@ def test_single_uses_centre_slice_with_one_channel():
 
 
 def test_late_fusion_one_hot_weights_equal_first_slice_model():
-    model = _create("fusion_late", slices=3, shared=False, weights=[1, 0, 0], backbone_kwargs=TINY)
+    model = _create(
+        "fusion_late", slices=3, shared=False, fusion_weights=[1, 0, 0], backbone_kwargs=TINY
+    )
     model.eval()
     volume = torch.randn(3, 1, 8, 16, 16)
     first = model.members[0](volume[:, :, 3]).log_softmax(1)
@@ -84,7 +86,7 @@ def test_late_fusion_one_hot_weights_equal_first_slice_model():
 
 def test_late_fusion_output_is_log_mixture_and_cross_entropy_is_its_nll():
     model = _create(
-        "fusion_late", slices=4, shared=True, weights=[1, 2, 3, 4], backbone_kwargs=TINY
+        "fusion_late", slices=4, shared=True, fusion_weights=[1, 2, 3, 4], backbone_kwargs=TINY
     )
     model.eval()
     volume = torch.randn(5, 1, 8, 16, 16)
@@ -100,7 +102,7 @@ def test_late_fusion_output_is_log_mixture_and_cross_entropy_is_its_nll():
 
 
 def test_learned_weights_are_trained_and_can_be_set():
-    model = _create("fusion_late", slices=3, weights="learned", backbone_kwargs=TINY)
+    model = _create("fusion_late", slices=3, fusion_weights="learned", backbone_kwargs=TINY)
     assert model.fusion_weights() == pytest.approx([1 / 3] * 3)
     _train(model, steps=5)
     weights = model.fusion_weights()
@@ -111,16 +113,16 @@ def test_learned_weights_are_trained_and_can_be_set():
 
 
 def test_weights_from_a_numpy_array_are_normalised():
-    model = _create("fusion_late", slices=3, weights=np.array([1.0, 1.0, 2.0]))
+    model = _create("fusion_late", slices=3, fusion_weights=np.array([1.0, 1.0, 2.0]))
     assert model.fusion_weights() == pytest.approx([0.25, 0.25, 0.5])
     assert not model.weight_logits.requires_grad
 
 
 def test_bad_weights_are_config_errors():
     with pytest.raises(ConfigError, match="weights"):
-        _create("fusion_late", slices=3, weights=[1, 0])
+        _create("fusion_late", slices=3, fusion_weights=[1, 0])
     with pytest.raises(ConfigError, match="weights"):
-        _create("fusion_late", slices=2, weights="softmax")
+        _create("fusion_late", slices=2, fusion_weights="softmax")
 
 
 def test_fit_late_weights_prefers_the_informative_slice():

@@ -84,9 +84,11 @@ class SliceModel(nn.Module):
 class LateFusion(nn.Module):
     """One 2D model per slice, class probabilities mixed with weights on the simplex.
 
-    ``weights``: ``"uniform"``, ``"learned"`` (softmax of parameters trained end to end) or a
-    list of ``slices`` non-negative numbers (normalised to sum 1). ``forward`` returns
-    log(Σ_i w_i · softmax(model_i(slice_i))), the log of the mixture probabilities.
+    ``weights``: ``"uniform"``, ``"learned"`` (softmax of parameters trained end to end),
+    ``"fitted"`` (uniform while training; the engine fits them on validation afterwards,
+    :func:`fit_late_weights`) or a list of ``slices`` non-negative numbers (normalised to sum
+    1). ``forward`` returns log(Σ_i w_i · softmax(model_i(slice_i))), the log of the mixture
+    probabilities.
     """
 
     def __init__(
@@ -102,11 +104,11 @@ class LateFusion(nn.Module):
         self.selector = selector
         self.members = nn.ModuleList(models)
         self.learned = isinstance(weights, str) and weights == "learned"
+        self.fit_on_validation = isinstance(weights, str) and weights == "fitted"
         if isinstance(weights, str):
-            if weights not in ("uniform", "learned"):
-                raise ConfigError(
-                    f"model.kwargs.weights: {weights!r} is not 'uniform', 'learned' or a list"
-                )
+            if weights not in ("uniform", "learned", "fitted"):
+                raise ConfigError(f"model.kwargs.fusion_weights: {weights!r} is not 'uniform', "
+                                  "'learned', 'fitted' or a list")
             initial = np.full(k, 1.0 / k)
         else:
             initial = _simplex(weights, k)
@@ -290,16 +292,18 @@ def fusion_late(
     backbone: str = "small_cnn",
     backbone_kwargs: dict[str, Any] | None = None,
     shared: bool = True,
-    weights: str | Sequence[float] = "uniform",
+    fusion_weights: str | Sequence[float] = "uniform",
     axis: int = 0,
     index: int | None = None,
     **_: Any,
 ) -> LateFusion:
     """One 1-channel 2D ``backbone`` per slice (``shared`` weights or not), probabilities mixed
-    with ``weights`` ("uniform", "learned" or a list); returns log mixture probabilities."""
+    with ``fusion_weights`` ("uniform", "learned", "fitted" on validation by the engine, or a
+    list); returns log mixture probabilities. (``fusion_weights``, not ``weights``: that name
+    means pretrained weights for every other model.)"""
     _check_volume_channels(in_channels)
     selector = SliceSelector(slices, axis, index)
     size = _slice_size(image_size, axis)
     count = 1 if shared else slices
     models = [_backbone(backbone, 1, num_classes, size, backbone_kwargs) for _ in range(count)]
-    return LateFusion(selector, models, weights)
+    return LateFusion(selector, models, fusion_weights)

@@ -186,8 +186,11 @@ class ClassificationFamily(TaskFamily):
         self, module: BaseModule, datamodule: L.LightningDataModule, config: ExperimentConfig,
         run_dir: Path, trainer: L.Trainer,
     ) -> dict[str, Any]:
-        body = super().evaluate(module, datamodule, config, run_dir, trainer)
         assert isinstance(datamodule, ArrayClassificationDataModule)
+        fusion = fit_fusion_weights(module, datamodule)
+        body = super().evaluate(module, datamodule, config, run_dir, trainer)
+        if fusion is not None:
+            body["fusion_weights"] = fusion
         if getattr(self, "_val_threshold", None) is not None:
             body["threshold"] = {"value": self._val_threshold,
                                  "chosen_on": "val", "rule": "Youden's J (sensitivity + "
@@ -241,6 +244,28 @@ class ClassificationFamily(TaskFamily):
     ) -> list[Path]:
         assert isinstance(module, ClassificationModule)
         return explain_images(module, config, inputs, out, method, **options)
+
+
+def fit_fusion_weights(
+    module: BaseModule, datamodule: ArrayClassificationDataModule
+) -> dict[str, Any] | None:
+    """Late fusion: with ``fusion_weights: fitted`` fit the slice weights on ``val``
+    (maximum likelihood on the simplex) and use them; return the weights in use, or None for
+    models without slice weights."""
+    from medilab.models.fusion import fit_late_weights
+
+    model = module.model
+    if not hasattr(model, "fusion_weights"):
+        return None
+    chosen = "learned" if getattr(model, "learned", False) else "fixed"
+    if getattr(model, "fit_on_validation", False) and "val" in datamodule.split_names:
+        model.eval()
+        with torch.inference_mode():
+            probs = torch.cat([model.per_slice_probabilities(batch["image"]).float()
+                               for batch in datamodule.loader("val")])
+        model.set_fusion_weights(fit_late_weights(probs, datamodule.labels("val")))
+        chosen = "fitted on val (maximum likelihood)"
+    return {"weights": [round(w, 4) for w in model.fusion_weights()], "chosen": chosen}
 
 
 def explain_images(
