@@ -15,7 +15,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_repo_configs_validate():
+    from medilab.study import load_study
+
     for path in sorted((REPO / "configs").glob("*.yaml")):
+        if "study:" in path.read_text():
+            name, members = load_study(path)
+            assert name == path.stem and len(members) >= 4
+            continue
         config = load_config(path)
         assert config.experiment == path.stem
 
@@ -95,3 +101,24 @@ def test_resolved_yaml_round_trips(tmp_path, digits_config):
     saved.write_text(config_to_yaml(config))
     again = load_config(saved)
     assert again.model_dump() == config.model_dump()
+
+
+def test_every_problem_is_listed_and_overrides_are_named(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {source: sklearn_digits, bogus_key: 1}\nmodel: {name: simple_nn}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, ["trainer.max_epochs=-3"])
+    text = str(info.value)
+    assert "unknown key 'data.bogus_key'" in text
+    assert "'trainer.max_epochs'" in text and "(from -o trainer.max_epochs=-3)" in text
+
+
+def test_missing_data_path_names_the_key_to_override(tmp_path):
+    from medilab.config import check_data_paths
+
+    path = tmp_path / "c.yaml"
+    path.write_text(f"data: {{source: pixel_csv, train_csv: {tmp_path / 'no.csv'}}}\n"
+                    "model: {name: simple_nn}\n")
+    with pytest.raises(ConfigError, match=r"data.train_csv: .*no.csv not found .*"
+                                          r"-o data.train_csv=PATH"):
+        check_data_paths(load_config(path))

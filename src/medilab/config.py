@@ -183,14 +183,17 @@ def _registered_schema() -> type[ExperimentConfig]:
     return create_model("ExperimentConfig", __base__=ExperimentConfig, data=(data_type, ...))
 
 
-def validate_config(raw: dict[str, Any], origin: str = "config") -> ExperimentConfig:
-    """Validate a raw mapping; errors name ``origin`` and the offending field."""
+def validate_config(
+    raw: dict[str, Any], origin: str = "config", overrides: list[str] | None = None
+) -> ExperimentConfig:
+    """Validate a raw mapping; errors name ``origin`` and every offending field (a field set by
+    one of ``overrides`` names that override instead of the file)."""
     from medilab.registry import SOURCES, TASKS
 
     try:
         config = _registered_schema().model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{origin}: {_describe(exc)}") from None
+        raise ConfigError(f"{origin}: {_describe(exc, overrides or [])}") from None
     if config.task not in TASKS:
         raise ConfigError(f"{origin}: field 'task': unknown task {config.task!r}; available: "
                           f"{', '.join(TASKS.names())}")
@@ -201,12 +204,22 @@ def validate_config(raw: dict[str, Any], origin: str = "config") -> ExperimentCo
     return config
 
 
+def check_data_paths(config: ExperimentConfig) -> None:
+    """Every file or folder the ``data`` section names exists; a missing one is a ConfigError
+    that says which key to override."""
+    for name, value in config.data:
+        if isinstance(value, Path) and not value.exists():
+            raise ConfigError(f"data.{name}: {value} not found (point it at your data with "
+                              f"-o data.{name}=PATH)")
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read a YAML experiment file, apply overrides, validate; the file stem names it."""
     path = Path(path)
     raw = read_yaml(path)
     raw.setdefault("experiment", path.stem)
-    return validate_config(apply_overrides(raw, overrides or []), origin=str(path))
+    return validate_config(apply_overrides(raw, overrides or []), origin=str(path),
+                           overrides=overrides)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -229,8 +242,10 @@ def config_to_yaml(config: ExperimentConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
-def _describe(exc: ValidationError) -> str:
-    """One line naming the first invalid field (the discriminator tag is dropped from the path)."""
+def _describe(exc: ValidationError, overrides: list[str]) -> str:
+    """Every invalid field (the discriminator tag dropped from the path), the first on the
+    first line and the rest indented below; fields set by an override name it."""
+    set_by = {".".join(parse_override(text)[0]): text for text in overrides}
     messages = []
     for error in exc.errors():
         loc = [str(p) for p in error["loc"]]
@@ -238,13 +253,16 @@ def _describe(exc: ValidationError) -> str:
             loc = [loc[0], *loc[2:]]  # drop the data source tag
         field = ".".join(loc) or "(top level)"
         if error["type"] == "extra_forbidden":
-            messages.append(f"unknown key {field!r}")
+            message = f"unknown key {field!r}"
         elif error["type"] == "missing":
-            messages.append(f"missing required field {field!r}")
+            message = f"missing required field {field!r}"
         else:
-            messages.append(f"field {field!r}: {error['msg']}")
-    extra = f" (and {len(messages) - 1} more)" if len(messages) > 1 else ""
-    return messages[0] + extra
+            message = f"field {field!r}: {error['msg']}"
+        source = next((text for key, text in set_by.items()
+                       if field == key or field.startswith(key + ".")), None)
+        messages.append(message + (f" (from -o {source})" if source else ""))
+    return "\n  ".join(messages[:8] + ([f"… and {len(messages) - 8} more"]
+                                        if len(messages) > 8 else []))
 
 
 def _first_line(text: str) -> str:

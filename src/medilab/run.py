@@ -17,7 +17,13 @@ from lightning.pytorch import callbacks as cb
 from lightning.pytorch import loggers
 from lightning.pytorch.utilities import rank_zero_only
 
-from medilab.config import ExperimentConfig, apply_overrides, load_config, validate_config
+from medilab.config import (
+    ExperimentConfig,
+    apply_overrides,
+    check_data_paths,
+    load_config,
+    validate_config,
+)
 from medilab.data.splits import load_splits
 from medilab.errors import InputFileError, MedilabError
 from medilab.runfolder import (
@@ -175,6 +181,7 @@ def train(
         last = None
         splits = load_splits(config.data.splits_csv) if config.data.splits_csv else None
 
+    check_data_paths(config)
     L.seed_everything(config.seed, workers=True, verbose=False)
     family = get_task_family(config.task)
     # Everything that can fail on bad input happens before the run folder is made.
@@ -274,6 +281,7 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best") -> dict[str, Any]:
     if status.get("state") == "running":
         warnings.warn(f"{run_dir}: training has not finished; evaluating its {checkpoint} "
                       "checkpoint so far", stacklevel=2)
+    check_data_paths(config)
     family = get_task_family(config.task)
     datamodule = family.build_datamodule(config, load_splits(run_dir / SPLITS_FILE))
     module = load_module(run_dir, family, config, checkpoint)
