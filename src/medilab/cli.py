@@ -66,9 +66,10 @@ def train(
     from medilab.training_summary import summary_lines
 
     folder = api.train(config, override or [], run_dir, resume=resume, evaluate_after=evaluate)
-    training = (read_status(folder) or {}).get("training") or {}
+    training = (read_status(folder) or {}).get("training")
     report = folder / "report.html"
-    for line in summary_lines(training, str(report) if report.is_file() else None):
+    for line in summary_lines(training, str(report) if report.is_file() else None
+                              ) if training else []:  # extra DDP processes: the folder only
         typer.echo(line)
     typer.echo(f"run folder: {folder}")
 

@@ -189,8 +189,10 @@ def train(
     model_args = family.model_args(config, datamodule)
     module = family.build_module(config, model_args, for_training=True)
 
-    # DDP re-runs this command in each extra process: they share the first one's run folder.
-    launched = inherited == str(run_dir)
+    # DDP re-runs this command in each extra process (Lightning's launcher passes the folder;
+    # under torchrun / SLURM every rank runs it with the same --run-dir): only rank 0 writes.
+    launched = inherited == str(run_dir) or (_externally_launched()
+                                             and os.environ.get("RANK", "0") != "0")
     os.environ[RUN_DIR_ENV] = str(run_dir)
     created = not run_dir.exists()
     if not (resume or launched):
