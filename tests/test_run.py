@@ -112,3 +112,47 @@ def test_last_checkpoint_is_the_last_epoch_even_when_the_best_is_earlier(tmp_pat
     epochs = {name: torch.load(run_dir / "checkpoints" / f"{name}.ckpt", weights_only=True)["epoch"]
               for name in ("best", "last")}
     assert epochs == {"best": 0, "last": 2}
+
+
+def test_interrupt_in_epoch_zero_leaves_a_restartable_folder(tmp_path, digits_config,
+                                                             monkeypatch):
+    import json
+
+    import pytest
+
+    from medilab import api
+    from medilab.tasks.classification import ClassificationModule
+
+    original = ClassificationModule.training_step
+
+    def interrupted(self, batch, batch_idx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ClassificationModule, "training_step", interrupted)
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        api.train(digits_config, run_dir=run_dir)
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "interrupted" and "starts again" in status["next"]
+    monkeypatch.setattr(ClassificationModule, "training_step", original)
+    api.train(digits_config, run_dir=run_dir)  # the same command again, in place
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+    assert (run_dir / "metrics.json").is_file()
+
+
+def test_resume_replans_the_cosine_decay_instead_of_raising_the_rate(tmp_path, digits_config):
+    import pandas as pd
+    import pytest
+
+    from medilab import api
+
+    run_dir = tmp_path / "run"
+    api.train(digits_config, ["scheduler.name=cosine", "trainer.max_epochs=2"], run_dir,
+              evaluate_after=False)
+    api.train(None, ["trainer.max_epochs=4"], run_dir, resume=True, evaluate_after=False)
+    curves = pd.read_csv(run_dir / "metrics.csv")
+    lr = curves.dropna(subset=["lr-Adam"])["lr-Adam"].to_numpy()
+    assert len(lr) == 4
+    assert all(b <= a + 1e-12 for a, b in zip(lr, lr[1:], strict=False))  # never rises again
+    assert lr[-1] < lr[1] and lr[2] > 0  # continues from the last rate, not from 0
+    assert lr[2] == pytest.approx(lr[1] * 0.75) and lr[3] == pytest.approx(lr[1] * 0.25)

@@ -217,9 +217,15 @@ def train(
         elif primary and run_dir.is_dir():
             write_status(run_dir, "failed", reason=str(exc))
         raise
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit) as exc:  # Lightning turns Ctrl-C into exit(1)
         if primary and run_dir.is_dir():
-            write_status(run_dir, "interrupted", reason="stopped by the user")
+            hint = (f"`medilab train --run-dir {run_dir} --resume` continues from the last "
+                    "epoch" if checkpoint_path(run_dir, "last").is_file() else
+                    f"no epoch finished: the same command with --run-dir {run_dir} starts again")
+            write_status(run_dir, "interrupted", reason="stopped by the user", next=hint)
+            print(f"interrupted: {hint}", file=sys.stderr)
+        if isinstance(exc, SystemExit):
+            raise KeyboardInterrupt from None
         raise
     finally:
         if not launched:

@@ -107,6 +107,10 @@ def prepend_curves(run_dir: Path, earlier: pd.DataFrame) -> None:
         return
     first_new_epoch = latest["epoch"].min()
     kept = earlier[earlier["epoch"] < first_new_epoch] if "epoch" in earlier else earlier
+    if "step" in earlier and "step" in latest and "epoch" in earlier:
+        # rows without an epoch (the learning-rate monitor's) are placed by their step
+        undated = earlier["epoch"].isna() & (earlier["step"] < latest["step"].min())
+        kept = earlier[(earlier["epoch"] < first_new_epoch) | undated]
     merged = pd.concat([kept, latest], ignore_index=True)
     write_text(run_dir / CURVES_FILE, merged.to_csv(index=False))
 

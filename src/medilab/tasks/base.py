@@ -73,11 +73,19 @@ class ReplannableCosine(torch.optim.lr_scheduler.LRScheduler):
         return [self.eta_min + (base - self.eta_min) * factor for base in self.base_lrs]
 
     def replan(self, horizon: int) -> None:
-        """Decay from the current rates to ``eta_min`` at epoch ``horizon``."""
+        """Decay to ``eta_min`` at epoch ``horizon`` instead, continuing from the rate of the
+        last trained epoch (so a finished decay does not leave the new epochs at ``eta_min``)."""
         if horizon == self.horizon:
             return
-        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
-        self.start_epoch, self.horizon = self.last_epoch, horizon
+        last_trained = max(self.last_epoch - 1, self.start_epoch)
+        span = max(1, self.horizon - self.start_epoch)
+        t = min(max(last_trained - self.start_epoch, 0), span)
+        factor = (1 + math.cos(math.pi * t / span)) / 2
+        self.base_lrs = [self.eta_min + (base - self.eta_min) * factor for base in self.base_lrs]
+        self.start_epoch, self.horizon = last_trained, horizon
+        for group, rate in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
+            group["lr"] = rate
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
 
 class BaseModule(L.LightningModule):
