@@ -184,3 +184,19 @@ def test_ddp_two_cpu_processes(tmp_path, digits_config):
     # Each process sees half of the 160 training digits: 80 per epoch → 2 full batches of 32
     # (one process alone would take 5 steps an epoch).
     assert torch.load(run_dir / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 4
+
+
+def test_digits_predict_says_what_it_accepts_and_leaves_no_folder(tmp_path, digits_config):
+    from medilab import api
+    from medilab.errors import InputFileError
+
+    run = api.train(digits_config, ["trainer.max_epochs=1"], tmp_path / "run",
+                    evaluate_after=False)
+    image = tmp_path / "x.png"
+    image.write_bytes(b"\x89PNG")
+    with pytest.raises(InputFileError, match="x.png: is a .png file; this run predicts from "
+                                             "a pixel CSV"):
+        api.predict(run, image, tmp_path / "out" / "sub.csv")
+    with pytest.raises(InputFileError, match="is a folder"):
+        api.predict(run, tmp_path, tmp_path / "masks")
+    assert not (tmp_path / "masks").exists() and not (tmp_path / "out").exists()

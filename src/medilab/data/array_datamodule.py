@@ -34,7 +34,9 @@ class ArrayImageDataset(Dataset):
         transform: Transform | None = None,
         covariates: np.ndarray | None = None,
     ) -> None:
-        self.images = torch.from_numpy(np.ascontiguousarray(images))
+        images = np.ascontiguousarray(images)
+        # torch warns on read-only arrays (np.load, memory maps): hand it a writable copy
+        self.images = torch.from_numpy(images if images.flags.writeable else images.copy())
         self.labels = None if labels is None else torch.from_numpy(np.asarray(labels))
         self.covariates = None if covariates is None else torch.from_numpy(covariates)
         self.indices = torch.from_numpy(np.asarray(indices, dtype=np.int64))

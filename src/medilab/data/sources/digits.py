@@ -14,6 +14,7 @@ from medilab.data.digits import ImageArrays, load_sklearn_digits, read_mnist_idx
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.splits import training_splits
 from medilab.data.transforms import build_image_augmentation
+from medilab.errors import InputFileError
 
 
 class PixelCsvData(DataCommon):
@@ -57,6 +58,15 @@ def array_datamodule(
     )
 
 
+def check_pixel_table(path: Path) -> Path:
+    """``path`` when it is a CSV file; else say what a digits run predicts from."""
+    if path.is_dir() or path.suffix.lower() != ".csv":
+        what = "a folder" if path.is_dir() else f"a {path.suffix or 'suffix-less'} file"
+        raise InputFileError(path, f"is {what}; this run predicts from a pixel CSV laid out like "
+                             "its training table (pixel0..pixelN, no label column)")
+    return path
+
+
 @register_source
 class PixelCsvSource(DataSource):
     name = "pixel_csv"
@@ -70,7 +80,8 @@ class PixelCsvSource(DataSource):
 
     def read_unlabelled(self, config: ExperimentConfig, path: Path) -> ImageArrays:
         """A test table (pixels only) for a Kaggle submission."""
-        return read_pixel_csv(path, labelled=False, pixel_scale=config.data.pixel_scale)
+        return read_pixel_csv(check_pixel_table(path), labelled=False,
+                              pixel_scale=config.data.pixel_scale)
 
 
 @register_source
@@ -82,7 +93,7 @@ class SklearnDigitsSource(PixelCsvSource):
         return array_datamodule(config, load_sklearn_digits(), splits)
 
     def read_unlabelled(self, config: ExperimentConfig, path: Path) -> ImageArrays:
-        return read_pixel_csv(path, labelled=False, pixel_scale=255.0)
+        return read_pixel_csv(check_pixel_table(path), labelled=False, pixel_scale=255.0)
 
 
 @register_source
