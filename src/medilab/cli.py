@@ -103,12 +103,20 @@ def predict(
     probabilities: Annotated[
         bool, typer.Option(help="Segmentation: also write per-pixel foreground probabilities.")
     ] = False,
+    fov: Annotated[
+        Path | None, typer.Option(help="Segmentation: folder of field-of-view masks (default: "
+                                       "estimated from each image when the run used one).")
+    ] = None,
+    min_score: Annotated[
+        float, typer.Option(help="Detection: keep boxes scoring at least this.")
+    ] = 0.05,
 ) -> None:
     """Predict new data with a trained run (digits: submission CSV; segmentation: masks)."""
     from medilab import api
 
     written = api.predict(
-        run_dir, inputs, out, checkpoint=checkpoint, probabilities=probabilities
+        run_dir, inputs, out, checkpoint=checkpoint, probabilities=probabilities, fov=fov,
+        min_score=min_score,
     )
     typer.echo(f"wrote {written}")
 

@@ -25,6 +25,7 @@ from medilab.data import segmentation as seg_data
 from medilab.data.sources.masks import IMAGE_SUFFIXES
 from medilab.data.sources.segmentation_folder import SegmentationFolderData
 from medilab.errors import ConfigError, InputFileError
+from medilab.io.atomic import write_csv
 from medilab.io.images import write_png
 from medilab.models import create_model
 from medilab.models.registry import checkpoint_model_args
@@ -260,6 +261,30 @@ def middle(array: np.ndarray, spatial_dims: int) -> np.ndarray:
     return array[array.shape[0] // 2] if spatial_dims == 3 else array
 
 
+def _field_of_view(
+    path: Path, data: SegmentationFolderData, fov_dir: str | Path | None
+) -> tuple[np.ndarray, str]:
+    """The image's FOV mask from ``fov_dir`` (paired by the run's key rule), or estimated."""
+    from medilab.data.sources.loader import read_array
+    from medilab.data.sources.masks import key_function
+    from medilab.io.fov import estimate_fov
+
+    image = np.asarray(read_array(str(path)))
+    if fov_dir is not None:
+        key = key_function(data.key)
+        wanted = key(path.name)
+        for candidate in sorted(Path(fov_dir).iterdir()):
+            if candidate.is_file() and key(candidate.name) == wanted:
+                mask = np.asarray(read_array(str(candidate)))
+                mask = mask[..., 0] if mask.ndim == 3 else mask
+                if mask.shape != image.shape[:2]:
+                    raise InputFileError(candidate, f"FOV size {mask.shape} differs from "
+                                         f"{path.name} ({image.shape[:2]})")
+                return mask > 0, f"given: {candidate.name}"
+        raise InputFileError(Path(fov_dir), f"no FOV mask for {path.name}")
+    return estimate_fov(image), "estimated (threshold + largest component)"
+
+
 def _stem(path: Path) -> str:
     name = path.name
     return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else path.stem
@@ -394,10 +419,17 @@ class SegmentationFamily(TaskFamily):
     ) -> Path:
         """One mask per input image in ``out`` (``<stem>_mask.png``; volumes
         ``<stem>_mask.nii.gz``), plus ``<stem>_prob.png`` (16-bit foreground probability) with
-        ``probabilities=True``."""
+        ``probabilities=True``.
+
+        Runs trained with a field of view (DRIVE) blank predictions outside it, as the report
+        does: the FOV comes from ``fov=DIR`` (a mask per image, paired by the run's key rule)
+        or is estimated from the image (bright disc on black); ``fov.csv`` in ``out`` says
+        which per image."""
         assert isinstance(module, SegmentationModule)
         data = config.data
         assert isinstance(data, SegmentationFolderData)
+        uses_fov = bool(data.fov or (data.layout == "drive" and data.manifest is None))
+        fov_dir = options.get("fov")
         files = [inputs] if inputs.is_file() else sorted(
             p for p in inputs.iterdir()
             if p.is_file() and (p.suffix.lower() in IMAGE_SUFFIXES or _is_nifti(p))
@@ -405,13 +437,19 @@ class SegmentationFamily(TaskFamily):
         if not files:
             raise InputFileError(inputs, "no image files to predict")
         out.mkdir(parents=True, exist_ok=True)
+        fov_rows = []
         for path in files:
-            self._predict_one(module, data, path, out, bool(options.get("probabilities")))
+            fov, how = (_field_of_view(path, data, fov_dir) if uses_fov
+                        and module.spatial_dims == 2 else (None, "none"))
+            fov_rows.append({"image": path.name, "fov": how})
+            self._predict_one(module, data, path, out, bool(options.get("probabilities")), fov)
+        if uses_fov:
+            write_csv(pd.DataFrame(fov_rows), out / "fov.csv")
         return out
 
     def _predict_one(
         self, module: SegmentationModule, data: SegmentationFolderData, path: Path, out: Path,
-        probabilities: bool,
+        probabilities: bool, fov: np.ndarray | None = None,
     ) -> None:
         from medilab.io.reader import read_image
         from medilab.io.volumes import write_nifti
@@ -431,6 +469,9 @@ class SegmentationFamily(TaskFamily):
                 )
             probs.append(module.probabilities(image))
         prob = np.stack(probs, axis=1) if volume_in_2d else probs[0]
+        if fov is not None:  # nothing is foreground outside the field of view
+            prob = prob * fov
+            prob[0][~fov] = 1.0
         pred = mask_values(prob.argmax(axis=0), module.num_classes)
         stem = _stem(path)
         if _is_nifti(path) or pred.ndim == 3:  # volumes (any input format) → NIfTI
