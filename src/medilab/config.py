@@ -205,10 +205,12 @@ def validate_config(
 
 
 def check_data_paths(config: ExperimentConfig) -> None:
-    """Every file or folder the ``data`` section names exists; a missing one is a ConfigError
-    that says which key to override."""
+    """Every file or folder the ``data`` section names exists (as given, or under
+    ``data.root``); a missing one is a ConfigError that says which key to override."""
+    root = getattr(config.data, "root", None)
     for name, value in config.data:
-        if isinstance(value, Path) and not value.exists():
+        beside_root = isinstance(root, Path) and name != "root" and (root / str(value)).exists()
+        if isinstance(value, Path) and not value.exists() and not beside_root:
             raise ConfigError(f"data.{name}: {value} not found (point it at your data with "
                               f"-o data.{name}=PATH)")
 

@@ -15,13 +15,9 @@ from medilab import api
 from medilab.config import validate_config
 from medilab.errors import ConfigError, InputFileError
 from medilab.models import create_model
-from medilab.tasks.segmentation import (
-    SegmentationLoss,
-    SegmentationModule,
-    _pooled_dice,
-    image_scores,
-    pixel_auc,
-)
+from medilab.tasks.segmentation import SegmentationModule
+from medilab.tasks.segmentation_loss import SegmentationLoss
+from medilab.tasks.segmentation_metrics import _pooled_dice, image_scores, pixel_auc
 from segmentation_samples import circles_config, write_circles
 
 

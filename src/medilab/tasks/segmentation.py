@@ -1,6 +1,7 @@
-"""Semantic segmentation: loss (MONAI Dice / cross-entropy / both, inside the field of view),
-per-image Dice / IoU / pixel AUC / pixel error, sliding-window inference, evaluation with
-bootstrap intervals over images, mask and overlay PNGs, and prediction of new images."""
+"""Semantic segmentation: the LightningModule (random-patch training, sliding-window inference,
+mirror TTA) and the task family (scoring with bootstrap intervals over images, mask and overlay
+PNGs, prediction of new images). Loss, metrics and outputs live in the ``segmentation_*``
+modules beside this one."""
 
 from __future__ import annotations
 
@@ -12,13 +13,8 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
-from monai.losses import DiceLoss
-from monai.metrics import compute_dice, compute_iou
-from scipy import ndimage
 from torch import nn
-from torchmetrics.functional.classification import binary_auroc
 
 from medilab.config import ExperimentConfig
 from medilab.data import segmentation as seg_data
@@ -32,122 +28,22 @@ from medilab.models.registry import checkpoint_model_args
 from medilab.tasks.base import BaseModule, TaskFamily
 from medilab.tasks.bootstrap import bootstrap
 from medilab.tasks.registry import register_task
-
-MAX_AUC_PIXELS = 200_000
-EMPTY_MASK_NOTE = (
-    "Dice and IoU per image are computed inside the field of view; an image whose ground-truth "
-    "mask of a class is empty scores 1 for that class when the prediction is empty too, else 0 "
-    "(MONAI ignore_empty=False)."
+from medilab.tasks.segmentation_loss import SegmentationLoss
+from medilab.tasks.segmentation_metrics import (
+    EMPTY_MASK_NOTE,
+    MAX_AUC_PIXELS,
+    _finite_mean,
+    _pooled_dice,
+    image_scores,
 )
-
-
-# ----------------------------------------------------------------------------- loss
-class SegmentationLoss(nn.Module):
-    """``cross_entropy``, ``dice`` (MONAI DiceLoss on softmax probabilities, foreground classes,
-    pooled over the batch) or ``dice_ce`` (their sum, as MONAI's DiceCELoss), counting only
-    pixels where ``valid`` is 1. ``class_weights`` weight both terms. Targets are class indices
-    or, from soft-label augmentation, class probabilities."""
-
-    def __init__(self, name: str, num_classes: int, class_weights: list[float] | None = None):
-        super().__init__()
-        if class_weights is not None and len(class_weights) != num_classes:
-            raise ConfigError(
-                f"loss.class_weights: {len(class_weights)} weights for {num_classes} classes"
-            )
-        self.name = name
-        self.num_classes = num_classes
-        weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
-        self.register_buffer("weight", weight, persistent=False)
-        self.dice = DiceLoss(include_background=False, batch=True,
-                             weight=weight[1:] if weight is not None else None)
-
-    def cross_entropy(self, logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor):
-        pixel = F.cross_entropy(logits, target, weight=self.weight, reduction="none")
-        if self.weight is None:
-            norm = valid
-        elif target.is_floating_point():  # soft targets: the expected class weight
-            norm = torch.einsum("bc...,c->b...", target, self.weight) * valid
-        else:
-            norm = self.weight[target] * valid
-        return (pixel * valid).sum() / norm.sum().clamp_min(1e-8)
-
-    def dice_loss(self, logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor):
-        inside = valid.unsqueeze(1)
-        probs = torch.softmax(logits, dim=1) * inside
-        return self.dice(probs, self.one_hot(target).to(probs.dtype) * inside)
-
-    def one_hot(self, target: torch.Tensor) -> torch.Tensor:
-        """Class maps ``(B, *S)`` as one-hot ``(B, K, *S)``; soft targets pass through."""
-        if target.is_floating_point():
-            return target
-        return F.one_hot(target, self.num_classes).movedim(-1, 1)
-
-    def forward(
-        self, logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """``target``: class indices ``(B, *S)`` or class probabilities ``(B, K, *S)``."""
-        if valid is None:
-            valid = torch.ones((logits.shape[0], *logits.shape[2:]), dtype=logits.dtype,
-                               device=logits.device)
-        valid = valid.to(logits.dtype)
-        if self.name == "cross_entropy":
-            return self.cross_entropy(logits, target, valid)
-        if self.name == "dice":
-            return self.dice_loss(logits, target, valid)
-        return self.dice_loss(logits, target, valid) + self.cross_entropy(logits, target, valid)
-
-
-# ----------------------------------------------------------------------------- metrics
-def image_scores(
-    probs: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None,
-    with_auc: bool = True, seed: int = 0,
-) -> dict[str, float]:
-    """Scores of one image from class probabilities ``(K, *S)`` and class indices ``(*S)``:
-    ``dice``, ``iou`` (mean over foreground classes; also ``dice_<k>`` for K > 2),
-    ``pixel_error`` and, for binary tasks, ``auc`` (foreground probability, at most
-    ``MAX_AUC_PIXELS`` pixels sampled with ``seed``). Only pixels where ``valid`` > 0 count."""
-    num_classes = probs.shape[0]
-    inside = torch.ones_like(target, dtype=torch.bool) if valid is None else valid > 0
-    pred = probs.argmax(dim=0)
-    onehot_pred = F.one_hot(pred, num_classes).movedim(-1, 0)[None] * inside
-    onehot_true = F.one_hot(target, num_classes).movedim(-1, 0)[None] * inside
-    dice = compute_dice(onehot_pred, onehot_true, include_background=False, ignore_empty=False)[0]
-    iou = compute_iou(onehot_pred, onehot_true, include_background=False, ignore_empty=False)[0]
-    count = inside.sum().clamp_min(1)
-    scores = {
-        "dice": float(dice.mean()),
-        "iou": float(iou.mean()),
-        "pixel_error": float(((pred != target) & inside).sum() / count),
-    }
-    if num_classes > 2:
-        scores.update({f"dice_{k + 1}": float(v) for k, v in enumerate(dice)})
-        scores.update({f"iou_{k + 1}": float(v) for k, v in enumerate(iou)})
-    if with_auc and num_classes == 2:
-        scores["auc"] = pixel_auc(probs[1][inside], target[inside], seed)
-    return scores
-
-
-def pixel_auc(scores: torch.Tensor, target: torch.Tensor, seed: int = 0) -> float:
-    """Binary AUROC over pixels (a seeded sample of ``MAX_AUC_PIXELS`` when there are more);
-    NaN when only one class is present."""
-    if len(target) > MAX_AUC_PIXELS:
-        generator = torch.Generator().manual_seed(seed)
-        keep = torch.randperm(len(target), generator=generator)[:MAX_AUC_PIXELS]
-        scores, target = scores[keep], target[keep]
-    if target.min() == target.max():
-        return float("nan")
-    return float(binary_auroc(scores.float(), target.long()))
-
-
-def _finite_mean(values: np.ndarray) -> float:
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if len(finite) else float("nan")
-
-
-def _pooled_dice(counts: np.ndarray) -> float:
-    """Dice of the summed ``(tp, fp, fn)`` rows (one per image)."""
-    tp, fp, fn = counts.sum(axis=0)
-    return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 1.0
+from medilab.tasks.segmentation_outputs import (
+    _field_of_view,
+    _is_nifti,
+    _stem,
+    mask_values,
+    middle,
+    overlay,
+)
 
 
 # ----------------------------------------------------------------------------- module
@@ -230,68 +126,6 @@ def mirror_axes(
     chosen = range(spatial_dims) if spatial_axes is None else sorted(set(spatial_axes))
     axes = [axis + 2 for axis in chosen]
     return [combo for r in range(len(axes) + 1) for combo in itertools.combinations(axes, r)]
-
-
-# ----------------------------------------------------------------------------- outputs
-def mask_values(pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """Binary masks as 0 / 255, multi-class masks as class indices (uint8)."""
-    if num_classes == 2:
-        return (pred > 0).astype(np.uint8) * 255
-    return pred.astype(np.uint8)
-
-
-def overlay(display: np.ndarray, pred: np.ndarray, truth: np.ndarray | None) -> np.ndarray:
-    """RGB overlay on the grey image: predicted foreground tinted red, the ground truth
-    outlined in green just outside its border (so thin structures such as vessels stay
-    visible)."""
-    grey = display.astype(np.float32) / 255
-    if grey.ndim == 3:
-        grey = grey.mean(axis=-1)
-    base = np.repeat(grey[..., None], 3, axis=-1)
-    out = base.copy()
-    fg = pred > 0
-    out[fg] = 0.4 * base[fg] + 0.6 * np.array([1.0, 0.0, 0.0])
-    if truth is not None:
-        edge = ndimage.binary_dilation(truth > 0) & ~(truth > 0)
-        out[edge] = (0.0, 1.0, 0.0)
-    return (out * 255).round().astype(np.uint8)
-
-
-def middle(array: np.ndarray, spatial_dims: int) -> np.ndarray:
-    return array[array.shape[0] // 2] if spatial_dims == 3 else array
-
-
-def _field_of_view(
-    path: Path, data: SegmentationFolderData, fov_dir: str | Path | None
-) -> tuple[np.ndarray, str]:
-    """The image's FOV mask from ``fov_dir`` (paired by the run's key rule), or estimated."""
-    from medilab.data.sources.loader import read_array
-    from medilab.data.sources.masks import key_function
-    from medilab.io.fov import estimate_fov
-
-    image = np.asarray(read_array(str(path)))
-    if fov_dir is not None:
-        key = key_function(data.key)
-        wanted = key(path.name)
-        for candidate in sorted(Path(fov_dir).iterdir()):
-            if candidate.is_file() and key(candidate.name) == wanted:
-                mask = np.asarray(read_array(str(candidate)))
-                mask = mask[..., 0] if mask.ndim == 3 else mask
-                if mask.shape != image.shape[:2]:
-                    raise InputFileError(candidate, f"FOV size {mask.shape} differs from "
-                                         f"{path.name} ({image.shape[:2]})")
-                return mask > 0, f"given: {candidate.name}"
-        raise InputFileError(Path(fov_dir), f"no FOV mask for {path.name}")
-    return estimate_fov(image), "estimated (threshold + largest component)"
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else path.stem
-
-
-def _is_nifti(path: Path) -> bool:
-    return path.name.lower().endswith((".nii", ".nii.gz"))
 
 
 # ----------------------------------------------------------------------------- family
