@@ -319,15 +319,21 @@ def predict(
     run_dir: str | Path, inputs: str | Path, out: str | Path, checkpoint: str = "best",
     **options: Any,
 ) -> Path:
-    """Predict new inputs with a trained run; the task decides the output format."""
+    """Predict new inputs with a trained run; the task decides the output format.
+    ``engine="onnxruntime"`` runs the run's ONNX export instead of the PyTorch model."""
     run_dir = Path(run_dir)
     inputs = Path(inputs)
+    engine = options.pop("engine", "torch")
     if not inputs.exists():
         raise InputFileError(inputs, "not found")
     config = load_run_config(run_dir)
     family = get_task_family(config.task)
     module = load_module(run_dir, family, config, checkpoint)
     trainer = build_inference_trainer(config)
+    if engine != "torch":
+        from medilab.export import use_engine
+
+        module, trainer = use_engine(module, config, run_dir, engine)
     module.to(trainer.strategy.root_device)
     return family.predict(module, config, inputs, Path(out), trainer, **options)
 
