@@ -9,8 +9,8 @@ the fraction of the compute ceiling medilab's training reaches (model FLOPs coun
 ``torch.matmul`` GFLOP/s in the precision used, or ``--peak-tflops``); and peak RSS.
 
     .venv/bin/python benchmarks/throughput.py [--quick] [--only resnet50_224 ...]
-        [--device cpu|cuda] [--precision auto] [--batch N] [--steps N] [--threads N]
-        [--peak-tflops T] [--json FILE]
+        [--device cpu|cuda] [--precision auto] [--channels-last] [--batch N] [--steps N]
+        [--threads N] [--unet-depth D] [--unet-width W] [--peak-tflops T] [--json FILE]
 
 Models: ``resnet50_224`` and ``resnet50_64`` (ResNet-50 classification, 3 channels),
 ``unet_96`` (the Lab 4 DRIVE U-Net, green channel, 96² patches). ``--quick``: ResNet-18 at 32²
@@ -25,6 +25,7 @@ import resource
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ from medilab.run import ChannelsLast, build_inference_trainer, build_trainer
 from medilab.tasks.base import BaseModule
 from medilab.tasks.classification import ClassificationFamily
 from medilab.tasks.segmentation import SegmentationFamily
+
+warnings.filterwarnings("ignore", message=r".*no `val_dataloader`.*")  # training steps only
 
 COLUMNS = ("model", "precision", "batch", "train_medilab", "train_plain", "train_ratio",
            "infer_medilab", "infer_plain", "infer_ratio", "train_tflops", "ceiling_tflops",
@@ -80,7 +83,8 @@ def cases(args: argparse.Namespace) -> list[Case]:
 def experiment(case: Case, args: argparse.Namespace) -> ExperimentConfig:
     """A validated config for ``case``; its data is never read (batches are synthetic)."""
     trainer = {"accelerator": "gpu" if args.device == "cuda" else "cpu",
-               "precision": args.precision, "max_epochs": 1, "progress_bar": False,
+               "precision": args.precision, "channels_last": args.channels_last,
+               "max_epochs": 1, "progress_bar": False,
                "early_stopping": {"enabled": False}, "deterministic": False}
     if case.task == "classification":
         data: dict[str, Any] = {"source": "sklearn_digits", "batch_size": case.batch}
@@ -286,6 +290,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", nargs="+", help="model names to run")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--precision", default="auto", help="trainer.precision for medilab")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="trainer.channels_last (auto turns it on with bf16 anyway)")
     parser.add_argument("--batch", type=int, help="batch size (default per model)")
     parser.add_argument("--steps", type=int, help="timed steps (default 10, quick 2)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (default 2, quick 1)")
