@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -56,6 +58,9 @@ def test_onnx_export_of_a_classifier_matches_pytorch(digits_run):
     assert result.path == default_export_path(digits_run, "onnx") and result.path.is_file()
     assert result.max_abs_diff <= 1e-4
     assert result.inputs == {"image": ["batch", 1, 8, 8]}
+    assert result.checked_on == "validation samples"
+    assert json.loads(result.path.with_suffix(".json").read_text())["max_abs_diff"] == (
+        result.max_abs_diff)
     probs = torch.softmax(OnnxModel(result.path)(torch.zeros(3, 1, 8, 8)), dim=1)
     assert probs.shape == (3, 10)
     assert torch.allclose(probs.sum(1), torch.ones(3), atol=1e-5)
@@ -88,6 +93,7 @@ def test_torchscript_export_of_a_segmentation_model_through_the_cli(circles_run,
 def test_onnx_segmentation_export_has_dynamic_spatial_axes(circles_run):
     result = export(circles_run, "onnx")
     assert result.inputs == {"image": ["batch", 1, "height", "width"]}
+    assert result.checked_on == "random inputs"
     assert OnnxModel(result.path)(torch.zeros(2, 1, 48, 64)).shape == (2, 2, 48, 64)
 
 
@@ -116,3 +122,15 @@ def test_detection_runs_are_refused(monkeypatch, tmp_path):
                         lambda run_dir: SimpleNamespace(task="detection"))
     with pytest.raises(MedilabError, match="Faster R-CNN"):
         export(tmp_path, "onnx")
+
+
+def test_without_the_runs_data_the_check_uses_random_inputs(digits_run, tmp_path, monkeypatch):
+    import medilab.config
+    from medilab.errors import ConfigError
+
+    def missing(config):
+        raise ConfigError("data.train_csv: not found")
+
+    monkeypatch.setattr(medilab.config, "check_data_paths", missing)
+    result = export(digits_run, "torchscript", tmp_path / "model.pt")
+    assert result.checked_on == "random inputs" and result.max_abs_diff <= 1e-4

@@ -139,12 +139,13 @@ def export_command(
     ] = 1e-4,
 ) -> None:
     """Export a classification or segmentation model (ONNX for onnxruntime, or TorchScript),
-    checked against PyTorch on random inputs of the run's shape; refused above the tolerance."""
+    checked against PyTorch (classification: validation samples when the run's data is here,
+    else random inputs of the run's shape); refused, with no file left, above the tolerance."""
     from medilab import api
 
     result = api.export(run_dir, fmt, out, checkpoint=checkpoint, tolerance=tolerance)
-    typer.echo(f"max abs probability difference vs PyTorch: {result.max_abs_diff:.2e} "
-               f"(tolerance {result.tolerance:.0e})")
+    typer.echo(f"max abs probability difference vs PyTorch: {result.max_abs_diff:.2e} on "
+               f"{result.checked_on} (tolerance {result.tolerance:.0e})")
     typer.echo(f"wrote {result.path}")
 
 

@@ -38,6 +38,7 @@ class ExportResult:
     inputs: dict[str, list[int | str]]
     max_abs_diff: float
     tolerance: float
+    checked_on: str = "random inputs"
 
     def to_json(self) -> str:
         body = {**asdict(self), "path": str(self.path)}
@@ -86,8 +87,9 @@ def export_run(
             else:
                 torch.jit.save(torch.jit.trace(model, example), str(partial))
         exported = load_exported(partial, fmt)
-        diff = max_probability_difference(model, exported, sample_inputs(spec, CHECK_BATCH,
-                                                                          generator))
+        checked = validation_inputs(config, run_dir, spec) if not segmentation else None
+        diff = max_probability_difference(
+            model, exported, checked or sample_inputs(spec, CHECK_BATCH, generator))
         if segmentation:  # the spatial axes are dynamic: check a larger window too
             larger = {"image": [spec["image"][0], *(2 * int(d) for d in spec["image"][1:])]}
             diff = max(diff, max_probability_difference(model, exported,
@@ -107,7 +109,8 @@ def export_run(
     if segmentation:  # spatial axes of any size
         shapes["image"] = ["batch", spec["image"][0],
                            *SPATIAL_NAMES[-(len(spec["image"]) - 1):]]
-    result = ExportResult(path, fmt, shapes, diff, tolerance)
+    result = ExportResult(path, fmt, shapes, diff, tolerance,
+                          "validation samples" if checked else "random inputs")
     write_text(path.with_suffix(".json"), result.to_json())
     return result
 
@@ -126,6 +129,27 @@ def input_spec(module: nn.Module, run_dir: Path) -> dict[str, list[int | str]]:
     if covariates:
         spec["covariates"] = [int(covariates)]
     return spec
+
+
+def validation_inputs(
+    config: Any, run_dir: Path, spec: dict[str, Any], count: int = CHECK_BATCH
+) -> tuple[torch.Tensor, ...] | None:
+    """A few of the run's ``val`` samples as model inputs, or None when the run's data is not
+    reachable from here (then seeded random inputs are checked instead)."""
+    from medilab.config import check_data_paths
+    from medilab.data.splits import load_splits
+    from medilab.runfolder import SPLITS_FILE
+    from medilab.tasks.registry import get_task_family
+
+    try:
+        check_data_paths(config)
+        datamodule = get_task_family(config.task).build_datamodule(
+            config, load_splits(run_dir / SPLITS_FILE))
+        batch = next(iter(datamodule.loader("val")))
+    except (MedilabError, OSError, KeyError, StopIteration):
+        return None
+    inputs = tuple(batch[name][:count].float() for name in spec if name in batch)
+    return inputs if len(inputs) == len(spec) else None
 
 
 def sample_inputs(
