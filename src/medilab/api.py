@@ -92,6 +92,18 @@ def study(
     return run_study(study_file, out, overrides, evaluate=evaluate)
 
 
+def export(
+    run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = None,
+    checkpoint: str = "best", tolerance: float = 1e-4,
+) -> Any:
+    """Export a classification / segmentation run's model to ONNX or TorchScript (default
+    ``RUN/export/model.onnx`` / ``model.pt``) after a probability parity check against PyTorch;
+    returns an :class:`~medilab.export.ExportResult` (path, max_abs_diff)."""
+    from medilab.export import export_run
+
+    return export_run(run_dir, fmt, out, checkpoint=checkpoint, tolerance=tolerance)
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Build report.html (and its plots) from the run folder's files."""
     return build_report(Path(run_dir))

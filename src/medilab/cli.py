@@ -110,15 +110,43 @@ def predict(
     min_score: Annotated[
         float, typer.Option(help="Detection: keep boxes scoring at least this.")
     ] = 0.05,
+    engine: Annotated[
+        str, typer.Option(help="torch, or onnxruntime (classification: runs RUN/export/"
+                               "model.onnx written by `medilab export`).")
+    ] = "torch",
 ) -> None:
     """Predict new data with a trained run (digits: submission CSV; segmentation: masks)."""
     from medilab import api
 
     written = api.predict(
         run_dir, inputs, out, checkpoint=checkpoint, probabilities=probabilities, fov=fov,
-        min_score=min_score,
+        min_score=min_score, engine=engine,
     )
     typer.echo(f"wrote {written}")
+
+
+@app.command("export")
+def export_command(
+    run_dir: RunDir,
+    fmt: Annotated[str, typer.Option("--format", help="onnx or torchscript")] = "onnx",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="File to write (default RUN/export/model.onnx "
+                                                "or model.pt).")
+    ] = None,
+    checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
+    tolerance: Annotated[
+        float, typer.Option(help="Largest allowed probability difference from PyTorch.")
+    ] = 1e-4,
+) -> None:
+    """Export a classification or segmentation model (ONNX for onnxruntime, or TorchScript),
+    checked against PyTorch (classification: validation samples when the run's data is here,
+    else random inputs of the run's shape); refused, with no file left, above the tolerance."""
+    from medilab import api
+
+    result = api.export(run_dir, fmt, out, checkpoint=checkpoint, tolerance=tolerance)
+    typer.echo(f"max abs probability difference vs PyTorch: {result.max_abs_diff:.2e} on "
+               f"{result.checked_on} (tolerance {result.tolerance:.0e})")
+    typer.echo(f"wrote {result.path}")
 
 
 @app.command()

@@ -95,7 +95,9 @@ class TrainerConfig(Strict):
     devices: int | str | list[int] = 1
     strategy: str = "auto"
     num_nodes: int = Field(1, ge=1)
-    precision: str = "32-true"
+    # "auto": bf16-mixed + channels-last where the CPU/GPU computes bf16 natively (AMX,
+    # AVX512-BF16, Ampere+), else 32-true; or any Lightning precision ("32-true", "bf16-mixed")
+    precision: str = "auto"
     sync_batchnorm: bool = False  # several devices: BatchNorm statistics over all of them
     # 2D conv weights in channels-last layout: faster oneDNN/cuDNN kernels (≈20 % on CPU with bf16)
     channels_last: bool = False

@@ -26,6 +26,7 @@ from medilab.config import (
 )
 from medilab.data.splits import load_splits
 from medilab.errors import InputFileError, MedilabError
+from medilab.precision import precision_record, resolve_precision
 from medilab.runfolder import (
     SPLITS_FILE,
     checkpoint_path,
@@ -70,10 +71,14 @@ class ChannelsLast(cb.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         pl_module.to(memory_format=torch.channels_last)
 
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pl_module.to(memory_format=torch.channels_last)
+
 
 def build_trainer(config: ExperimentConfig, run_dir: Path, **overrides: Any) -> L.Trainer:
     """A Trainer with checkpoints (best + last), early stopping, loggers and devices from config."""
     tcfg = config.trainer
+    precision, channels_last = resolve_precision(config)
     best = cb.ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
@@ -95,7 +100,7 @@ def build_trainer(config: ExperimentConfig, run_dir: Path, **overrides: Any) -> 
                 min_delta=tcfg.early_stopping.min_delta,
             )
         )
-    if tcfg.channels_last:
+    if channels_last:
         callbacks.append(ChannelsLast())
     bar = tcfg.progress_bar and sys.stdout.isatty()
     if bar:
@@ -113,7 +118,7 @@ def build_trainer(config: ExperimentConfig, run_dir: Path, **overrides: Any) -> 
         "devices": tcfg.devices,
         "strategy": tcfg.strategy,
         "num_nodes": tcfg.num_nodes,
-        "precision": tcfg.precision,
+        "precision": precision,
         "sync_batchnorm": tcfg.sync_batchnorm,
         "deterministic": "warn" if tcfg.deterministic else False,
         "gradient_clip_val": tcfg.gradient_clip_val,
@@ -136,10 +141,12 @@ def build_inference_trainer(config: ExperimentConfig) -> L.Trainer:
     """A Trainer for ``Trainer.predict`` on the configured accelerator and precision, in one
     process (every held-out sample is scored exactly once)."""
     tcfg = config.trainer
+    precision, channels_last = resolve_precision(config)
     return L.Trainer(
         accelerator=tcfg.accelerator,
         devices=1,
-        precision=tcfg.precision,
+        precision=precision,
+        callbacks=[ChannelsLast()] if channels_last else None,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -202,7 +209,7 @@ def train(
     try:
         if not launched:
             write_run_files(run_dir, config, datamodule.splits, model_args)
-            write_status(run_dir, "running")
+            write_status(run_dir, "running", precision=precision_record(config))
         trainer = build_trainer(config, run_dir)
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last else None)
         if earlier_curves is not None and primary:
@@ -261,7 +268,7 @@ def _finish_status(run_dir: Path, trainer: L.Trainer, config: ExperimentConfig) 
         hint = ("--resume continues from the last epoch" if checkpoint_path(run_dir, "last")
                 .is_file() else "no epoch finished: train again into the same --run-dir")
         summary["next"] = hint
-    write_status(run_dir, state, training=summary)
+    write_status(run_dir, state, training=summary, precision=precision_record(config))
 
 
 def resolve_config(
@@ -312,15 +319,21 @@ def predict(
     run_dir: str | Path, inputs: str | Path, out: str | Path, checkpoint: str = "best",
     **options: Any,
 ) -> Path:
-    """Predict new inputs with a trained run; the task decides the output format."""
+    """Predict new inputs with a trained run; the task decides the output format.
+    ``engine="onnxruntime"`` runs the run's ONNX export instead of the PyTorch model."""
     run_dir = Path(run_dir)
     inputs = Path(inputs)
+    engine = options.pop("engine", "torch")
     if not inputs.exists():
         raise InputFileError(inputs, "not found")
     config = load_run_config(run_dir)
     family = get_task_family(config.task)
     module = load_module(run_dir, family, config, checkpoint)
     trainer = build_inference_trainer(config)
+    if engine != "torch":
+        from medilab.export import use_engine
+
+        module, trainer = use_engine(module, config, run_dir, engine)
     module.to(trainer.strategy.root_device)
     return family.predict(module, config, inputs, Path(out), trainer, **options)
 
