@@ -79,3 +79,17 @@ evaluation:
         encoding="utf-8",
     )
     return path
+
+
+@pytest.fixture(autouse=True)
+def fp32_unless_asked(monkeypatch):
+    """``trainer.precision: auto`` picks bf16 on CPUs with AMX: keep the suite's numbers the
+    same on every machine (tests of the choice itself pass a cpuinfo file or patch it)."""
+    from medilab import precision
+
+    real = precision.cpu_has_native_bf16
+
+    def no_native_bf16(cpuinfo=None):
+        return False if cpuinfo is None else real(cpuinfo)
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", no_native_bf16)
