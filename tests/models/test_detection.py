@@ -112,19 +112,15 @@ def test_weights_from_a_checkpoint_file(tmp_path: Path) -> None:
         fasterrcnn_small(weights=str(tmp_path / "missing.pth"))
 
 
-def test_coco_weights_come_from_the_hub_cache_only(tmp_path: Path) -> None:
-    previous = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path))
-    try:
-        with pytest.raises(WeightsUnavailableError, match="not available offline"):
-            fasterrcnn_mobilenet_v3_large_fpn(weights="coco")
-        coco = fasterrcnn_mobilenet_v3_large_fpn(num_classes=90)  # 91 outputs, like COCO
-        path = hub_file(FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1)
-        path.parent.mkdir(parents=True)
-        torch.save(coco.state_dict(), path)
-        model = fasterrcnn_mobilenet_v3_large_fpn(num_classes=1, in_channels=1, weights="coco")
-    finally:
-        torch.hub.set_dir(previous)
+def test_coco_weights_come_from_the_hub_cache_only(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # undone after the test
+    with pytest.raises(WeightsUnavailableError, match="not available offline"):
+        fasterrcnn_mobilenet_v3_large_fpn(weights="coco")
+    coco = fasterrcnn_mobilenet_v3_large_fpn(num_classes=90)  # 91 outputs, like COCO
+    path = hub_file(FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1)
+    path.parent.mkdir(parents=True)
+    torch.save(coco.state_dict(), path)
+    model = fasterrcnn_mobilenet_v3_large_fpn(num_classes=1, in_channels=1, weights="coco")
     key = "backbone.body.0.0.weight"
     assert torch.equal(model.state_dict()[key], coco.state_dict()[key])
     assert model.roi_heads.box_predictor.cls_score.out_features == 2  # new head
