@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -90,6 +91,23 @@ def test_train_evaluate_predict_explain(tmp_path):
 
     cams = api.explain(run, root / "new" / "a.png", tmp_path / "cams", "eigencam")
     assert Image.open(cams[0]).size == (128, 96)
+
+    # real CR DICOMs (MONOCHROME1 with VOI LUT, JPEG 2000): read, predicted, boxes on their grid
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    dicoms = tmp_path / "dicoms"
+    dicoms.mkdir()
+    for name in ("RG1_UNCR.dcm", "RG1_J2KR.dcm"):
+        (dicoms / name).write_bytes(Path(get_testdata_file(name)).read_bytes())
+    rows = pd.read_csv(api.predict(run, dicoms, tmp_path / "dcm.csv", min_score=0.0),
+                       keep_default_na=False)
+    assert set(rows["image"]) == {"RG1_UNCR.dcm", "RG1_J2KR.dcm"}
+    assert (rows["error"] == "").all()
+    shape = pydicom.dcmread(dicoms / "RG1_UNCR.dcm").pixel_array.shape
+    boxed = rows[rows["x2"] != ""]
+    assert (boxed["x2"].astype(float) <= shape[1]).all() and (
+        boxed["y2"].astype(float) <= shape[0]).all()
 
 
 def test_bad_boxes_and_missing_images_are_one_line_errors(tmp_path):
