@@ -27,7 +27,9 @@ from medilab.config import (
 from medilab.data.splits import load_splits
 from medilab.errors import InputFileError, MedilabError
 from medilab.runfolder import (
+    LOCK_FILE,
     SPLITS_FILE,
+    acquire_lock,
     checkpoint_path,
     default_run_dir,
     load_run_config,
@@ -35,12 +37,13 @@ from medilab.runfolder import (
     prepend_curves,
     read_curves,
     read_status,
+    release_lock,
     write_metrics,
     write_run_files,
     write_status,
 )
 from medilab.tasks.registry import get_task_family
-from medilab.trained import load_module
+from medilab.trained import load_module, read_checkpoint_state
 from medilab.training_summary import EpochLines, training_summary
 
 RUN_DIR_ENV = "MEDILAB_RUN_DIR"
@@ -173,6 +176,8 @@ def train(
         splits: pd.DataFrame | None = load_run_splits(run_dir)
         if not last.is_file():
             last = None  # stopped before the first epoch ended: start again in place
+        else:
+            read_checkpoint_state(last)  # refuses a file carrying pickled code before Lightning
     else:
         if config is None:
             raise MedilabError("give an experiment YAML, or --resume with --run-dir")
@@ -195,8 +200,14 @@ def train(
                                              and os.environ.get("RANK", "0") != "0")
     os.environ[RUN_DIR_ENV] = str(run_dir)
     created = not run_dir.exists()
-    if not (resume or launched):
-        _check_fresh_folder(run_dir)
+    if not launched:
+        acquire_lock(run_dir)  # a second training into this folder is refused
+    try:
+        if not (resume or launched):
+            _check_fresh_folder(run_dir)
+    except BaseException:
+        _release(run_dir, created)
+        raise
     earlier_curves = read_curves(run_dir) if resume and last else None
     primary = is_primary_process()
     try:
@@ -204,7 +215,8 @@ def train(
             write_run_files(run_dir, config, datamodule.splits, model_args)
             write_status(run_dir, "running")
         trainer = build_trainer(config, run_dir)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last else None)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last else None,
+                    weights_only=True)
         if earlier_curves is not None and primary:
             prepend_curves(run_dir, earlier_curves)
         if primary:
@@ -230,7 +242,15 @@ def train(
     finally:
         if not launched:
             os.environ.pop(RUN_DIR_ENV, None)
+            release_lock(run_dir)
     return run_dir
+
+
+def _release(run_dir: Path, created: bool) -> None:
+    """Give the run folder's lock back (and remove a folder made only to hold it)."""
+    release_lock(run_dir)
+    if created and run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
 
 
 def _externally_launched() -> bool:
@@ -242,12 +262,15 @@ def _externally_launched() -> bool:
 def _check_fresh_folder(run_dir: Path) -> None:
     """A new run needs an empty folder, or one whose earlier run stopped before any checkpoint
     (it is cleared and started again)."""
-    if not run_dir.exists() or not any(run_dir.iterdir()):
+    if not run_dir.exists() or not any(p.name != LOCK_FILE for p in run_dir.iterdir()):
         return
     status = read_status(run_dir) or {}
     has_checkpoint = checkpoint_path(run_dir, "last").is_file()
-    if status.get("state") in ("interrupted", "failed") and not has_checkpoint:
-        shutil.rmtree(run_dir)
+    # "running" here is a run whose process died (this process holds the folder's lock)
+    if status.get("state") in ("interrupted", "failed", "running") and not has_checkpoint:
+        for entry in run_dir.iterdir():
+            if entry.name != LOCK_FILE:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         return
     hint = "continue it with --resume" if has_checkpoint else "choose another --run-dir"
     raise MedilabError(f"{run_dir}: run folder exists and is not empty ({hint})")
