@@ -224,3 +224,40 @@ def test_ddp_extra_processes_do_not_take_the_lock(digits_config, tmp_path, monke
     monkeypatch.setenv(RUN_DIR_ENV, str(run))
     api.train(digits_config, ["trainer.max_epochs=1"], run_dir=run, evaluate_after=False)
     assert json.loads(lock.read_text())["pid"] == os.getppid()
+
+
+# ----------------------------------------------------------------------------- unfinished runs
+@pytest.mark.parametrize("state", ["running", "interrupted", "failed"])
+def test_report_and_compare_warn_on_unfinished_runs(trained_run, tmp_path, state):
+    from medilab.reports.compare import compare_runs
+    from medilab.reports.report import build_report
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    write_status(run, state, reason="disk full" if state == "failed" else None)
+    with pytest.warns(UserWarning, match=f"training is {state}") as caught:
+        build_report(run)
+    assert f"{run}: training is {state}" in str(caught[0].message)
+    with pytest.warns(UserWarning, match=f"{run}: training is {state}"):
+        compare_runs([trained_run, run], tmp_path / "compare.html")
+
+
+def test_report_of_a_finished_run_does_not_warn(trained_run, recwarn):
+    from medilab.reports.report import build_report
+    from medilab.runfolder import read_status
+
+    assert read_status(trained_run)["state"] == "finished"
+    build_report(trained_run)
+    assert not [w for w in recwarn if "training is" in str(w.message)]
+
+
+def test_cli_report_prints_one_warning_line(trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    write_status(run, "interrupted", reason="stopped by the user")
+    done = subprocess.run([sys.executable, "-m", "medilab.cli", "report", str(run)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "training is" in line]
+    assert lines == [f"warning: {run}: training is interrupted (stopped by the user); its "
+                     "results are from an unfinished run"]

@@ -204,3 +204,29 @@ def _not_zombie(pid: int) -> bool:
     except (OSError, IndexError):
         return True
     return fields[0] != "Z"
+
+
+UNFINISHED_STATES = ("running", "interrupted", "failed")
+
+
+def unfinished_notice(run_dir: Path) -> str | None:
+    """One line saying that the run's training did not finish (status.json ``running``,
+    ``interrupted`` or ``failed``), or None for a finished run or one without status.json."""
+    status = read_status(run_dir) or {}
+    state = status.get("state")
+    if state not in UNFINISHED_STATES:
+        return None
+    reason = status.get("reason")
+    detail = f" ({reason})" if isinstance(reason, str) and reason else ""
+    return (f"{run_dir}: training is {state}{detail}; its results are from an unfinished run"
+            .replace("\n", " "))
+
+
+def warn_if_unfinished(run_dir: Path) -> str | None:
+    """``warnings.warn`` the ``unfinished_notice`` of a run (if any) and return it."""
+    import warnings
+
+    notice = unfinished_notice(run_dir)
+    if notice:
+        warnings.warn(notice, UserWarning, stacklevel=3)
+    return notice
