@@ -261,3 +261,85 @@ def test_cli_report_prints_one_warning_line(trained_run, tmp_path):
     lines = [line for line in done.stderr.splitlines() if "training is" in line]
     assert lines == [f"warning: {run}: training is interrupted (stopped by the user); its "
                      "results are from an unfinished run"]
+
+
+# ----------------------------------------------------------------------------- kill -9, resume
+def write_resume_config(root: Path) -> Path:
+    from conftest import write_digits_csv
+
+    csv = write_digits_csv(root / "train.csv", n=600)
+    config = root / "resume.yaml"
+    config.write_text(
+        f"experiment: killed\nseed: 3\n"
+        f"data: {{source: pixel_csv, train_csv: {csv}, pixel_scale: 16, batch_size: 4}}\n"
+        "model: {name: simple_nn, kwargs: {hidden_sizes: [32], dropout: 0.2}}\n"
+        "optimizer: {name: adam, lr: 0.003}\n"
+        "trainer: {max_epochs: 4, progress_bar: false, deterministic: true,\n"
+        "          early_stopping: {enabled: false}}\n"
+        "evaluation: {bootstrap_samples: 20}\n", encoding="utf-8")
+    return config
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "medilab.cli", *args]
+
+
+def single_thread_env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def wait_for_loadable(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    """Until ``path`` holds a checkpoint torch can read (the first finished epoch)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "training ended before it could be killed"
+        if path.is_file():
+            try:
+                torch.load(path, map_location="cpu", weights_only=True)
+                return
+            except Exception:  # noqa: BLE001 - still being written
+                pass
+        time.sleep(0.02)
+    raise AssertionError(f"{path} did not appear in {timeout} s")
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_equals_an_uninterrupted_run(tmp_path):
+    import signal
+
+    import pandas as pd
+
+    config = write_resume_config(tmp_path)
+    whole = api.train(config, run_dir=tmp_path / "whole")  # one thread, like the CLI runs
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(cli("train", str(config), "--run-dir", str(killed)),
+                               env=single_thread_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        wait_for_loadable(killed / "checkpoints" / "last.ckpt", process)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    assert json.loads((killed / LOCK_FILE).read_text())["pid"] == process.pid
+    stopped_at = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)["epoch"]
+    assert stopped_at < 3, "the run finished before the kill"
+
+    done = subprocess.run(cli("train", "--run-dir", str(killed), "--resume"),
+                          env=single_thread_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert not (killed / LOCK_FILE).exists()
+
+    def val_losses(run: Path) -> pd.Series:
+        curves = pd.read_csv(run / "metrics.csv")
+        return curves.dropna(subset=["val/loss"]).set_index("epoch")["val/loss"]
+
+    pd.testing.assert_series_equal(val_losses(killed), val_losses(whole))
+    assert list(val_losses(whole).index) == [0, 1, 2, 3]
+    resumed = json.loads((killed / "metrics.json").read_text())["splits"]["val"]
+    uninterrupted = json.loads((whole / "metrics.json").read_text())["splits"]["val"]
+    assert resumed["accuracy"]["value"] == uninterrupted["accuracy"]["value"]
+    assert json.loads((killed / "status.json").read_text())["state"] == "finished"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch import callbacks as cb
@@ -74,6 +75,65 @@ class ChannelsLast(cb.Callback):
         pl_module.to(memory_format=torch.channels_last)
 
 
+class EpochSeeds(cb.Callback):
+    """Seed every training epoch from ``(seed, epoch)``: the shuffling order (the training
+    loader's generator and the global RNGs), dropout and augmentation then depend only on the
+    epoch, so a run resumed from ``last.ckpt`` trains exactly like an uninterrupted one.
+
+    The state for epoch ``e + 1`` is set when epoch ``e`` ends; for the first epoch of a fit
+    (0, or the resumed one) when the training loader is made, before Lightning iterates it.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.start_epoch = 0
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        """The epoch a resumed fit starts with (Lightning restores its own count later)."""
+        try:
+            progress = checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]
+            self.start_epoch = int(progress["processed"])
+        except (KeyError, TypeError, ValueError):
+            self.start_epoch = int(checkpoint.get("epoch", -1)) + 1
+
+    def epoch_seed(self, epoch: int) -> int:
+        return int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0])
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        datamodule = trainer.datamodule
+        if stage != "fit" or datamodule is None:
+            return
+        make_loader = datamodule.train_dataloader
+
+        def seeded_loader() -> Any:
+            loader = make_loader()
+            self.reseed(trainer, max(trainer.current_epoch, self.start_epoch), loader)
+            return loader
+
+        datamodule.train_dataloader = seeded_loader
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.reseed(trainer, trainer.current_epoch + 1, trainer.train_dataloader)
+
+    def reseed(self, trainer: L.Trainer, epoch: int, loaders: Any) -> None:
+        seed = self.epoch_seed(epoch)
+        L.seed_everything(seed, workers=True, verbose=False)
+        for loader in _flatten(loaders):
+            if getattr(loader, "generator", None) is not None:
+                loader.generator.manual_seed(seed)
+
+
+def _flatten(loaders: Any) -> list[Any]:
+    """The loaders of a loader, or of a list / dict of them."""
+    if isinstance(loaders, dict):
+        return [x for value in loaders.values() for x in _flatten(value)]
+    if isinstance(loaders, list | tuple):
+        return [x for value in loaders for x in _flatten(value)]
+    return [] if loaders is None else [loaders]
+
+
 def build_trainer(config: ExperimentConfig, run_dir: Path, **overrides: Any) -> L.Trainer:
     """A Trainer with checkpoints (best + last), early stopping, loggers and devices from config."""
     tcfg = config.trainer
@@ -88,7 +148,8 @@ def build_trainer(config: ExperimentConfig, run_dir: Path, **overrides: Any) -> 
     latest = cb.ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False
     )
-    callbacks: list[cb.Callback] = [best, latest, cb.LearningRateMonitor("epoch")]
+    callbacks: list[cb.Callback] = [best, latest, cb.LearningRateMonitor("epoch"),
+                                    EpochSeeds(config.seed)]
     if tcfg.early_stopping.enabled:
         callbacks.append(
             cb.EarlyStopping(
