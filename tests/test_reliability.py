@@ -17,7 +17,22 @@ import torch
 from medilab import api
 from medilab.errors import MedilabError
 from medilab.models.weights import read_state_dict
+from medilab.run import RUN_DIR_ENV
 from medilab.runfolder import LOCK_FILE, acquire_lock, release_lock, write_status
+
+
+def write_digits_csv(path: Path, n: int, labelled: bool = True) -> Path:
+    """The first ``n`` of scikit-learn's digits as a Kaggle-layout pixel CSV."""
+    import pandas as pd
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    frame = pd.DataFrame(digits.images[:n].reshape(n, -1).astype(int),
+                         columns=[f"pixel{i}" for i in range(64)])
+    if labelled:
+        frame.insert(0, "label", digits.target[:n])
+    frame.to_csv(path, index=False)
+    return path
 
 
 @pytest.fixture(autouse=True)
@@ -55,8 +70,6 @@ def assert_refused(call, marker: Path) -> str:
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> Path:
     """A one-epoch digits run (evaluated, so report and predictions exist)."""
-    from conftest import write_digits_csv
-
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("rel")
     csv = write_digits_csv(root / "train.csv", n=120)
@@ -93,8 +106,6 @@ def test_evaluate_last_refuses_pickled_code(poisoned_run):
 
 
 def test_predict_refuses_pickled_code(poisoned_run, tmp_path):
-    from conftest import write_digits_csv
-
     run, marker = poisoned_run
     test_csv = write_digits_csv(tmp_path / "test.csv", n=10, labelled=False)
     out = tmp_path / "submission.csv"
@@ -191,6 +202,17 @@ def test_second_training_into_a_locked_folder_is_refused(digits_config, tmp_path
     with pytest.raises(MedilabError, match="another training"):
         api.train(digits_config, run_dir=run)
     assert lock.exists() and [p.name for p in run.iterdir()] == [LOCK_FILE]
+    assert RUN_DIR_ENV not in os.environ  # a later run in this process is not a DDP process
+
+
+def test_refused_fresh_folder_leaves_no_lock(digits_config, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("someone else's")
+    with pytest.raises(MedilabError, match="not empty"):
+        api.train(digits_config, run_dir=run)
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+    assert RUN_DIR_ENV not in os.environ
 
 
 def test_training_takes_over_a_dead_lock_and_releases_it(digits_config, tmp_path):
@@ -217,8 +239,6 @@ def test_failed_training_releases_the_lock(digits_config, tmp_path, monkeypatch)
 def test_ddp_extra_processes_do_not_take_the_lock(digits_config, tmp_path, monkeypatch):
     """Lightning's launcher re-runs train in extra processes with MEDILAB_RUN_DIR set to the
     folder that rank 0 holds locked: they must not be refused by (or remove) that lock."""
-    from medilab.run import RUN_DIR_ENV
-
     run = tmp_path / "run"
     lock = write_lock(run, os.getppid())
     monkeypatch.setenv(RUN_DIR_ENV, str(run))
@@ -265,8 +285,6 @@ def test_cli_report_prints_one_warning_line(trained_run, tmp_path):
 
 # ----------------------------------------------------------------------------- kill -9, resume
 def write_resume_config(root: Path) -> Path:
-    from conftest import write_digits_csv
-
     csv = write_digits_csv(root / "train.csv", n=600)
     config = root / "resume.yaml"
     config.write_text(

@@ -262,13 +262,18 @@ def train(
     os.environ[RUN_DIR_ENV] = str(run_dir)
     created = not run_dir.exists()
     if not launched:
-        acquire_lock(run_dir)  # a second training into this folder is refused
-    try:
-        if not (resume or launched):
-            _check_fresh_folder(run_dir)
-    except BaseException:
-        _release(run_dir, created)
-        raise
+        try:
+            acquire_lock(run_dir)  # a second training into this folder is refused
+        except BaseException:
+            os.environ.pop(RUN_DIR_ENV, None)  # else a later run would pass as a DDP process
+            raise
+        try:
+            if not resume:
+                _check_fresh_folder(run_dir)
+        except BaseException:
+            os.environ.pop(RUN_DIR_ENV, None)
+            _release(run_dir, created)
+            raise
     earlier_curves = read_curves(run_dir) if resume and last else None
     primary = is_primary_process()
     try:
