@@ -35,7 +35,8 @@ def main() -> int:
         if chosen and seed.name not in chosen:
             continue
         outcomes: collections.Counter[str] = collections.Counter()
-        found: collections.Counter[str] = collections.Counter()
+        found: collections.Counter[str] = collections.Counter()  # by exception type
+        examples: dict[str, str] = {}
         start = time.perf_counter()
         for _ in range(args.cases):
             kind, data = random_mutation(seed, rng)
@@ -43,12 +44,14 @@ def main() -> int:
                 outcomes[check(seed, data, folder)] += 1
             except ReaderCrash as crash:
                 outcomes["crash"] += 1
-                found[f"{kind}: {crash}"] += 1
+                error = str(crash).split(": ")[1] if ": " in str(crash) else str(crash)
+                found[error] += 1
+                examples.setdefault(error, f"{kind}: {str(crash)[:160]}")
         seconds = time.perf_counter() - start
         print(f"{seed.name:<6} {args.cases} cases in {seconds:.1f} s: "
               + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())), flush=True)
-        for message, count in found.most_common():
-            print(f"    {count} x {message}")
+        for error, count in found.most_common():
+            print(f"    {count} x {error}, e.g. {examples[error]}")
         crashes += sum(found.values())
     print(f"crashes: {crashes}")
     return 1 if crashes else 0
