@@ -93,3 +93,46 @@ def fp32_unless_asked(monkeypatch):
         return False if cpuinfo is None else real(cpuinfo)
 
     monkeypatch.setattr(precision, "cpu_has_native_bf16", no_native_bf16)
+
+
+class NetworkBlocked(OSError):
+    """The suite tried to reach a host other than this machine."""
+
+
+def _is_local(address: object) -> bool:
+    """Loopback / this host's names, and every Unix socket (a path or bytes)."""
+    import ipaddress
+
+    if not isinstance(address, tuple):
+        return True  # AF_UNIX path
+    host = address[0]
+    if isinstance(host, bytes):
+        host = host.decode(errors="replace")
+    if host in ("localhost", "", "0.0.0.0", "::"):
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False  # another host name: resolving it would already use the network
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_network():
+    """Training, evaluation and prediction never phone home: connections to anything but this
+    machine fail for the whole suite (DDP on localhost still works)."""
+    import socket
+
+    connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def guarded(method):
+        def call(self, address, *args, **kwargs):
+            if not _is_local(address):
+                raise NetworkBlocked(f"test suite is offline: connection to {address!r} blocked")
+            return method(self, address, *args, **kwargs)
+
+        return call
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", guarded(connect))
+        patch.setattr(socket.socket, "connect_ex", guarded(connect_ex))
+        yield

@@ -443,12 +443,24 @@ def version() -> None:
     typer.echo(package_version("medilab"))
 
 
+def one_line_warnings() -> None:
+    """Print warnings as ``warning: <message>``, one line on stderr (no source location)."""
+
+    def format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+        text = " ".join(str(message).split())
+        return f"warning: {text}\n"
+
+    warnings.formatwarning = format_warning
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one-line errors with exit code 2; ``--debug`` shows the traceback."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("MEDILAB_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
     command = typer.main.get_command(app)
+    if not debug:
+        one_line_warnings()
     try:
         command.main(args=args, prog_name="medilab")  # click handles usage errors (exit 2)
     except MedilabError as exc:

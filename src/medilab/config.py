@@ -234,6 +234,10 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({_first_line(str(exc))})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid YAML (not UTF-8 text)") from None
+    except (ValueError, RecursionError) as exc:  # e.g. a 5000-digit number, deep nesting
+        raise ConfigError(f"{path}: not valid YAML ({type(exc).__name__})") from None
     if raw is None:
         raise ConfigError(f"{path}: the config file is empty")
     if not isinstance(raw, dict):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch import callbacks as cb
@@ -28,7 +29,9 @@ from medilab.data.splits import load_splits
 from medilab.errors import InputFileError, MedilabError
 from medilab.precision import precision_record, resolve_precision
 from medilab.runfolder import (
+    LOCK_FILE,
     SPLITS_FILE,
+    acquire_lock,
     checkpoint_path,
     default_run_dir,
     load_run_config,
@@ -36,12 +39,13 @@ from medilab.runfolder import (
     prepend_curves,
     read_curves,
     read_status,
+    release_lock,
     write_metrics,
     write_run_files,
     write_status,
 )
 from medilab.tasks.registry import get_task_family
-from medilab.trained import load_module
+from medilab.trained import load_module, read_checkpoint_state
 from medilab.training_summary import EpochLines, training_summary
 
 RUN_DIR_ENV = "MEDILAB_RUN_DIR"
@@ -75,6 +79,65 @@ class ChannelsLast(cb.Callback):
         pl_module.to(memory_format=torch.channels_last)
 
 
+class EpochSeeds(cb.Callback):
+    """Seed every training epoch from ``(seed, epoch)``: the shuffling order (the training
+    loader's generator and the global RNGs), dropout and augmentation then depend only on the
+    epoch, so a run resumed from ``last.ckpt`` trains exactly like an uninterrupted one.
+
+    The state for epoch ``e + 1`` is set when epoch ``e`` ends; for the first epoch of a fit
+    (0, or the resumed one) when the training loader is made, before Lightning iterates it.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.start_epoch = 0
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        """The epoch a resumed fit starts with (Lightning restores its own count later)."""
+        try:
+            progress = checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]
+            self.start_epoch = int(progress["processed"])
+        except (KeyError, TypeError, ValueError):
+            self.start_epoch = int(checkpoint.get("epoch", -1)) + 1
+
+    def epoch_seed(self, epoch: int) -> int:
+        return int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0])
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        datamodule = trainer.datamodule
+        if stage != "fit" or datamodule is None:
+            return
+        make_loader = datamodule.train_dataloader
+
+        def seeded_loader() -> Any:
+            loader = make_loader()
+            self.reseed(trainer, max(trainer.current_epoch, self.start_epoch), loader)
+            return loader
+
+        datamodule.train_dataloader = seeded_loader
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.reseed(trainer, trainer.current_epoch + 1, trainer.train_dataloader)
+
+    def reseed(self, trainer: L.Trainer, epoch: int, loaders: Any) -> None:
+        seed = self.epoch_seed(epoch)
+        L.seed_everything(seed, workers=True, verbose=False)
+        for loader in _flatten(loaders):
+            if getattr(loader, "generator", None) is not None:
+                loader.generator.manual_seed(seed)
+
+
+def _flatten(loaders: Any) -> list[Any]:
+    """The loaders of a loader, or of a list / dict of them."""
+    if isinstance(loaders, dict):
+        return [x for value in loaders.values() for x in _flatten(value)]
+    if isinstance(loaders, list | tuple):
+        return [x for value in loaders for x in _flatten(value)]
+    return [] if loaders is None else [loaders]
+
+
 def build_trainer(config: ExperimentConfig, run_dir: Path, **overrides: Any) -> L.Trainer:
     """A Trainer with checkpoints (best + last), early stopping, loggers and devices from config."""
     tcfg = config.trainer
@@ -90,7 +153,8 @@ def build_trainer(config: ExperimentConfig, run_dir: Path, **overrides: Any) -> 
     latest = cb.ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False
     )
-    callbacks: list[cb.Callback] = [best, latest, cb.LearningRateMonitor("epoch")]
+    callbacks: list[cb.Callback] = [best, latest, cb.LearningRateMonitor("epoch"),
+                                    EpochSeeds(config.seed)]
     if tcfg.early_stopping.enabled:
         callbacks.append(
             cb.EarlyStopping(
@@ -180,6 +244,8 @@ def train(
         splits: pd.DataFrame | None = load_run_splits(run_dir)
         if not last.is_file():
             last = None  # stopped before the first epoch ended: start again in place
+        else:
+            read_checkpoint_state(last)  # refuses a file carrying pickled code before Lightning
     else:
         if config is None:
             raise MedilabError("give an experiment YAML, or --resume with --run-dir")
@@ -202,8 +268,19 @@ def train(
                                              and os.environ.get("RANK", "0") != "0")
     os.environ[RUN_DIR_ENV] = str(run_dir)
     created = not run_dir.exists()
-    if not (resume or launched):
-        _check_fresh_folder(run_dir)
+    if not launched:
+        try:
+            acquire_lock(run_dir)  # a second training into this folder is refused
+        except BaseException:
+            os.environ.pop(RUN_DIR_ENV, None)  # else a later run would pass as a DDP process
+            raise
+        try:
+            if not resume:
+                _check_fresh_folder(run_dir)
+        except BaseException:
+            os.environ.pop(RUN_DIR_ENV, None)
+            _release(run_dir, created)
+            raise
     earlier_curves = read_curves(run_dir) if resume and last else None
     primary = is_primary_process()
     try:
@@ -211,7 +288,8 @@ def train(
             write_run_files(run_dir, config, datamodule.splits, model_args)
             write_status(run_dir, "running", precision=precision_record(config))
         trainer = build_trainer(config, run_dir)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last else None)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last else None,
+                    weights_only=True)
         if earlier_curves is not None and primary:
             prepend_curves(run_dir, earlier_curves)
         if primary:
@@ -237,7 +315,15 @@ def train(
     finally:
         if not launched:
             os.environ.pop(RUN_DIR_ENV, None)
+            release_lock(run_dir)
     return run_dir
+
+
+def _release(run_dir: Path, created: bool) -> None:
+    """Give the run folder's lock back (and remove a folder made only to hold it)."""
+    release_lock(run_dir)
+    if created and run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
 
 
 def _externally_launched() -> bool:
@@ -249,12 +335,15 @@ def _externally_launched() -> bool:
 def _check_fresh_folder(run_dir: Path) -> None:
     """A new run needs an empty folder, or one whose earlier run stopped before any checkpoint
     (it is cleared and started again)."""
-    if not run_dir.exists() or not any(run_dir.iterdir()):
+    if not run_dir.exists() or not any(p.name != LOCK_FILE for p in run_dir.iterdir()):
         return
     status = read_status(run_dir) or {}
     has_checkpoint = checkpoint_path(run_dir, "last").is_file()
-    if status.get("state") in ("interrupted", "failed") and not has_checkpoint:
-        shutil.rmtree(run_dir)
+    # "running" here is a run whose process died (this process holds the folder's lock)
+    if status.get("state") in ("interrupted", "failed", "running") and not has_checkpoint:
+        for entry in run_dir.iterdir():
+            if entry.name != LOCK_FILE:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         return
     hint = "continue it with --resume" if has_checkpoint else "choose another --run-dir"
     raise MedilabError(f"{run_dir}: run folder exists and is not empty ({hint})")

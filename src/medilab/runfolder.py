@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from medilab.config import (
     validate_config,
 )
 from medilab.data.splits import load_splits
-from medilab.errors import InputFileError
+from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_text
 
 CONFIG_FILE = "config.yaml"
@@ -131,3 +133,100 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
         return None
+
+
+LOCK_FILE = "lock"
+
+
+def acquire_lock(run_dir: Path) -> Path:
+    """Create ``run_dir/lock`` (pid and host of this process) atomically, so that a second
+    training into the same folder is refused. A lock left by a process that is gone (same host,
+    pid not alive) is taken over; a live one raises ``MedilabError`` naming its holder."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK_FILE
+    body = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n"
+    for _ in range(3):
+        try:
+            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            holder = _read_lock(path)
+            if holder is not None and _holder_alive(holder):
+                raise MedilabError(
+                    f"{run_dir}: another training (pid {holder['pid']} on {holder['host']}) is "
+                    f"writing this run folder; wait for it or remove {path} if it is gone"
+                ) from None
+            path.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(body)
+        return path
+    raise MedilabError(f"{path}: could not take the run folder's lock (another process races)")
+
+
+def release_lock(run_dir: Path) -> None:
+    """Remove ``run_dir/lock`` when this process holds it."""
+    path = run_dir / LOCK_FILE
+    holder = _read_lock(path)
+    if holder is not None and holder.get("pid") == os.getpid():
+        path.unlink(missing_ok=True)
+
+
+def _read_lock(path: Path) -> dict[str, Any] | None:
+    """The lock's holder, or None for a missing or unreadable lock (treated as stale)."""
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(holder, dict) or not isinstance(holder.get("pid"), int):
+        return None
+    return holder
+
+
+def _holder_alive(holder: dict[str, Any]) -> bool:
+    """Whether the lock's process still runs; on another host it is assumed to."""
+    if holder.get("host") != socket.gethostname():
+        return True
+    if holder["pid"] == os.getpid():
+        return True
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by another user
+    return _not_zombie(holder["pid"])
+
+
+def _not_zombie(pid: int) -> bool:
+    """False for a process that has exited but not been reaped (Linux /proc); else True."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return True
+    return fields[0] != "Z"
+
+
+UNFINISHED_STATES = ("running", "interrupted", "failed")
+
+
+def unfinished_notice(run_dir: Path) -> str | None:
+    """One line saying that the run's training did not finish (status.json ``running``,
+    ``interrupted`` or ``failed``), or None for a finished run or one without status.json."""
+    status = read_status(run_dir) or {}
+    state = status.get("state")
+    if state not in UNFINISHED_STATES:
+        return None
+    reason = status.get("reason")
+    detail = f" ({reason})" if isinstance(reason, str) and reason else ""
+    return (f"{run_dir}: training is {state}{detail}; its results are from an unfinished run"
+            .replace("\n", " "))
+
+
+def warn_if_unfinished(run_dir: Path) -> str | None:
+    """``warnings.warn`` the ``unfinished_notice`` of a run (if any) and return it."""
+    import warnings
+
+    notice = unfinished_notice(run_dir)
+    if notice:
+        warnings.warn(notice, UserWarning, stacklevel=3)
+    return notice

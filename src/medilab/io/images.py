@@ -61,7 +61,8 @@ def read_raster(path: str | os.PathLike[str]) -> ImageData:
                 meta["frames"] = getattr(image, "n_frames", 1)
                 first = next(iter(ImageSequence.Iterator(image)))
                 array = _pil_to_array(first)
-    except (OSError, ValueError, SyntaxError) as exc:
+    except Exception as exc:  # noqa: BLE001 - Pillow / tifffile raise many types on bad files
+        # (OSError, SyntaxError, DecompressionBombError for a huge declared size, MemoryError)
         kind = str(meta["format"]).upper()
         raise InputFileError(path, f"not a readable {kind} image ({one_line(exc)})") from None
     meta["is_volume"] = False

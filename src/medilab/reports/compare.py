@@ -38,6 +38,7 @@ from medilab.reports.runfiles import (
     require_run_dir,
     split_metrics,
 )
+from medilab.runfolder import warn_if_unfinished
 
 MAIN_METRICS = ("auroc", "auc", "f1_macro", "accuracy", "balanced_accuracy", "dice", "iou",
                 "map_50", "map50", "map")
@@ -177,6 +178,7 @@ def _summaries(run_dirs: list[tuple[Path, Path | None]] | list[Path],
     for item in run_dirs:
         given, crossval = item if isinstance(item, tuple) else (item, None)
         run_dir = require_run_dir(given)
+        warn_if_unfinished(run_dir)
         metrics = read_metrics_json(run_dir, required=True) or {}
         config = read_config(run_dir) or {}
         model = metrics.get("model") or (config.get("model") or {}).get("name") or "–"

@@ -32,6 +32,7 @@ from medilab.reports.runfiles import (
     require_run_dir,
     split_metrics,
 )
+from medilab.runfolder import warn_if_unfinished
 
 GALLERY_CAP = 24
 CASES = 3
@@ -113,6 +114,7 @@ def build_report(run_dir: Path) -> Path:
     worst cases), ``config.yaml`` (summary and full text) and every PNG under ``plots/``.
     """
     run_dir = require_run_dir(run_dir)
+    warn_if_unfinished(run_dir)
     metrics = read_metrics_json(run_dir) or {}
     config = read_config(run_dir) or {}
     task = metrics.get("task") or config.get("task")

@@ -1,0 +1,180 @@
+"""PHI audit end to end: DICOMs with known identifiers go through ``dicom convert``, an
+image_table built from its manifest, train, evaluate, predict, report and compare; no output
+file (CSV, JSON, YAML, HTML, PNG text chunks, checkpoints, logs) holds any identifier."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+PATIENTS = 6
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def identifiers(patient: int) -> dict[str, str]:
+    """Distinctive values (no chance matches in binary data) for one patient."""
+    return {
+        "PatientName": f"Zyxwar{patient}^Quolbert",
+        "PatientID": f"PIDQ77{patient}899",
+        "PatientBirthDate": f"1961020{patient}",
+        "AccessionNumber": f"ACCX44{patient}566",
+        "InstitutionName": "Bramblewick Infirmary",
+        "ReferringPhysicianName": "Pengrove^Thaddeus",
+        "StudyDate": f"2019031{patient}",
+        "SeriesDate": f"2019041{patient}",
+        "AcquisitionDate": f"2019051{patient}",
+        "StudyInstanceUID": f"1.2.826.0.1.3680043.99.4455.{patient}1",
+        "SeriesInstanceUID": f"1.2.826.0.1.3680043.99.4455.{patient}2",
+    }
+
+
+def write_dicom(path: Path, patient: int, image: int, bright: bool) -> None:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+
+    sop = f"1.2.826.0.1.3680043.99.4455.{patient}3.{image}"
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = sop
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    for keyword, value in identifiers(patient).items():
+        setattr(ds, keyword, value)
+    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, sop
+    ds.Modality, ds.PatientSex, ds.PatientAge = "OT", "F", "058Y"
+    rng = np.random.default_rng(patient * 10 + image)
+    pixels = rng.integers(0, 300, (32, 32)).astype(np.uint16)
+    if bright:
+        pixels[10:22, 10:22] = 3000
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = pixels.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def phi_values() -> list[str]:
+    """Every identifier as written, its name parts and dates in ISO form."""
+    values: set[str] = set()
+    for patient in range(PATIENTS):
+        for value in identifiers(patient).values():
+            values.add(value)
+            values.update(part for part in value.split("^") if len(part) >= 6)
+            if re.fullmatch(r"\d{8}", value):
+                values.add(f"{value[:4]}-{value[4:6]}-{value[6:]}")
+        values.add(f"1.2.826.0.1.3680043.99.4455.{patient}3")  # SOP instance UIDs
+    return sorted(values)
+
+
+def texts_of(path: Path) -> list[str]:
+    """What a file holds as text: its bytes, PNG text chunks (also of PNGs embedded in HTML)
+    and the non-tensor content of checkpoints."""
+    raw = path.read_bytes()
+    texts = [raw.decode("latin-1")]
+    if path.suffix == ".png":
+        texts += png_text(raw)
+    if path.suffix == ".html":
+        for encoded in re.findall(rb"data:image/png;base64,([A-Za-z0-9+/=]+)", raw):
+            texts += png_text(base64.b64decode(encoded))
+    if path.suffix == ".ckpt":
+        texts.append(repr(strip_tensors(torch.load(path, map_location="cpu",
+                                                   weights_only=True))))
+    return texts
+
+
+def png_text(data: bytes) -> list[str]:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return [f"{k}={v}" for k, v in {**image.info, **getattr(image, "text", {})}.items()]
+
+
+def strip_tensors(value: object) -> object:
+    if isinstance(value, dict):
+        return {str(k): strip_tensors(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strip_tensors(v) for v in value]
+    return "<tensor>" if isinstance(value, torch.Tensor) else value
+
+
+def test_no_identifier_reaches_any_output(tmp_path, capsys):
+    from typer.testing import CliRunner
+
+    from medilab import api
+    from medilab.cli import app
+    from medilab.config import validate_config
+    from medilab.reports.compare import compare_runs
+
+    source, converted = tmp_path / "dicom", tmp_path / "converted"
+    labels = {}
+    for patient in range(PATIENTS):
+        for image in range(2):
+            bright = (patient + image) % 2 == 1
+            name = f"case{patient}{image}.dcm"
+            write_dicom(source / name, patient, image, bright)
+            labels[name] = "finding" if bright else "none"
+    convert = CliRunner().invoke(app, ["dicom", "convert", str(source), str(converted),
+                                       "--salt", "audit-salt"])
+    assert convert.exit_code == 0, convert.output
+
+    manifest = pd.read_csv(converted / "manifest.csv", dtype=str)
+    assert len(manifest) == 2 * PATIENTS and manifest["patient_key"].nunique() == PATIENTS
+    table = pd.DataFrame({"image": manifest["output"], "patient_id": manifest["patient_key"],
+                          "label": [labels[Path(s).name] for s in manifest["source"]]})
+    table.to_csv(converted / "metadata.csv", index=False)
+    config = validate_config({
+        "experiment": "phi_audit", "task": "classification", "seed": 2,
+        "data": {"source": "image_table", "root": str(converted), "batch_size": 4,
+                 "val_fraction": 0.34},
+        "model": {"name": "convnet", "kwargs": {"widths": [4], "convs": 1}},
+        "trainer": {"max_epochs": 1, "progress_bar": False},
+        "evaluation": {"bootstrap_samples": 10},
+    })
+    run = api.train(config, run_dir=tmp_path / "run")
+    api.evaluate(run)
+    table.drop(columns=["label"]).to_csv(converted / "new.csv", index=False)
+    predictions = api.predict(run, converted / "new.csv", tmp_path / "predictions.csv")
+    api.write_report(run)
+    compare_runs([run], tmp_path / "compare" / "compare.html")
+    printed = capsys.readouterr()
+
+    outputs = [p for folder in (converted, run, tmp_path / "compare") for p in folder.rglob("*")
+               if p.is_file()] + [predictions]
+    assert {p.suffix for p in outputs} >= {".csv", ".json", ".yaml", ".html", ".png", ".ckpt"}
+    hits = [(str(p.relative_to(tmp_path)), value) for p in outputs for text in texts_of(p)
+            for value in phi_values() if value in text]
+    hits += [("printed output", v) for v in phi_values()
+             if v in printed.out + printed.err + convert.output]
+    assert hits == []
+
+
+def test_the_audit_finds_identifiers_where_they_are(tmp_path):
+    """The scan is live: a DICOM itself, a text file and a PNG text chunk are caught."""
+    from PIL import Image, PngImagePlugin
+
+    write_dicom(tmp_path / "a.dcm", 1, 0, True)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", identifiers(2)["PatientName"])
+    Image.new("L", (4, 4)).save(tmp_path / "b.png", pnginfo=info)
+    (tmp_path / "c.csv").write_text(f"id\n{identifiers(3)['AccessionNumber']}\n")
+    found = {p.name for p in tmp_path.iterdir() for text in texts_of(p)
+             if any(v in text for v in phi_values())}
+    assert found == {"a.dcm", "b.png", "c.csv"}
