@@ -30,7 +30,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
-    from conftest import write_digits_csv
+    from digits_samples import write_digits_csv
 
     root = tmp_path_factory.mktemp("digits")
     csv = write_digits_csv(root / "train.csv", n=120)
@@ -67,7 +67,7 @@ def test_onnx_export_of_a_classifier_matches_pytorch(digits_run):
 
 
 def test_predict_on_onnxruntime_writes_the_same_columns(digits_run, tmp_path):
-    from conftest import write_digits_csv
+    from digits_samples import write_digits_csv
 
     export(digits_run, "onnx")
     inputs = write_digits_csv(tmp_path / "test.csv", n=40, labelled=False, seed=3)
