@@ -75,6 +75,8 @@ def test_train_evaluate_predict_explain(tmp_path):
     val = metrics["splits"]["val"]
     assert {"map", "ap50", "ap40", "recall50@100", "froc_mean", "image_auroc"} <= set(val)
     assert (run / "curves_val.json").is_file()
+    assert (run / "plots" / "val_detection_curves.png").is_file()  # PR, FROC, image scores
+    assert "val_detection_curves.png" in (run / "report.html").read_text()
     frame = pd.read_csv(run / "predictions_val.csv")
     assert list(frame.columns) == ["image", "label", "score", "x1", "y1", "x2", "y2"]
 

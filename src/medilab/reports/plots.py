@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -518,4 +519,33 @@ def plot_metric_bars(
         ax.set_xlim(0, 1.12)
     ax.set_title(f"{metric} with 95% interval")
     ax.grid(axis="x", alpha=0.3)
+    return _save(fig, out)
+
+
+def plot_detection_curves(curves: Mapping[str, Any], out: Path, title: str = "") -> Path | None:
+    """PR curves per class (IoU 0.5), the FROC curve, and the top box score of images with and
+    without ground-truth boxes, side by side, from a detection run's ``curves_<split>.json``."""
+    fig = Figure(figsize=(13.5, 4.2), layout="constrained")
+    pr_ax, froc_ax, hist_ax = fig.subplots(1, 3)
+    for name, curve in (curves.get("pr") or {}).items():
+        pr_ax.plot(curve["recall"], curve["precision"], label=str(name))
+    pr_ax.set(xlabel="recall", ylabel="precision", title=f"{title} PR (IoU 0.5)".strip(),
+              xlim=(0, 1), ylim=(0, 1.02))
+    if curves.get("pr"):
+        pr_ax.legend(fontsize="small")
+    froc = curves.get("froc") or {}
+    if froc.get("fp_per_image"):
+        froc_ax.plot(froc["fp_per_image"], froc["sensitivity"], marker=".")
+        froc_ax.set_xscale("symlog", linthresh=0.125)
+    froc_ax.set(xlabel="false positives per image", ylabel="sensitivity", ylim=(0, 1.02),
+                title=f"{title} FROC".strip())
+    scores = curves.get("image_scores") or {}
+    if scores.get("score"):
+        values = np.asarray(scores["score"], float)
+        positive = np.asarray(scores["positive"], bool)
+        bins = np.linspace(0, 1, 21)
+        hist_ax.hist(values[~positive], bins=bins, alpha=0.6, label="no box (healthy)")
+        hist_ax.hist(values[positive], bins=bins, alpha=0.6, label="with boxes")
+        hist_ax.legend(fontsize="small")
+    hist_ax.set(xlabel="top box score", ylabel="images", title=f"{title} image scores".strip())
     return _save(fig, out)

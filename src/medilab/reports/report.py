@@ -101,8 +101,17 @@ def make_run_plots(run_dir: Path, task: str | None = None,
                 (f"{split}: calibration", plots.plot_calibration(
                     frame, out / f"{split}_calibration.png", class_names, title=split)),
             ]
-        made.append((f"{split}: per-image scores", plots.plot_score_distribution(
-            frame, out / f"{split}_scores.png", title=split)))
+        if task != "detection":
+            made.append((f"{split}: per-image scores", plots.plot_score_distribution(
+                frame, out / f"{split}_scores.png", title=split)))
+    for path in sorted(run_dir.glob("curves_*.json")):  # detection: PR, FROC, image scores
+        split = path.stem.removeprefix("curves_")
+        try:
+            curves = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            continue
+        made.append((f"{split}: PR, FROC and image scores", plots.plot_detection_curves(
+            curves, out / f"{split}_detection_curves.png", title=split)))
     return [(title, path) for title, path in made if path is not None]
 
 
