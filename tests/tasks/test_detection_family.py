@@ -74,6 +74,7 @@ def test_train_evaluate_predict_explain(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     val = metrics["splits"]["val"]
     assert {"map", "ap50", "ap40", "recall50@100", "froc_mean", "image_auroc"} <= set(val)
+    assert metrics["n"]["val"] == 6  # images (a quarter of 24), not boxes
     assert (run / "curves_val.json").is_file()
     assert (run / "plots" / "val_detection_curves.png").is_file()  # PR, FROC, image scores
     assert "val_detection_curves.png" in (run / "report.html").read_text()

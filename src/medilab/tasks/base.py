@@ -174,6 +174,13 @@ class TaskFamily(ABC):
         """Extra top-level metrics.json entries (class names, notes, ...)."""
         return {}
 
+    def split_size(
+        self, datamodule: L.LightningDataModule, split: str, frame: pd.DataFrame
+    ) -> int:
+        """The number of scored samples of ``split`` (``n`` in metrics.json): one per
+        prediction row unless the family's rows are finer (detection: boxes)."""
+        return len(frame)
+
     def evaluate(
         self, module: BaseModule, datamodule: L.LightningDataModule, config: ExperimentConfig,
         run_dir: Path, trainer: L.Trainer,
@@ -187,7 +194,7 @@ class TaskFamily(ABC):
             frame, metrics = self.score_split(module, datamodule, split, outputs or [], config,
                                               run_dir)
             write_csv(frame, run_dir / f"predictions_{split}.csv")
-            scores[split], counts[split] = metrics, len(frame)
+            scores[split], counts[split] = metrics, self.split_size(datamodule, split, frame)
         return {"splits": scores, "n": counts, **self.summary(module, datamodule, config)}
 
     @abstractmethod

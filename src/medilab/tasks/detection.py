@@ -87,6 +87,12 @@ class DetectionFamily(TaskFamily):
         names = [Path(str(p)).name for p in rows["image"]]
         return prediction_frame(preds, names, datamodule.classes), metrics
 
+    def split_size(
+        self, datamodule: L.LightningDataModule, split: str, frame: pd.DataFrame
+    ) -> int:
+        assert isinstance(datamodule, DetectionDataModule)
+        return len(datamodule.dataset(split))  # images, not boxes
+
     def summary(
         self, module: BaseModule, datamodule: L.LightningDataModule, config: ExperimentConfig
     ) -> dict[str, Any]:
