@@ -48,6 +48,7 @@ class DataCommon(Strict):
     num_workers: int = Field(0, ge=0)
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     splits_csv: Path | None = None  # reuse a saved splits.csv instead of splitting
+    balanced_sampler: bool = False  # classification: draw training samples class-balanced
 
 
 # ----------------------------------------------------------------------------- model, optimisation
@@ -104,6 +105,10 @@ class TrainerConfig(Strict):
     monitor: str = "val/loss"
     monitor_mode: Literal["min", "max"] = "min"
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    # transfer learning: backbone frozen for this many epochs, then trained at
+    # backbone_lr_factor × the learning rate (Lightning's BackboneFinetuning); 0 = off
+    freeze_backbone_epochs: int = Field(0, ge=0)
+    backbone_lr_factor: float = Field(0.1, gt=0, le=1)
     deterministic: bool = True
     gradient_clip_val: float | None = None
     accumulate_grad_batches: int = Field(1, ge=1)
@@ -120,6 +125,8 @@ class EvaluationConfig(Strict):
     # classification audits: metrics per subgroup of these metadata columns (numeric ones cut
     # at age_bands), whenever the data has them
     subgroups: list[str] = Field(default_factory=lambda: ["sex", "age"])
+    # classification: divide logits by a temperature fitted on val (NLL) before scoring
+    temperature_scaling: bool = False
     age_bands: list[float] = Field(default_factory=lambda: [40.0, 60.0])
 
 

@@ -166,6 +166,11 @@ def build_trainer(config: ExperimentConfig, run_dir: Path, **overrides: Any) -> 
         )
     if channels_last:
         callbacks.append(ChannelsLast())
+    if tcfg.freeze_backbone_epochs:
+        callbacks.append(cb.BackboneFinetuning(
+            unfreeze_backbone_at_epoch=tcfg.freeze_backbone_epochs,
+            backbone_initial_ratio_lr=tcfg.backbone_lr_factor, lambda_func=lambda epoch: 1.0,
+            should_align=False, train_bn=True))
     bar = tcfg.progress_bar and sys.stdout.isatty()
     if bar:
         callbacks.append(cb.RichProgressBar(leave=True))

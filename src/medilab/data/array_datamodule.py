@@ -75,6 +75,7 @@ class ArrayClassificationDataModule(L.LightningDataModule):
         categorical: Sequence[str] = (),
         class_names: Sequence[str] | None = None,
         encoder: CovariateEncoder | None = None,
+        balanced: bool = False,
     ) -> None:
         super().__init__()
         self.arrays = arrays
@@ -83,6 +84,7 @@ class ArrayClassificationDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.train_transform = train_transform
         self.seed = seed
+        self.balanced = balanced
         self.table = table.reset_index(drop=True) if table is not None else None
         self._positions = _positions_by_split(arrays.sample_ids, splits)
         self._class_names = list(class_names) if class_names is not None else None
@@ -130,15 +132,28 @@ class ArrayClassificationDataModule(L.LightningDataModule):
 
     def loader(self, split: str, train: bool = False) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
+        sampler = self.balanced_sampler(split, generator) if train and self.balanced else None
         return DataLoader(
             self.dataset(split, train=train),
             batch_size=self.batch_size,
-            shuffle=train,
+            shuffle=train and sampler is None,
+            sampler=sampler,
             num_workers=self.num_workers,
             generator=generator if train else None,
             drop_last=train and len(self._positions[split]) > self.batch_size,
             persistent_workers=self.num_workers > 0,
         )
+
+    def balanced_sampler(
+        self, split: str, generator: torch.Generator
+    ) -> torch.utils.data.WeightedRandomSampler:
+        """Draws with replacement, each class equally often on average (weights 1 / count)."""
+        labels = self.labels(split)
+        counts = np.bincount(labels, minlength=self.num_classes).astype(float)
+        weights = 1.0 / counts[labels]
+        return torch.utils.data.WeightedRandomSampler(
+            torch.from_numpy(weights), num_samples=len(labels), replacement=True,
+            generator=generator)
 
     def train_dataloader(self) -> DataLoader:
         return self.loader("train", train=True)

@@ -47,6 +47,7 @@ class ClassificationModule(BaseModule):
         self.input_shape = tuple(input_shape)
         self.class_names = list(class_names or [str(k) for k in range(num_classes)])
         self.covariate_state = covariate_state  # the fitted CovariateEncoder, for prediction
+        self.temperature = 1.0  # logits are divided by this at prediction (calibration)
         weights = config.loss.class_weights
         self.loss_fn = nn.CrossEntropyLoss(
             weight=torch.tensor(weights, dtype=torch.float32) if weights else None,
@@ -89,8 +90,16 @@ class ClassificationModule(BaseModule):
         self.log_dict(self.val_metrics.compute(), prog_bar=True, sync_dist=True)
         self.val_metrics.reset()
 
+    @property
+    def backbone(self) -> nn.Module:
+        """The image feature extractor (Lightning's BackboneFinetuning freezes this)."""
+        if not isinstance(getattr(self.model, "backbone", None), nn.Module):
+            raise MedilabError(f"trainer.freeze_backbone_epochs: model "
+                               f"{self.config.model.name!r} has no separate backbone")
+        return self.model.backbone
+
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return torch.softmax(self(batch).float(), dim=1).cpu()
+        return torch.softmax(self(batch).float() / self.temperature, dim=1).cpu()
 
 
 def prediction_frame(
@@ -188,7 +197,15 @@ class ClassificationFamily(TaskFamily):
     ) -> dict[str, Any]:
         assert isinstance(datamodule, ArrayClassificationDataModule)
         fusion = fit_fusion_weights(module, datamodule)
+        temperature = None
+        if config.evaluation.temperature_scaling and "val" in datamodule.split_names:
+            assert isinstance(module, ClassificationModule)
+            probs = stacked(trainer.predict(module, dataloaders=datamodule.loader("val")))
+            temperature = fit_temperature(probs, datamodule.labels("val"))
+            module.temperature = temperature
         body = super().evaluate(module, datamodule, config, run_dir, trainer)
+        if temperature is not None:
+            body["temperature"] = {"value": temperature, "fitted_on": "val (NLL)"}
         if fusion is not None:
             body["fusion_weights"] = fusion
         if getattr(self, "_val_threshold", None) is not None:
@@ -244,6 +261,20 @@ class ClassificationFamily(TaskFamily):
     ) -> list[Path]:
         assert isinstance(module, ClassificationModule)
         return explain_images(module, config, inputs, out, method, **options)
+
+
+def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature T minimising the NLL of softmax(log p / T) (temperature scaling)."""
+    from scipy.optimize import minimize_scalar
+
+    logits = torch.from_numpy(np.log(np.clip(probs, 1e-12, 1.0)))
+    target = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+
+    def nll(log_t: float) -> float:
+        return float(nn.functional.cross_entropy(logits / float(np.exp(log_t)), target))
+
+    result = minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded")
+    return float(np.exp(result.x))
 
 
 def fit_fusion_weights(

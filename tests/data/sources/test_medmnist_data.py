@@ -55,3 +55,20 @@ def test_tiny_run_reports_val_and_test(tmp_path):
     assert metrics["n"] == {"val": 12, "test": 12}
     assert (run / "predictions_test.csv").is_file()
     assert metrics["threshold"]["chosen_on"] == "val"
+
+
+def test_balanced_sampler_backbone_warmup_and_temperature(tmp_path):
+    raw = config(write_npz(tmp_path / "m.npz")).model_dump(mode="json")
+    raw["data"]["balanced_sampler"] = True
+    raw["trainer"].update(freeze_backbone_epochs=1, max_epochs=2)
+    raw["evaluation"]["temperature_scaling"] = True
+    from medilab.config import validate_config as validate
+
+    cfg = validate(raw)
+    dm = MedMNISTSource().build_datamodule(cfg, None)
+    loader = dm.loader("train", train=True)
+    assert loader.sampler.__class__.__name__ == "WeightedRandomSampler"
+    run = api.train(cfg, run_dir=tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["temperature"]["value"] > 0
+    assert metrics["training"]["epochs_run"] == 2

@@ -55,6 +55,7 @@ def array_datamodule(
         num_workers=config.data.num_workers,
         train_transform=build_image_augmentation(config.data.augment),
         seed=config.seed,
+        balanced=config.data.balanced_sampler,
     )
 
 

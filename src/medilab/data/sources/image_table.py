@@ -162,6 +162,7 @@ class ImageTableSource(DataSource):
             ImageArrays(images, table["label"].to_numpy(), list(table["sample_id"])),
             splits, batch_size=data.batch_size, num_workers=data.num_workers,
             train_transform=build_image_augmentation(data.augment), seed=config.seed,
+            balanced=config.data.balanced_sampler,
             table=table, numeric=numeric, categorical=categorical, class_names=classes,
         )
 

@@ -71,4 +71,5 @@ class MedMNISTSource(DataSource):
         return ArrayClassificationDataModule(
             arrays, splits, batch_size=data.batch_size, num_workers=data.num_workers,
             train_transform=build_image_augmentation(data.augment), seed=config.seed,
+            balanced=config.data.balanced_sampler,
         )

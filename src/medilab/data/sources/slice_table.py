@@ -122,5 +122,6 @@ class SliceTableSource(DataSource):
         return ArrayClassificationDataModule(
             arrays, splits, batch_size=data.batch_size, num_workers=data.num_workers,
             train_transform=build_image_augmentation(data.augment), seed=config.seed,
+            balanced=config.data.balanced_sampler,
             table=table,
         )
