@@ -19,11 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 from torchvision import models as tv
-from torchvision.models.vgg import cfgs, make_layers
 
 from medilab.errors import ConfigError, WeightsUnavailableError
 from medilab.models.fusion_head import FeatureClassifier
 from medilab.models.registry import register_model
+from medilab.models.vgg_layers import vgg16_conv_layers
 from medilab.models.weights import (
     read_state_dict,
     timm_weights_file,
@@ -152,13 +152,7 @@ class VGGFeatures(nn.Module):
     ) -> None:
         super().__init__()
         # torchvision's VGG16 conv layers and init, without building its 120M-weight classifier
-        features = make_layers(cfgs["D"], batch_norm=batch_norm)
-        if in_channels != 3:
-            features[0] = nn.Conv2d(in_channels, 64, 3, padding=1)
-        for layer in features.modules():
-            if isinstance(layer, nn.Conv2d):
-                nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(layer.bias)
+        features = vgg16_conv_layers(in_channels, batch_norm)
         pools = [i for i, layer in enumerate(features) if isinstance(layer, nn.MaxPool2d)]
         for number in dropped:
             features[pools[number - 1]] = nn.Identity()

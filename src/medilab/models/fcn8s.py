@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 from torch import nn
 from torchvision.models import VGG16_BN_Weights, VGG16_Weights
-from torchvision.models.vgg import cfgs, make_layers
 
 from medilab.errors import WeightsUnavailableError
 from medilab.models.registry import register_model
 from medilab.models.unet import crop_to, pad_to_multiple
+from medilab.models.vgg_layers import vgg16_conv_layers
 from medilab.models.weights import pretrained_state_dict
 
 
@@ -57,13 +57,7 @@ class FCN8s(nn.Module):
     ) -> None:
         super().__init__()
         # torchvision's VGG16 (or VGG16-BN) convolutional layers, with VGG's initialisation
-        features = make_layers(cfgs["D"], batch_norm=batch_norm)
-        if in_channels != 3:
-            features[0] = nn.Conv2d(in_channels, 64, 3, padding=1)
-        for layer in features.modules():
-            if isinstance(layer, nn.Conv2d):
-                nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(layer.bias)
+        features = vgg16_conv_layers(in_channels, batch_norm)
         self.in_channels = in_channels
         pools = [i for i, layer in enumerate(features) if isinstance(layer, nn.MaxPool2d)]
         self.to_pool3 = features[: pools[2] + 1]  # conv1_1 .. pool3 (stride 8, 256 channels)
