@@ -15,7 +15,7 @@ import torch
 from medilab.config import ExperimentConfig
 from medilab.data.detection import DetectionDataModule, prepare_for_prediction
 from medilab.data.sources.box_table import BoxTableData
-from medilab.data.sources.loader import read_array
+from medilab.data.sources.loader import input_image_files, read_array
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_csv, write_text
 from medilab.io.messages import one_line
@@ -26,7 +26,6 @@ from medilab.tasks.detection_metrics import detection_curves, detection_scores
 from medilab.tasks.detection_module import PREDICTION_COLUMNS, DetectionModule, prediction_frame
 from medilab.tasks.registry import register_task
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"}
 MAX_BOXES_NOTE = "AP and recall use at most 100 boxes per image (COCO)."
 
 
@@ -171,21 +170,10 @@ class DetectionFamily(TaskFamily):
 
 def image_files(inputs: Path) -> list[Path]:
     """One image or DICOM file, or every such file under a folder (sorted)."""
-    if inputs.is_file():
-        return [inputs]
-    files = sorted(p for p in inputs.rglob("*") if p.is_file()
-                   and (p.suffix.lower() in IMAGE_SUFFIXES or _is_dicom(p)))
+    files = input_image_files(inputs)
     if not files:
         raise InputFileError(inputs, "no image or DICOM files to predict")
     return files
-
-
-def _is_dicom(path: Path) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(132)[128:132] == b"DICM"
-    except OSError:
-        return False
 
 
 def _mapped(output: dict[str, torch.Tensor], info: Any) -> dict[str, Any]:

@@ -62,7 +62,7 @@ def image_folder_manifest(
                 raise InputFileError(csv, f"missing column {column!r}; has {list(table.columns)}")
             renames[column] = standard
     table = table.rename(columns=renames)
-    base = Path(images_dir) if images_dir is not None else _images_base(csv, table["image"])
+    base = Path(images_dir) if images_dir is not None else images_base(csv, table["image"])
     table["image"] = [
         str(v) if Path(str(v)).is_absolute() else str(base / str(v)) for v in table["image"]
     ]
@@ -72,7 +72,8 @@ def image_folder_manifest(
     )
 
 
-def _images_base(csv: Path, images: pd.Series) -> Path:
+def images_base(csv: Path, images: pd.Series) -> Path:
+    """Where a table's relative image names live: beside the CSV, or in its ``images/``."""
     first = str(images.iloc[0]) if len(images) else ""
     for base in (csv.parent, csv.parent / "images"):
         if (base / first).exists():

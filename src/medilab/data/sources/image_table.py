@@ -19,15 +19,14 @@ from medilab.data.covariates import CovariateEncoder
 from medilab.data.digits import ImageArrays
 from medilab.data.preprocess import ImagePrep, PrepConfig
 from medilab.data.sources.base import DataSource, register_source
-from medilab.data.sources.loader import read_array
+from medilab.data.sources.image_folder import images_base
+from medilab.data.sources.loader import input_image_files, read_array
 from medilab.data.splits import training_splits
 from medilab.data.transforms import build_image_augmentation
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_csv
 from medilab.io.messages import one_line, short_list
 from medilab.io.tables import read_csv_table
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"}
 
 
 class ImageTableData(DataCommon):
@@ -94,11 +93,7 @@ def read_table(
 def _image_base(data: ImageTableData, csv: Path, images: pd.Series) -> Path:
     if data.image_dir is not None:
         return csv.parent / data.image_dir
-    first = str(images.iloc[0]) if len(images) else ""
-    for base in (csv.parent, csv.parent / "images"):
-        if (base / first).exists():
-            return base
-    return csv.parent
+    return images_base(csv, images)
 
 
 def read_images(paths: list[str], prep: ImagePrep, *, strict: bool = True
@@ -224,8 +219,7 @@ def explain_inputs(
 def _prediction_rows(data: ImageTableData, inputs: Path) -> pd.DataFrame:
     if inputs.is_file() and inputs.suffix.lower() == ".csv":
         return read_table(data, inputs, labelled=False)
-    files = [inputs] if inputs.is_file() else sorted(
-        p for p in inputs.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = input_image_files(inputs)
     if not files:
         raise InputFileError(inputs, "no image files to predict (PNG, JPEG, TIFF, DICOM or a "
                              "CSV laid out like the training table)")

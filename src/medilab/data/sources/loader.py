@@ -41,3 +41,23 @@ def read_array(ref: str | Path) -> np.ndarray:
 def read_image(path: str | Path) -> ImageData:
     """``medilab.io.reader.read_image`` (kept here so data code has one import for pixels)."""
     return _io_read_image(path)
+
+
+INPUT_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"}
+
+
+def input_image_files(inputs: Path) -> list[Path]:
+    """New images to predict or explain: ``inputs`` itself when it is a file, else every image
+    or DICOM file under the folder (by suffix, or DICOM's ``DICM`` magic), sorted."""
+    if inputs.is_file():
+        return [inputs]
+    return sorted(p for p in inputs.rglob("*") if p.is_file()
+                  and (p.suffix.lower() in INPUT_SUFFIXES or _is_dicom(p)))
+
+
+def _is_dicom(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
