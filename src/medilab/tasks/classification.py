@@ -173,29 +173,28 @@ class ClassificationFamily(TaskFamily):
         metadata = datamodule.metadata(split)
         groups = (metadata["patient_id"].astype(str).to_numpy()
                   if metadata is not None and "patient_id" in metadata.columns else None)
-        threshold = self._threshold(module, datamodule, split, probs, labels)
-        metrics = score_table(probs, labels, groups=groups, threshold=threshold,
+        if probs.shape[1] == 2 and (split == "val" or self._val_threshold is None):
+            # binary: the decision threshold is chosen on val (scored first), kept for the rest
+            self._val_threshold = binary_threshold(probs[:, 1], labels)
+        metrics = score_table(probs, labels, groups=groups, threshold=self._val_threshold,
                               evaluation=config.evaluation, seed=config.seed)
+        subgroups = subgroup_tables(probs, labels, metadata, config.evaluation, seed=config.seed)
+        self._audits[split] = {"calibration": calibration_summary(probs, labels),
+                               "gap": subgroups.pop("largest_gap", None), "subgroups": subgroups}
         frame = prediction_frame(datamodule.sample_ids(split), probs, labels, metadata)
         return frame, metrics
 
-    def _threshold(
-        self, module: BaseModule, datamodule: ArrayClassificationDataModule, split: str,
-        probs: np.ndarray, labels: np.ndarray,
-    ) -> float | None:
-        """Binary tasks: the decision threshold chosen on ``val`` (Youden's J), kept for the
-        other splits of the same evaluation."""
-        if probs.shape[1] != 2:
-            return None
-        if split == "val" or not hasattr(self, "_val_threshold"):
-            self._val_threshold = binary_threshold(probs[:, 1], labels)
-        return self._val_threshold
+    def held_out_splits(self, datamodule: L.LightningDataModule) -> list[str]:
+        """``val`` first: the threshold chosen there applies to the other splits."""
+        return sorted(super().held_out_splits(datamodule), key=lambda s: s != "val")
 
     def evaluate(
         self, module: BaseModule, datamodule: L.LightningDataModule, config: ExperimentConfig,
         run_dir: Path, trainer: L.Trainer,
     ) -> dict[str, Any]:
         assert isinstance(datamodule, ArrayClassificationDataModule)
+        self._val_threshold: float | None = None  # filled by score_split, per evaluation
+        self._audits: dict[str, dict[str, Any]] = {}
         fusion = fit_fusion_weights(module, datamodule)
         temperature = None
         if config.evaluation.temperature_scaling and "val" in datamodule.split_names:
@@ -208,22 +207,11 @@ class ClassificationFamily(TaskFamily):
             body["temperature"] = {"value": temperature, "fitted_on": "val (NLL)"}
         if fusion is not None:
             body["fusion_weights"] = fusion
-        if getattr(self, "_val_threshold", None) is not None:
+        if self._val_threshold is not None:
             body["threshold"] = {"value": self._val_threshold,
                                  "chosen_on": "val", "rule": "Youden's J (sensitivity + "
                                  "specificity - 1) maximal"}
-        frames = {s: pd.read_csv(run_dir / f"predictions_{s}.csv")
-                  for s in self.held_out_splits(datamodule)}
-        audits = {}
-        for split, frame in frames.items():
-            metadata = datamodule.metadata(split)
-            probs = frame[[f"prob_{k}" for k in range(datamodule.num_classes)]].to_numpy()
-            labels = frame["label"].to_numpy()
-            calibration = calibration_summary(probs, labels)
-            subgroups = subgroup_tables(probs, labels, metadata, config.evaluation,
-                                        seed=config.seed)
-            gap = subgroups.pop("largest_gap", None)
-            audits[split] = {"calibration": calibration, "subgroups": subgroups, "gap": gap}
+        audits = self._audits
         body["calibration"] = {s: a["calibration"] for s, a in audits.items()}
         if any(a["subgroups"] for a in audits.values()):
             body["subgroups"] = {s: a["subgroups"] for s, a in audits.items() if a["subgroups"]}
