@@ -107,3 +107,22 @@ def export(
 def write_report(run_dir: str | Path) -> Path:
     """Build report.html (and its plots) from the run folder's files."""
     return build_report(Path(run_dir))
+
+
+def verify_data(
+    config: ExperimentConfig | str | Path, overrides: list[str] | None = None, *,
+    workers: int | None = None, out: str | Path | None = None,
+) -> Any:
+    """Read every sample of the config's dataset once and return every problem found
+    (:class:`medilab.data.verify.VerifyReport`); ``out``: also write them to a CSV."""
+    from medilab.config import check_data_paths, load_config
+    from medilab.data.verify import verify_dataset
+    from medilab.io.atomic import write_csv
+
+    if not isinstance(config, ExperimentConfig):
+        config = load_config(config, overrides or [])
+    check_data_paths(config)
+    report = verify_dataset(config, workers=workers)
+    if out is not None:
+        write_csv(report.table(), out)
+    return report

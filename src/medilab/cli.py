@@ -318,6 +318,46 @@ def data_info(
     Console().print(table)
 
 
+@data_app.command("verify")
+def data_verify(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML whose data section to check.")],
+    override: Annotated[
+        list[str] | None, typer.Option("--override", "-o", help="KEY.SUB=VALUE")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Processes reading files (default: every core).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Also write every problem, one row each, to this CSV.")
+    ] = None,
+) -> None:
+    """Read every sample once and list every problem in one table; exit 1 when one is fatal."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from medilab import api
+
+    report = api.verify_data(config, override or [], workers=workers, out=out)
+    console = Console()
+    if not report.balance.empty:
+        balance = Table("split", *map(str, report.balance.columns), title="samples per class")
+        for split, counts in report.balance.iterrows():
+            balance.add_row(str(split), *map(str, counts))
+        console.print(balance)
+    grouped = report.grouped()
+    if len(grouped):
+        problems = Table("severity", "check", "count", "example", title="problems")
+        for row in grouped.itertuples():
+            problems.add_row(row.severity, row.check, str(row.count), row.example)
+        console.print(problems)
+    typer.echo(f"{report.samples} samples, {report.files_read} files read in "
+               f"{report.seconds:.1f} s: {len(report.problems)} problem(s), "
+               f"{'fatal' if report.fatal else 'none fatal'}"
+               + (f"; every problem in {out}" if out is not None else ""))
+    if report.fatal:
+        raise typer.Exit(1)
+
+
 dicom_app = typer.Typer(help="DICOM utilities.", no_args_is_help=True)
 app.add_typer(dicom_app, name="dicom")
 

@@ -26,6 +26,7 @@ from medilab.config import (
     validate_config,
 )
 from medilab.data.splits import load_splits
+from medilab.data.verify import check_before_training
 from medilab.errors import InputFileError, MedilabError
 from medilab.precision import precision_record, resolve_precision
 from medilab.runfolder import (
@@ -260,6 +261,8 @@ def train(
         splits = load_splits(config.data.splits_csv) if config.data.splits_csv else None
 
     check_data_paths(config)
+    if not resume and is_primary_process():
+        check_before_training(config)  # duplicates, labels, leakage, missing files, balance
     L.seed_everything(config.seed, workers=True, verbose=False)
     family = get_task_family(config.task)
     # Everything that can fail on bad input happens before the run folder is made.

@@ -13,6 +13,7 @@ import lightning as L
 import pandas as pd
 
 from medilab.config import DataCommon, ExperimentConfig
+from medilab.data.sample_table import SampleTable
 from medilab.registry import SOURCES
 
 
@@ -29,6 +30,12 @@ class DataSource(ABC):
     ) -> L.LightningDataModule:
         """The data, split by ``splits`` when given (checked against the data), else split anew
         with :func:`medilab.data.splits.training_splits` (``datamodule.splits``)."""
+
+    def sample_table(self, config: ExperimentConfig, *, pixels: bool = True
+                     ) -> SampleTable | None:
+        """The samples ``medilab data verify`` checks; ``pixels`` False: only what needs no
+        decoding (None when that is nothing beyond what building the datamodule checks)."""
+        return None
 
 
 def register_source(source: type[DataSource]) -> type[DataSource]:

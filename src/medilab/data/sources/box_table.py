@@ -12,7 +12,8 @@ import pandas as pd
 from pydantic import Field
 
 from medilab.config import DataCommon, ExperimentConfig
-from medilab.data.detection import DetectionDataModule, Preprocess
+from medilab.data.detection import DetectionDataModule, Preprocess, parse_boxes
+from medilab.data.sample_table import SampleTable
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.sources.boxes import boxes_csv_manifest, read_coco
 from medilab.data.splits import training_splits
@@ -44,8 +45,9 @@ class BoxTableData(DataCommon):
                           color_balance=self.color_balance, window=self.window)
 
 
-def box_manifest(data: BoxTableData) -> pd.DataFrame:
-    """One row per image: image, boxes, box_labels, sample_id (+ images.csv columns)."""
+def box_manifest(data: BoxTableData, *, check_files: bool = True) -> pd.DataFrame:
+    """One row per image: image, boxes, box_labels, sample_id (+ images.csv columns);
+    ``check_files`` False lists images that do not exist instead of refusing them."""
     boxes = data.root / data.boxes
     images_dir = data.root / data.image_dir
     if not boxes.is_file():
@@ -58,7 +60,7 @@ def box_manifest(data: BoxTableData) -> pd.DataFrame:
             raise InputFileError(images_csv, "images table not found (set data.images_csv, or "
                                  "null to use only images that have boxes)")
         manifest = boxes_csv_manifest(boxes, images_dir, images_csv=images_csv,
-                                      box_format=data.box_format)
+                                      box_format=data.box_format, check_files=check_files)
     if manifest.empty:
         raise InputFileError(data.root, "no images listed")
     if data.group and data.group in manifest.columns:
@@ -80,14 +82,7 @@ class BoxTableSource(DataSource):
         data = config.data
         assert isinstance(data, BoxTableData)
         manifest = box_manifest(data)
-        table = pd.DataFrame({
-            "sample_id": manifest["sample_id"].astype(str),
-            "label": [int(len(b) > 0) for b in manifest["boxes"]],
-        })
-        if "patient_id" in manifest.columns:
-            table["patient_id"] = manifest["patient_id"].astype(str).to_numpy()
-        if table["label"].nunique() < 2:  # every image boxed (or none): split unstratified
-            table = table.drop(columns="label")
+        table = split_table(manifest)
         splits = training_splits(table, seed=config.seed, val_fraction=data.val_fraction,
                                  given=splits)
         datamodule = DetectionDataModule(
@@ -97,3 +92,26 @@ class BoxTableSource(DataSource):
         )
         datamodule.setup()  # every box checked before a run folder exists
         return datamodule
+
+    def sample_table(self, config: ExperimentConfig, *, pixels: bool = True) -> SampleTable:
+        data = config.data
+        assert isinstance(data, BoxTableData)
+        manifest = box_manifest(data, check_files=False).reset_index(drop=True)
+        manifest["sample_id"] = manifest["sample_id"].astype(str)
+        manifest["boxes"] = [parse_boxes(b, i) for b, i in zip(manifest["boxes"],
+                                                                manifest["image"], strict=True)]
+        return SampleTable(manifest, split_table(manifest))
+
+
+def split_table(manifest: pd.DataFrame) -> pd.DataFrame:
+    """``sample_id[, patient_id], label`` (has a box) for the split; no label when every
+    image is boxed (or none is)."""
+    table = pd.DataFrame({
+        "sample_id": manifest["sample_id"].astype(str),
+        "label": [int(len(b) > 0) for b in manifest["boxes"]],
+    })
+    if "patient_id" in manifest.columns:
+        table["patient_id"] = manifest["patient_id"].astype(str).to_numpy()
+    if table["label"].nunique() < 2:  # every image boxed (or none): split unstratified
+        table = table.drop(columns="label")
+    return table

@@ -11,6 +11,7 @@ from pydantic import Field
 from medilab.config import DataCommon, ExperimentConfig
 from medilab.data.array_datamodule import ArrayClassificationDataModule
 from medilab.data.digits import ImageArrays, load_sklearn_digits, read_mnist_idx, read_pixel_csv
+from medilab.data.sample_table import SampleTable, array_sample_table
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.splits import training_splits
 from medilab.data.transforms import build_image_augmentation
@@ -74,10 +75,19 @@ class PixelCsvSource(DataSource):
     tasks = ("classification",)
     Config = PixelCsvData
 
-    def build_datamodule(self, config, splits):  # noqa: ANN001, ANN201 - DataSource's
+    def read_arrays(self, config: ExperimentConfig) -> ImageArrays:
+        """The labelled training pixels."""
         data = config.data
-        arrays = read_pixel_csv(data.train_csv, labelled=True, pixel_scale=data.pixel_scale)
-        return array_datamodule(config, arrays, splits)
+        return read_pixel_csv(data.train_csv, labelled=True, pixel_scale=data.pixel_scale)
+
+    def build_datamodule(self, config, splits):  # noqa: ANN001, ANN201 - DataSource's
+        return array_datamodule(config, self.read_arrays(config), splits)
+
+    def sample_table(self, config: ExperimentConfig, *, pixels: bool = True
+                     ) -> SampleTable | None:
+        if not pixels:  # building the datamodule already checks every pixel and label
+            return None
+        return array_sample_table(self.read_arrays(config))
 
     def read_unlabelled(self, config: ExperimentConfig, path: Path) -> ImageArrays:
         """A test table (pixels only) for a Kaggle submission."""
@@ -90,8 +100,8 @@ class SklearnDigitsSource(PixelCsvSource):
     name = "sklearn_digits"
     Config = SklearnDigitsData
 
-    def build_datamodule(self, config, splits):  # noqa: ANN001, ANN201
-        return array_datamodule(config, load_sklearn_digits(), splits)
+    def read_arrays(self, config: ExperimentConfig) -> ImageArrays:
+        return load_sklearn_digits()
 
     def read_unlabelled(self, config: ExperimentConfig, path: Path) -> ImageArrays:
         return read_pixel_csv(check_pixel_table(path), labelled=False, pixel_scale=255.0)
@@ -102,6 +112,5 @@ class MnistIdxSource(SklearnDigitsSource):
     name = "mnist_idx"
     Config = MnistIdxData
 
-    def build_datamodule(self, config, splits):  # noqa: ANN001, ANN201
-        return array_datamodule(config, read_mnist_idx(config.data.images, config.data.labels),
-                                splits)
+    def read_arrays(self, config: ExperimentConfig) -> ImageArrays:
+        return read_mnist_idx(config.data.images, config.data.labels)

@@ -18,6 +18,7 @@ from medilab.data.array_datamodule import ArrayClassificationDataModule, ArrayIm
 from medilab.data.covariates import CovariateEncoder
 from medilab.data.digits import ImageArrays
 from medilab.data.preprocess import ImagePrep, PrepConfig
+from medilab.data.sample_table import SampleTable
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.sources.image_folder import images_base
 from medilab.data.sources.loader import input_image_files, read_array
@@ -160,6 +161,15 @@ class ImageTableSource(DataSource):
             balanced=config.data.balanced_sampler,
             table=table, numeric=numeric, categorical=categorical, class_names=classes,
         )
+
+    def sample_table(self, config: ExperimentConfig, *, pixels: bool = True) -> SampleTable:
+        data = config.data
+        assert isinstance(data, ImageTableData)
+        table = read_table(data, data.root / data.table, labelled=True)
+        table = table.rename(columns={"label_text": "label"})
+        split_table = table[[c for c in ("sample_id", "patient_id", "label") if c in table]]
+        return SampleTable(table, split_table, classes=data.classes, covariates=data.covariates,
+                           same_size=data.prep.size is None)
 
     def explain_inputs(
         self, config: ExperimentConfig, inputs: Path, covariate_state: dict[str, Any] | None

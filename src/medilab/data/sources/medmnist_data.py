@@ -13,6 +13,7 @@ import pandas as pd
 from medilab.config import DataCommon, ExperimentConfig
 from medilab.data.array_datamodule import ArrayClassificationDataModule
 from medilab.data.digits import ImageArrays
+from medilab.data.sample_table import SampleTable, array_sample_table
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.sources.medmnist import load_medmnist
 from medilab.data.splits import training_splits
@@ -73,3 +74,12 @@ class MedMNISTSource(DataSource):
             train_transform=build_image_augmentation(data.augment), seed=config.seed,
             balanced=config.data.balanced_sampler,
         )
+
+    def sample_table(self, config: ExperimentConfig, *, pixels: bool = True
+                     ) -> SampleTable | None:
+        if not pixels:  # building the datamodule already checks the file
+            return None
+        data = config.data
+        assert isinstance(data, MedMNISTData)
+        arrays, own = medmnist_arrays(data)
+        return array_sample_table(arrays, given=own)

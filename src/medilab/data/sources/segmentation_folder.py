@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 
 from medilab.config import DataCommon, ExperimentConfig
 from medilab.data.manifest import load_manifest
+from medilab.data.sample_table import SampleTable
 from medilab.data.segmentation import SegmentationDataModule, load_sample
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.sources.masks import mask_folder_manifest
@@ -110,3 +111,12 @@ class SegmentationFolderSource(DataSource):
             for _, row in manifest.iterrows()
         ]
         return SegmentationDataModule(samples, splits, data)
+
+    def sample_table(self, config: ExperimentConfig, *, pixels: bool = True) -> SampleTable:
+        data = config.data
+        assert isinstance(data, SegmentationFolderData)
+        manifest = segmentation_manifest(data).reset_index(drop=True)
+        manifest["sample_id"] = manifest["sample_id"].astype(str)
+        split_table = manifest[[c for c in ("sample_id", "patient_id") if c in manifest]]
+        return SampleTable(manifest, split_table, {"val_count": data.val_count},
+                           mask_classes=data.num_classes)

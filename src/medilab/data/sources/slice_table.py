@@ -21,6 +21,7 @@ from medilab.config import DataCommon, ExperimentConfig
 from medilab.data.array_datamodule import ArrayClassificationDataModule
 from medilab.data.datasets import stack_slices
 from medilab.data.digits import ImageArrays
+from medilab.data.sample_table import SampleTable
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.splits import training_splits
 from medilab.data.transforms import build_image_augmentation
@@ -125,3 +126,18 @@ class SliceTableSource(DataSource):
             balanced=config.data.balanced_sampler,
             table=table,
         )
+
+    def sample_table(self, config: ExperimentConfig, *, pixels: bool = True) -> SampleTable:
+        data = config.data
+        assert isinstance(data, SliceTableData)
+        volumes = _labelled_volumes(data)
+        table = pd.DataFrame({"sample_id": [name for name, _, _ in volumes],
+                              "patient_id": [name for name, _, _ in volumes],
+                              "image": [str(path) for _, path, _ in volumes]})
+        if data.table is None:
+            table["mask"] = [str(path.with_name(name + data.label_suffix))
+                             for name, path, _ in volumes]
+        slices = [(f"{name}_{index:04d}", name, label) for name, _, labels in volumes
+                  for index, label in sorted(labels.items())]
+        split_table = pd.DataFrame(slices, columns=["sample_id", "patient_id", "label"])
+        return SampleTable(table, split_table)
