@@ -80,6 +80,13 @@ def test_train_evaluate_predict_explain(tmp_path):
     assert "val_detection_curves.png" in (run / "report.html").read_text()
     frame = pd.read_csv(run / "predictions_val.csv")
     assert list(frame.columns) == ["image", "label", "score", "x1", "y1", "x2", "y2"]
+    cases = pd.read_csv(run / "cases_val.csv", keep_default_na=False)
+    assert len(cases) == 6 and cases["matched"].is_monotonic_decreasing
+    drawn = cases[cases["overlay"] != ""]
+    assert len(drawn) == 6  # 3 best + 3 worst of 6 images
+    assert Image.open(run / drawn["overlay"].iloc[0]).size == (64, 64)
+    report = (run / "report.html").read_text()
+    assert "by matched boxes, of 6 images" in report and "Ground-truth boxes green" in report
 
     (root / "new").mkdir()
     Image.open(root / "images" / "im01.png").resize((128, 96)).save(root / "new" / "a.png")

@@ -45,6 +45,8 @@ CONFIG_SUMMARY_KEYS = (
 )
 OVERLAY_LEGEND = ("Overlays: predicted foreground tinted red; ground truth outlined in green "
                   "(just outside its border).")
+BOX_LEGEND = ("Ground-truth boxes green; detections scoring ≥ 0.5 red with their score. matched: "
+              "hits (IoU ≥ 0.5) / (ground-truth boxes + false positives).")
 ENSEMBLE_FILE = "ensemble.json"
 STOP_REASONS = {"max_epochs": "reached max_epochs", "early_stopping": "early stopping",
                 "max_time": "reached max_time", "time_budget": "time budget spent"}
@@ -145,7 +147,8 @@ def build_report(run_dir: Path) -> Path:
         model=_model_name(metrics, config, members),
         ensemble=members,
         training=training_facts(metrics, config, curves),
-        overlay_legend=OVERLAY_LEGEND if segmentation else "",
+        overlay_legend=OVERLAY_LEGEND if segmentation else
+        BOX_LEGEND if task == "detection" else "",
         run_name=run_dir.name,
         run_date=_run_date(run_dir),
         built=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -372,15 +375,20 @@ def _cases(run_dir: Path) -> dict[str, Any] | None:
     files = prediction_files(run_dir)
     for split in ("val", "test"):
         frame = read_csv(files[split]) if split in files else None
-        if frame is None or "dice" not in frame.columns:
+        by = "dice"
+        if frame is None or by not in frame.columns:  # detection: cases_<split>.csv
+            cases_csv = run_dir / f"cases_{split}.csv"
+            frame, by = (read_csv(cases_csv) if cases_csv.is_file() else None), "matched"
+        if frame is None or by not in frame.columns:
             continue
-        frame = frame.assign(dice=pd.to_numeric(frame["dice"], errors="coerce"))
-        frame = frame.dropna(subset=["dice"]).sort_values("dice", ascending=False, kind="stable")
+        frame = frame.assign(**{by: pd.to_numeric(frame[by], errors="coerce")})
+        frame = frame.dropna(subset=[by]).sort_values(by, ascending=False, kind="stable")
         if frame.empty:
             continue
         id_col = next((c for c in ("sample_id", "image", "id") if c in frame.columns),
                       frame.columns[0])
-        score_cols = [c for c in ("dice", "iou", "auc") if c in frame.columns]
+        score_cols = [c for c in ("dice", "iou", "auc", "matched", "hits", "truth_boxes",
+                                  "false_positives", "top_score") if c in frame.columns]
         overlay_col = next((c for c in frame.columns if "overlay" in str(c).lower()), None)
         n_best = min(CASES, (len(frame) + 1) // 2)  # never the same image in both groups
         n_worst = min(CASES, len(frame) - n_best)
@@ -397,7 +405,8 @@ def _cases(run_dir: Path) -> dict[str, Any] | None:
                     "href": _relative(overlay, run_dir) if overlay else None,
                 })
             groups.append({"title": title, "cases": cases})
-        return {"split": split, "groups": groups, "n": len(frame)}
+        return {"split": split, "groups": groups, "n": len(frame),
+                "by": "Dice" if by == "dice" else "matched boxes"}
     return None
 
 

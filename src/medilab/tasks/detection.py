@@ -22,6 +22,7 @@ from medilab.io.messages import one_line
 from medilab.models import create_model
 from medilab.models.registry import checkpoint_model_args
 from medilab.tasks.base import BaseModule, TaskFamily
+from medilab.tasks.detection_cases import write_cases
 from medilab.tasks.detection_metrics import detection_curves, detection_scores
 from medilab.tasks.detection_module import PREDICTION_COLUMNS, DetectionModule, prediction_frame
 from medilab.tasks.registry import register_task
@@ -84,6 +85,7 @@ class DetectionFamily(TaskFamily):
         }
         write_text(run_dir / f"curves_{split}.json", json.dumps(curves) + "\n")
         names = [Path(str(p)).name for p in rows["image"]]
+        write_cases(run_dir, split, list(rows["image"].astype(str)), names, preds, truths)
         return prediction_frame(preds, names, datamodule.classes), metrics
 
     def split_size(
