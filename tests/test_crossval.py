@@ -96,6 +96,17 @@ def test_a_stopped_crossval_continues_without_retraining_finished_folds(crossval
         cross_validate(validate_config(raw), 2, out)
 
 
+def test_report_of_a_crossval_folder_rebuilds_its_summary_and_pages(crossval_run):
+    out, summary, _ = crossval_run
+    (out / "compare.html").unlink()
+    (out / "crossval.json").unlink()
+    (out / "fold1" / "report.html").unlink()
+    assert api.write_report(out) == out / "compare.html"
+    assert json.loads((out / "crossval.json").read_text())["n"] == summary["n"]
+    assert "fold1" in (out / "compare.html").read_text()
+    assert (out / "fold1" / "report.html").is_file()
+
+
 def test_a_non_empty_folder_without_folds_is_refused(tmp_path):
     root = write_circles(tmp_path / "data", n=4)
     (tmp_path / "cv").mkdir()

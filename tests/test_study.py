@@ -72,6 +72,11 @@ def test_study_trains_summarizes_and_resumes(tmp_path):
     stamp = os.path.getmtime(out / "narrow" / "checkpoints" / "best.ckpt")
     api.study(write_study(tmp_path), out)  # again: finished members are kept
     assert os.path.getmtime(out / "narrow" / "checkpoints" / "best.ckpt") == stamp
+    (out / "study.html").unlink()
+    (out / "wide" / "report.html").unlink()
+    assert api.write_report(out) == out / "study.html"  # `medilab report` on the folder
+    page = (out / "study.html").read_text()
+    assert "narrow" in page and "wide" in page and (out / "wide" / "report.html").is_file()
 
 
 def test_paired_bootstrap_finds_a_real_difference():

@@ -105,8 +105,26 @@ def export(
 
 
 def write_report(run_dir: str | Path) -> Path:
-    """Build report.html (and its plots) from the run folder's files."""
-    return build_report(Path(run_dir))
+    """Build report.html (and its plots) from the run folder's files. A cross-validation
+    folder gets its fold reports, summary and compare.html again; a study folder its member
+    reports, summary and study.html."""
+    from medilab import crossval, study
+
+    folder = Path(run_dir)
+    if (folder / crossval.FOLDS_FILE).is_file():
+        folds = crossval.fold_count(folder)
+        fold_dirs = [folder / f"fold{k}" for k in range(folds)]
+        for fold_dir in fold_dirs:
+            build_report(fold_dir)
+        crossval.summarize(folder, folds)
+        from medilab.reports.compare import compare_runs
+
+        return compare_runs(fold_dirs, folder / "compare.html")
+    if (folder / study.SUMMARY_FILE).is_file():
+        for member_dir in sorted(p for p in folder.iterdir() if (p / study.MEMBER_FILE).is_file()):
+            build_report(member_dir)
+        return study.rebuild(folder)
+    return build_report(folder)
 
 
 def verify_data(

@@ -452,10 +452,11 @@ def weights_list() -> None:
 
 @app.command()
 def report(run_dir: RunDir) -> None:
-    """Rebuild a run folder's report.html (and its plots) from the files in it."""
-    from medilab.reports.report import build_report
+    """Rebuild a run folder's report.html (and its plots) from the files in it; for a
+    crossval or study folder, its summary page (compare.html / study.html) and every run's."""
+    from medilab import api
 
-    typer.echo(build_report(run_dir))
+    typer.echo(api.write_report(run_dir))
 
 
 @app.command()

@@ -92,6 +92,12 @@ def cross_validate(
     return summarize(out, folds)
 
 
+def fold_count(out: Path) -> int:
+    """How many folds the cross-validation in ``out`` has (from its folds.csv)."""
+    folds = pd.read_csv(out / FOLDS_FILE)
+    return int(folds["fold"].max()) + 1
+
+
 def summarize(out: Path, folds: int) -> dict[str, Any]:
     """crossval.csv, crossval.json and predictions_oof.csv from the evaluated fold folders."""
     rows, predictions = [], []

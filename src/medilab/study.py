@@ -39,6 +39,7 @@ from medilab.tasks.bootstrap import resample_indices
 SUMMARY_FILE = "summary.csv"
 PAIRED_FILE = "paired.csv"
 MEMBER_FILE = "study_member.json"
+STUDY_FILE = "study.json"  # the study's name and member order, for rebuilding its page
 SUMMARY_METRICS = ("accuracy", "f1_macro", "auroc")
 
 
@@ -84,6 +85,8 @@ def run_study(path: str | Path, out: str | Path, overrides: list[str] | None = N
     out = Path(out)
     name, configs = load_study(path, overrides)
     out.mkdir(parents=True, exist_ok=True)
+    write_text(out / STUDY_FILE, json.dumps({"study": name, "members": list(configs)},
+                                            indent=2) + "\n")
     shared_splits = out / SPLITS_FILE
     for member, config in configs.items():
         member_dir = out / member
@@ -105,6 +108,16 @@ def run_study(path: str | Path, out: str | Path, overrides: list[str] | None = N
             {"member": member, "train_seconds": round(seconds, 1),
              "parameters": _parameters(member_dir)}, indent=2) + "\n")
     return summarize(name, out, list(configs))
+
+
+def rebuild(out: Path) -> Path:
+    """Summary, paired tests and study.html again from a study folder's member runs."""
+    saved = json.loads((out / STUDY_FILE).read_text(encoding="utf-8")) \
+        if (out / STUDY_FILE).is_file() else {}
+    members = saved.get("members") or list(
+        dict.fromkeys(pd.read_csv(out / SUMMARY_FILE)["member"].astype(str)))
+    summarize(saved.get("study") or out.name, out, members)
+    return out / "study.html"
 
 
 def _parameters(run_dir: Path) -> int:
