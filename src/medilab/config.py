@@ -45,7 +45,9 @@ class DataCommon(Strict):
     source: str
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     batch_size: int = Field(64, ge=1)
-    num_workers: int = Field(0, ge=0)
+    # DataLoader worker processes; "auto": from the CPU cores this process may use (none on
+    # one or two cores, else cores - 1, at most 4), with pinned memory when training on a GPU
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     splits_csv: Path | None = None  # reuse a saved splits.csv instead of splitting
     balanced_sampler: bool = False  # classification: draw training samples class-balanced

@@ -9,6 +9,7 @@ the training rows only.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import lightning as L
 import numpy as np
@@ -18,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from medilab.data.covariates import CovariateEncoder
 from medilab.data.digits import ImageArrays
+from medilab.data.loading import loader_options
 from medilab.errors import MedilabError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -66,7 +68,7 @@ class ArrayClassificationDataModule(L.LightningDataModule):
         arrays: ImageArrays,
         splits: pd.DataFrame,
         batch_size: int,
-        num_workers: int = 0,
+        num_workers: int | Literal["auto"] = 0,
         train_transform: Transform | None = None,
         seed: int = 0,
         *,
@@ -76,12 +78,15 @@ class ArrayClassificationDataModule(L.LightningDataModule):
         class_names: Sequence[str] | None = None,
         encoder: CovariateEncoder | None = None,
         balanced: bool = False,
+        pin_memory: bool = False,
     ) -> None:
         super().__init__()
         self.arrays = arrays
         self.splits = splits
         self.batch_size = batch_size
-        self.num_workers = num_workers
+        # workers, pinned memory, persistent workers ("auto" workers from the machine)
+        self.loader_kwargs = loader_options(num_workers, device_is_cuda=pin_memory)
+        self.num_workers = self.loader_kwargs["num_workers"]
         self.train_transform = train_transform
         self.seed = seed
         self.balanced = balanced
@@ -138,10 +143,9 @@ class ArrayClassificationDataModule(L.LightningDataModule):
             batch_size=self.batch_size,
             shuffle=train and sampler is None,
             sampler=sampler,
-            num_workers=self.num_workers,
             generator=generator if train else None,
             drop_last=train and len(self._positions[split]) > self.batch_size,
-            persistent_workers=self.num_workers > 0,
+            **self.loader_kwargs,
         )
 
     def balanced_sampler(

@@ -16,7 +16,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -28,6 +28,7 @@ from torchvision.transforms import v2
 
 from medilab.config import AugmentConfig
 from medilab.data.datasets import detection_collate
+from medilab.data.loading import loader_options
 from medilab.data.sources.loader import read_array
 from medilab.errors import MedilabError
 from medilab.io.intensity import (
@@ -296,7 +297,8 @@ class DetectionDataModule(L.LightningDataModule):
         class_agnostic: bool = False,
         agnostic_name: str = "lesion",
         batch_size: int = 4,
-        num_workers: int = 0,
+        num_workers: int | Literal["auto"] = 0,
+        pin_memory: bool = False,
     ) -> None:
         super().__init__()
         manifest = manifest.reset_index(drop=True).copy()
@@ -314,7 +316,9 @@ class DetectionDataModule(L.LightningDataModule):
         self.classes = list(classes) if classes else box_classes(
             manifest, class_agnostic, agnostic_name
         )
-        self.batch_size, self.num_workers = batch_size, num_workers
+        self.batch_size = batch_size
+        self.loader_kwargs = loader_options(num_workers, device_is_cuda=pin_memory)
+        self.num_workers = self.loader_kwargs["num_workers"]
         self.datasets: dict[str, DetectionImages] = {}
 
     def split_manifest(self, split: str) -> pd.DataFrame:
@@ -340,8 +344,7 @@ class DetectionDataModule(L.LightningDataModule):
         """Batches of ``(images, targets)`` tuples for ``split``."""
         return DataLoader(
             self.dataset(split), batch_size=self.batch_size, shuffle=shuffle,
-            num_workers=self.num_workers, collate_fn=detection_collate,
-            persistent_workers=self.num_workers > 0,
+            collate_fn=detection_collate, **self.loader_kwargs,
         )
 
     def train_dataloader(self) -> DataLoader:

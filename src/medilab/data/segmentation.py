@@ -24,6 +24,7 @@ from torchvision.transforms import v2
 
 from medilab.config import AugmentConfig
 from medilab.data.elastic import RandomElastic
+from medilab.data.loading import loader_options
 from medilab.data.sources.loader import read_array
 from medilab.errors import ConfigError, InputFileError, MedilabError
 
@@ -271,9 +272,10 @@ class SegmentationDataModule(L.LightningDataModule):
     """Samples in memory, split into train (patches) and val (whole images)."""
 
     def __init__(self, samples: Sequence[SegSample], splits: pd.DataFrame,
-                 data: SegmentationFolderData) -> None:
+                 data: SegmentationFolderData, *, pin_memory: bool = False) -> None:
         super().__init__()
         self.data = data
+        self.loader_kwargs = loader_options(data.num_workers, device_is_cuda=pin_memory)
         self.samples = {s.sample_id: s for s in samples}
         self.splits = splits.reset_index(drop=True)
         unknown = set(self.splits["sample_id"].astype(str)) - set(self.samples)
@@ -300,8 +302,8 @@ class SegmentationDataModule(L.LightningDataModule):
             JointAugment(self.data.augment, self.spatial_dims, self.num_classes),
         )
         return DataLoader(dataset, batch_size=self.data.batch_size, shuffle=True,
-                          num_workers=self.data.num_workers, drop_last=False)
+                          drop_last=False, **self.loader_kwargs)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(FullImageDataset(self.split_samples("val")), batch_size=1,
-                          num_workers=self.data.num_workers)
+                          **self.loader_kwargs)

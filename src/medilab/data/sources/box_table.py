@@ -13,6 +13,7 @@ from pydantic import Field
 
 from medilab.config import DataCommon, ExperimentConfig
 from medilab.data.detection import DetectionDataModule, Preprocess
+from medilab.data.loading import pins_memory
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.sources.boxes import boxes_csv_manifest, read_coco
 from medilab.data.splits import training_splits
@@ -94,6 +95,7 @@ class BoxTableSource(DataSource):
             manifest, splits, prep=data.preprocess(), augment=data.augment,
             class_agnostic=data.class_agnostic, agnostic_name=data.agnostic_name,
             batch_size=data.batch_size, num_workers=data.num_workers,
+            pin_memory=pins_memory(config),
         )
         datamodule.setup()  # every box checked before a run folder exists
         return datamodule

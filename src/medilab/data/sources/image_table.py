@@ -17,6 +17,7 @@ from medilab.config import DataCommon, ExperimentConfig
 from medilab.data.array_datamodule import ArrayClassificationDataModule, ArrayImageDataset
 from medilab.data.covariates import CovariateEncoder
 from medilab.data.digits import ImageArrays
+from medilab.data.loading import pins_memory
 from medilab.data.preprocess import ImagePrep, PrepConfig
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.sources.image_folder import images_base
@@ -156,6 +157,7 @@ class ImageTableSource(DataSource):
         return ArrayClassificationDataModule(
             ImageArrays(images, table["label"].to_numpy(), list(table["sample_id"])),
             splits, batch_size=data.batch_size, num_workers=data.num_workers,
+            pin_memory=pins_memory(config),
             train_transform=build_image_augmentation(data.augment), seed=config.seed,
             balanced=config.data.balanced_sampler,
             table=table, numeric=numeric, categorical=categorical, class_names=classes,

@@ -9,6 +9,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from medilab.config import DataCommon, ExperimentConfig
+from medilab.data.loading import pins_memory
 from medilab.data.manifest import load_manifest
 from medilab.data.segmentation import SegmentationDataModule, load_sample
 from medilab.data.sources.base import DataSource, register_source
@@ -109,4 +110,4 @@ class SegmentationFolderSource(DataSource):
                         row.get("fov") if isinstance(row.get("fov"), str) else None)
             for _, row in manifest.iterrows()
         ]
-        return SegmentationDataModule(samples, splits, data)
+        return SegmentationDataModule(samples, splits, data, pin_memory=pins_memory(config))

@@ -21,6 +21,7 @@ from medilab.config import DataCommon, ExperimentConfig
 from medilab.data.array_datamodule import ArrayClassificationDataModule
 from medilab.data.datasets import stack_slices
 from medilab.data.digits import ImageArrays
+from medilab.data.loading import pins_memory
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.splits import training_splits
 from medilab.data.transforms import build_image_augmentation
@@ -121,6 +122,7 @@ class SliceTableSource(DataSource):
                                  given=splits)
         return ArrayClassificationDataModule(
             arrays, splits, batch_size=data.batch_size, num_workers=data.num_workers,
+            pin_memory=pins_memory(config),
             train_transform=build_image_augmentation(data.augment), seed=config.seed,
             balanced=config.data.balanced_sampler,
             table=table,
