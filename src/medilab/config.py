@@ -51,6 +51,11 @@ class DataCommon(Strict):
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     splits_csv: Path | None = None  # reuse a saved splits.csv instead of splitting
     balanced_sampler: bool = False  # classification: draw training samples class-balanced
+    # decoded + prepared pixels of image files kept as .npy under cache_dir (None:
+    # $MEDILAB_CACHE_DIR, else ~/.cache/medilab/arrays), keyed by file path, size, mtime and the
+    # preparation settings, so later epochs, runs and folds do not decode again
+    cache: bool = True
+    cache_dir: Path | None = None
 
 
 # ----------------------------------------------------------------------------- model, optimisation
@@ -215,11 +220,16 @@ def validate_config(
     return config
 
 
+CREATED_PATHS = ("cache_dir",)  # data paths medilab makes itself
+
+
 def check_data_paths(config: ExperimentConfig) -> None:
     """Every file or folder the ``data`` section names exists (as given, or under
     ``data.root``); a missing one is a ConfigError that says which key to override."""
     root = getattr(config.data, "root", None)
     for name, value in config.data:
+        if name in CREATED_PATHS:
+            continue
         beside_root = isinstance(root, Path) and name != "root" and (root / str(value)).exists()
         if isinstance(value, Path) and not value.exists() and not beside_root:
             raise ConfigError(f"data.{name}: {value} not found (point it at your data with "

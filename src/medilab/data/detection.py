@@ -12,9 +12,10 @@ pixels with :func:`boxes_to_original`. Batch them with
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from medilab.config import AugmentConfig
+from medilab.data.cache import ArrayCache, cached
 from medilab.data.datasets import detection_collate
 from medilab.data.loading import loader_options
 from medilab.data.sources.loader import read_array
@@ -38,6 +40,7 @@ from medilab.io.intensity import (
     minmax_normalise,
     parse_window,
     resize,
+    resize_info,
     simplest_color_balance,
 )
 
@@ -215,8 +218,10 @@ class DetectionImages(Dataset):
         *,
         augment: v2.Transform | None = None,
         class_agnostic: bool = False,
+        cache: ArrayCache | None = None,
     ) -> None:
         self.manifest = manifest.reset_index(drop=True)
+        self.cache = cache
         self.classes, self.prep, self.augment = list(classes), prep, augment
         self.class_agnostic = class_agnostic
         self.boxes: list[np.ndarray] = []
@@ -245,9 +250,9 @@ class DetectionImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         name = self.manifest.at[index, "image"]
-        raw = read_array(name)
-        check_boxes(self.boxes[index], name, tuple(np.asarray(raw).shape[:2]))
-        pixels, info = prepare_pixels(raw, self.prep, name)
+        shape, pixels = self.pixels(name)
+        check_boxes(self.boxes[index], name, shape)
+        info = resize_info(shape, self.prep.size, keep_aspect=True)
         boxes = info.boxes_to_output(self.boxes[index]).astype(np.float32)
         image = tv_tensors.Image(torch.from_numpy(pixels))
         sample = {
@@ -269,6 +274,18 @@ class DetectionImages(Dataset):
             "orig_size": torch.tensor(info.in_shape),
         }
         return sample["image"].as_subclass(torch.Tensor).clamp(0, 1), target
+
+
+    def pixels(self, name: str) -> tuple[tuple[int, int], np.ndarray]:
+        """The image's original ``(H, W)`` and its prepared pixels, decoded once and then
+        served from the cache (when the dataset has one)."""
+        raw = functools.cache(lambda: np.asarray(read_array(name)))
+        shape = cached(self.cache, name, {"step": "detection.raw_shape"},
+                       lambda: np.array(raw().shape[:2], np.int64))
+        params = {"step": "detection.prepare_pixels", **asdict(self.prep)}
+        pixels = cached(self.cache, name, params, lambda: prepare_pixels(raw(), self.prep,
+                                                                         name)[0])
+        return (int(shape[0]), int(shape[1])), np.array(pixels, np.float32)  # a writable copy
 
 
 def _known_shape(row: pd.Series) -> tuple[int, int] | None:
@@ -299,6 +316,7 @@ class DetectionDataModule(L.LightningDataModule):
         batch_size: int = 4,
         num_workers: int | Literal["auto"] = 0,
         pin_memory: bool = False,
+        cache: ArrayCache | None = None,
     ) -> None:
         super().__init__()
         manifest = manifest.reset_index(drop=True).copy()
@@ -317,6 +335,7 @@ class DetectionDataModule(L.LightningDataModule):
             manifest, class_agnostic, agnostic_name
         )
         self.batch_size = batch_size
+        self.cache = cache
         self.loader_kwargs = loader_options(num_workers, device_is_cuda=pin_memory)
         self.num_workers = self.loader_kwargs["num_workers"]
         self.datasets: dict[str, DetectionImages] = {}
@@ -332,7 +351,7 @@ class DetectionDataModule(L.LightningDataModule):
             self.datasets[split] = DetectionImages(
                 self.split_manifest(split), self.classes, self.prep,
                 augment=detection_augmentation(self.augment) if split == "train" else None,
-                class_agnostic=self.class_agnostic,
+                class_agnostic=self.class_agnostic, cache=self.cache,
             )
         return self.datasets[split]
 

@@ -12,6 +12,7 @@ import pandas as pd
 from pydantic import Field
 
 from medilab.config import DataCommon, ExperimentConfig
+from medilab.data.cache import data_cache
 from medilab.data.detection import DetectionDataModule, Preprocess
 from medilab.data.loading import pins_memory
 from medilab.data.sources.base import DataSource, register_source
@@ -95,7 +96,7 @@ class BoxTableSource(DataSource):
             manifest, splits, prep=data.preprocess(), augment=data.augment,
             class_agnostic=data.class_agnostic, agnostic_name=data.agnostic_name,
             batch_size=data.batch_size, num_workers=data.num_workers,
-            pin_memory=pins_memory(config),
+            pin_memory=pins_memory(config), cache=data_cache(data),
         )
         datamodule.setup()  # every box checked before a run folder exists
         return datamodule

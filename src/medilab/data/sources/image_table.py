@@ -15,6 +15,7 @@ from pydantic import Field
 
 from medilab.config import DataCommon, ExperimentConfig
 from medilab.data.array_datamodule import ArrayClassificationDataModule, ArrayImageDataset
+from medilab.data.cache import ArrayCache, cached, data_cache
 from medilab.data.covariates import CovariateEncoder
 from medilab.data.digits import ImageArrays
 from medilab.data.loading import pins_memory
@@ -97,15 +98,16 @@ def _image_base(data: ImageTableData, csv: Path, images: pd.Series) -> Path:
     return images_base(csv, images)
 
 
-def read_images(paths: list[str], prep: ImagePrep, *, strict: bool = True
-                ) -> tuple[np.ndarray | None, list[str | None]]:
+def read_images(paths: list[str], prep: ImagePrep, *, strict: bool = True,
+                cache: ArrayCache | None = None) -> tuple[np.ndarray | None, list[str | None]]:
     """Prepared images (N, C, H, W) and, per path, None or why it could not be read
-    (``strict``: the first failure is raised)."""
+    (``strict``: the first failure is raised); served from ``cache`` when given."""
     arrays, errors = [], []
     shape = None
+    params = {"step": "image_table.prep", **prep.config.model_dump(mode="json")}
     for path in paths:
         try:
-            image = prep(read_array(path))
+            image = cached(cache, path, params, lambda path=path: prep(read_array(path)))
             if shape is not None and image.shape != shape:
                 raise MedilabError(f"size {image.shape[1:]} differs from the first image's "
                                    f"{shape[1:]} (set data.prep.size to resize)")
@@ -149,7 +151,8 @@ class ImageTableSource(DataSource):
         table = read_table(data, csv, labelled=True, keep=config.evaluation.subgroups)
         classes = data.classes or sorted(table["label_text"].unique(), key=_natural)
         table["label"] = class_indices(table["label_text"], classes, csv)
-        images, _ = read_images(list(table["image"]), ImagePrep(data.prep))
+        images, _ = read_images(list(table["image"]), ImagePrep(data.prep),
+                                cache=data_cache(data))
         assert images is not None
         splits = training_splits(table, seed=config.seed, val_fraction=data.val_fraction,
                                  given=splits)
