@@ -109,6 +109,9 @@ class TrainerConfig(Strict):
     sync_batchnorm: bool = False  # several devices: BatchNorm statistics over all of them
     # 2D conv weights in channels-last layout: faster oneDNN/cuDNN kernels (≈20 % on CPU with bf16)
     channels_last: bool = False
+    # torch.compile the network for training (in place: checkpoints keep their keys); the first
+    # steps pay the compilation, worth it for long runs of a fixed input size
+    compile: bool = False
     monitor: str = "val/loss"
     monitor_mode: Literal["min", "max"] = "min"
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
