@@ -14,14 +14,14 @@ import pytest
 import torch
 from PIL import Image
 
-from medilab.config import validate_config
+from medilab.config import check_data_paths, validate_config
 from medilab.data import detection, segmentation
 from medilab.data.cache import ArrayCache, data_cache, default_cache_dir
 from medilab.data.detection import DetectionDataModule, DetectionImages, Preprocess
 from medilab.data.preprocess import ImagePrep, PrepConfig
 from medilab.data.sources import image_table, slice_table
 from medilab.data.sources.image_table import ImageTableSource, read_images
-from medilab.errors import MedilabError
+from medilab.errors import ConfigError, MedilabError
 from segmentation_samples import circles_config, write_circles
 
 
@@ -67,6 +67,13 @@ def test_data_section_switches_and_places_the_cache(tmp_path):
     assert on.cache and data_cache(on).root == tmp_path / "c"
     off = on.model_copy(update={"cache": False})
     assert data_cache(off) is None
+
+
+def test_a_cache_folder_that_does_not_exist_yet_is_not_a_missing_path(tmp_path):
+    root = _table(tmp_path / "data")
+    check_data_paths(_table_config(root, cache_dir=str(tmp_path / "made" / "later")))
+    with pytest.raises(ConfigError, match="data.root"):
+        check_data_paths(_table_config(tmp_path / "nowhere"))
 
 
 def test_unwritable_folder_warns_once_and_still_returns_pixels(tmp_path):
