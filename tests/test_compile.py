@@ -19,6 +19,14 @@ needs_compiler = pytest.mark.skipif(
     reason="torch.compile (inductor) needs a C compiler on CPU")
 
 
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_compile_is_off_by_default(digits_config):
     assert load_config(digits_config).trainer.compile is False
 
@@ -35,8 +43,8 @@ def test_compiled_network_keeps_its_state_dict_keys(digits_config):
 
 
 @needs_compiler
-def test_one_epoch_with_compile_trains_and_its_checkpoint_evaluates(tmp_path, digits_config):
-    torch.set_num_threads(1)
+def test_one_epoch_with_compile_trains_and_its_checkpoint_evaluates(tmp_path, digits_config,
+                                                                     one_thread):
     run_dir = api.train(digits_config, ["trainer.compile=true", "trainer.max_epochs=1",
                                         "trainer.limit_train_batches=3",
                                         "trainer.limit_val_batches=1"],

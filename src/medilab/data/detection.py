@@ -208,7 +208,9 @@ def _as_list(value: Any) -> list:
 
 
 class DetectionImages(Dataset):
-    """Manifest rows as torchvision detection samples (see the module docstring)."""
+    """Manifest rows as torchvision detection samples (see the module docstring). With a
+    ``cache`` each image's original shape and prepared pixels are decoded once (the boxes are
+    still checked against that shape on every read)."""
 
     def __init__(
         self,
@@ -250,8 +252,14 @@ class DetectionImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         name = self.manifest.at[index, "image"]
-        shape, pixels = self.pixels(name)
+        raw = functools.cache(lambda: np.asarray(read_array(name)))  # decoded at most once
+        stored = cached(self.cache, name, {"step": "detection.raw_shape"},
+                        lambda: np.array(raw().shape[:2], np.int64))
+        shape = (int(stored[0]), int(stored[1]))
         check_boxes(self.boxes[index], name, shape)
+        params = {"step": "detection.prepare_pixels", **asdict(self.prep)}
+        pixels = np.array(cached(self.cache, name, params,  # a writable in-memory copy
+                                 lambda: prepare_pixels(raw(), self.prep, name)[0]), np.float32)
         info = resize_info(shape, self.prep.size, keep_aspect=True)
         boxes = info.boxes_to_output(self.boxes[index]).astype(np.float32)
         image = tv_tensors.Image(torch.from_numpy(pixels))
@@ -274,18 +282,6 @@ class DetectionImages(Dataset):
             "orig_size": torch.tensor(info.in_shape),
         }
         return sample["image"].as_subclass(torch.Tensor).clamp(0, 1), target
-
-
-    def pixels(self, name: str) -> tuple[tuple[int, int], np.ndarray]:
-        """The image's original ``(H, W)`` and its prepared pixels, decoded once and then
-        served from the cache (when the dataset has one)."""
-        raw = functools.cache(lambda: np.asarray(read_array(name)))
-        shape = cached(self.cache, name, {"step": "detection.raw_shape"},
-                       lambda: np.array(raw().shape[:2], np.int64))
-        params = {"step": "detection.prepare_pixels", **asdict(self.prep)}
-        pixels = cached(self.cache, name, params, lambda: prepare_pixels(raw(), self.prep,
-                                                                         name)[0])
-        return (int(shape[0]), int(shape[1])), np.array(pixels, np.float32)  # a writable copy
 
 
 def _known_shape(row: pd.Series) -> tuple[int, int] | None:
