@@ -28,6 +28,11 @@ def test_auto_follows_the_cores_this_process_may_use(monkeypatch):
         "num_workers": 0, "pin_memory": True, "persistent_workers": False}
 
 
+def test_training_workers_start_afresh_each_epoch():
+    assert loader_options(2, device_is_cuda=False, train=True)["persistent_workers"] is False
+    assert loader_options(2, device_is_cuda=False)["persistent_workers"] is True
+
+
 def test_explicit_workers_are_kept(monkeypatch):
     monkeypatch.setattr(loading, "available_cores", lambda: 64)
     assert loader_options(0, device_is_cuda=False)["num_workers"] == 0
@@ -67,5 +72,20 @@ def test_datamodule_loaders_use_the_options(monkeypatch):
                                        pin_memory=True)
     loader = dm.val_dataloader()
     assert (loader.num_workers, loader.pin_memory, loader.persistent_workers) == (3, True, True)
+    train = dm.train_dataloader()  # workers restarted each epoch: seeded by the epoch
+    assert (train.num_workers, train.pin_memory, train.persistent_workers) == (3, True, False)
     plain = ArrayClassificationDataModule(arrays, splits, batch_size=2).train_dataloader()
     assert (plain.num_workers, plain.pin_memory, plain.persistent_workers) == (0, False, False)
+
+
+def test_training_with_workers_matches_training_without(tmp_path, digits_config):
+    """Loader workers change where batches are made, not which: the same curves."""
+    from medilab import api
+
+    losses = []
+    for workers in (0, 1):
+        run = api.train(digits_config, [f"data.num_workers={workers}", "trainer.max_epochs=2"],
+                        run_dir=tmp_path / f"w{workers}", evaluate_after=False)
+        curves = pd.read_csv(run / "metrics.csv").dropna(subset=["val/loss"])
+        losses.append(curves["val/loss"].tolist())
+    assert len(losses[0]) == 2 and losses[0] == losses[1]

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from medilab.data.covariates import CovariateEncoder
 from medilab.data.digits import ImageArrays
-from medilab.data.loading import loader_options
+from medilab.data.loading import loader_options, resolve_workers
 from medilab.errors import MedilabError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -85,8 +85,8 @@ class ArrayClassificationDataModule(L.LightningDataModule):
         self.splits = splits
         self.batch_size = batch_size
         # workers, pinned memory, persistent workers ("auto" workers from the machine)
-        self.loader_kwargs = loader_options(num_workers, device_is_cuda=pin_memory)
-        self.num_workers = self.loader_kwargs["num_workers"]
+        self.num_workers = resolve_workers(num_workers)
+        self.pin_memory = pin_memory
         self.train_transform = train_transform
         self.seed = seed
         self.balanced = balanced
@@ -145,7 +145,7 @@ class ArrayClassificationDataModule(L.LightningDataModule):
             sampler=sampler,
             generator=generator if train else None,
             drop_last=train and len(self._positions[split]) > self.batch_size,
-            **self.loader_kwargs,
+            **loader_options(self.num_workers, device_is_cuda=self.pin_memory, train=train),
         )
 
     def balanced_sampler(

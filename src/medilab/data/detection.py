@@ -30,7 +30,7 @@ from torchvision.transforms import v2
 from medilab.config import AugmentConfig
 from medilab.data.cache import ArrayCache, cached
 from medilab.data.datasets import detection_collate
-from medilab.data.loading import loader_options
+from medilab.data.loading import loader_options, resolve_workers
 from medilab.data.sources.loader import read_array
 from medilab.errors import MedilabError
 from medilab.io.intensity import (
@@ -332,8 +332,8 @@ class DetectionDataModule(L.LightningDataModule):
         )
         self.batch_size = batch_size
         self.cache = cache
-        self.loader_kwargs = loader_options(num_workers, device_is_cuda=pin_memory)
-        self.num_workers = self.loader_kwargs["num_workers"]
+        self.num_workers = resolve_workers(num_workers)
+        self.pin_memory = pin_memory
         self.datasets: dict[str, DetectionImages] = {}
 
     def split_manifest(self, split: str) -> pd.DataFrame:
@@ -359,7 +359,8 @@ class DetectionDataModule(L.LightningDataModule):
         """Batches of ``(images, targets)`` tuples for ``split``."""
         return DataLoader(
             self.dataset(split), batch_size=self.batch_size, shuffle=shuffle,
-            collate_fn=detection_collate, **self.loader_kwargs,
+            collate_fn=detection_collate,
+            **loader_options(self.num_workers, device_is_cuda=self.pin_memory, train=shuffle),
         )
 
     def train_dataloader(self) -> DataLoader:

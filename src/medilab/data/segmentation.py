@@ -26,7 +26,7 @@ from torchvision.transforms import v2
 from medilab.config import AugmentConfig
 from medilab.data.cache import ArrayCache, cached
 from medilab.data.elastic import RandomElastic
-from medilab.data.loading import loader_options
+from medilab.data.loading import loader_options, resolve_workers
 from medilab.data.sources.loader import read_array
 from medilab.errors import ConfigError, InputFileError, MedilabError
 
@@ -299,7 +299,8 @@ class SegmentationDataModule(L.LightningDataModule):
                  data: SegmentationFolderData, *, pin_memory: bool = False) -> None:
         super().__init__()
         self.data = data
-        self.loader_kwargs = loader_options(data.num_workers, device_is_cuda=pin_memory)
+        self.num_workers = resolve_workers(data.num_workers)
+        self.pin_memory = pin_memory
         self.samples = {s.sample_id: s for s in samples}
         self.splits = splits.reset_index(drop=True)
         unknown = set(self.splits["sample_id"].astype(str)) - set(self.samples)
@@ -326,8 +327,12 @@ class SegmentationDataModule(L.LightningDataModule):
             JointAugment(self.data.augment, self.spatial_dims, self.num_classes),
         )
         return DataLoader(dataset, batch_size=self.data.batch_size, shuffle=True,
-                          drop_last=False, **self.loader_kwargs)
+                          drop_last=False, **self._loader_options(train=True))
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(FullImageDataset(self.split_samples("val")), batch_size=1,
-                          **self.loader_kwargs)
+                          **self._loader_options(train=False))
+
+    def _loader_options(self, train: bool) -> dict:
+        """Workers, pinned memory, persistence (training workers restart each epoch)."""
+        return loader_options(self.num_workers, device_is_cuda=self.pin_memory, train=train)
