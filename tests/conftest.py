@@ -65,6 +65,16 @@ evaluation:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def array_cache_in_tmp(tmp_path_factory):
+    """Decoded-image caches go to a temporary folder, never the user's ``~/.cache``."""
+    from medilab.data.cache import CACHE_DIR_ENV
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_DIR_ENV, str(tmp_path_factory.mktemp("array_cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def fp32_unless_asked(monkeypatch):
     """``trainer.precision: auto`` picks bf16 on CPUs with AMX: keep the suite's numbers the

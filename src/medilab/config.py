@@ -45,10 +45,17 @@ class DataCommon(Strict):
     source: str
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     batch_size: int = Field(64, ge=1)
-    num_workers: int = Field(0, ge=0)
+    # DataLoader worker processes; "auto": from the CPU cores this process may use (none on
+    # one or two cores, else cores - 1, at most 4), with pinned memory when training on a GPU
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     splits_csv: Path | None = None  # reuse a saved splits.csv instead of splitting
     balanced_sampler: bool = False  # classification: draw training samples class-balanced
+    # decoded + prepared pixels of image files kept as .npy under cache_dir (None:
+    # $MEDILAB_CACHE_DIR, else ~/.cache/medilab/arrays), keyed by file path, size, mtime and the
+    # preparation settings, so later epochs, runs and folds do not decode again
+    cache: bool = True
+    cache_dir: Path | None = None
 
 
 # ----------------------------------------------------------------------------- model, optimisation
@@ -102,6 +109,9 @@ class TrainerConfig(Strict):
     sync_batchnorm: bool = False  # several devices: BatchNorm statistics over all of them
     # 2D conv weights in channels-last layout: faster oneDNN/cuDNN kernels (≈20 % on CPU with bf16)
     channels_last: bool = False
+    # torch.compile the network for training (in place: checkpoints keep their keys); the first
+    # steps pay the compilation, worth it for long runs of a fixed input size
+    compile: bool = False
     monitor: str = "val/loss"
     monitor_mode: Literal["min", "max"] = "min"
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
@@ -213,11 +223,16 @@ def validate_config(
     return config
 
 
+CREATED_PATHS = ("cache_dir",)  # data paths medilab makes itself
+
+
 def check_data_paths(config: ExperimentConfig) -> None:
     """Every file or folder the ``data`` section names exists (as given, or under
     ``data.root``); a missing one is a ConfigError that says which key to override."""
     root = getattr(config.data, "root", None)
     for name, value in config.data:
+        if name in CREATED_PATHS:
+            continue
         beside_root = isinstance(root, Path) and name != "root" and (root / str(value)).exists()
         if isinstance(value, Path) and not value.exists() and not beside_root:
             raise ConfigError(f"data.{name}: {value} not found (point it at your data with "

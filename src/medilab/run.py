@@ -80,6 +80,16 @@ class ChannelsLast(cb.Callback):
         pl_module.to(memory_format=torch.channels_last)
 
 
+def compile_network(module: L.LightningModule) -> None:
+    """``trainer.compile``: the module's network (``module.model``) compiled with torch.compile
+    in place, so parameters and state-dict keys stay as they are (no ``_orig_mod.`` prefix) and
+    its checkpoints load into an uncompiled model."""
+    network = getattr(module, "model", None)
+    if not isinstance(network, torch.nn.Module):
+        raise MedilabError(f"trainer.compile: {type(module).__name__} has no network to compile")
+    network.compile()
+
+
 class EpochSeeds(cb.Callback):
     """Seed every training epoch from ``(seed, epoch)``: the shuffling order (the training
     loader's generator and the global RNGs), dropout and augmentation then depend only on the
@@ -269,6 +279,8 @@ def train(
     datamodule = family.build_datamodule(config, splits)
     model_args = family.model_args(config, datamodule)
     module = family.build_module(config, model_args, for_training=True)
+    if config.trainer.compile:
+        compile_network(module)
 
     # DDP re-runs this command in each extra process (Lightning's launcher passes the folder;
     # under torchrun / SLURM every rank runs it with the same --run-dir): only rank 0 writes.

@@ -9,6 +9,7 @@ the training rows only.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import lightning as L
 import numpy as np
@@ -18,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from medilab.data.covariates import CovariateEncoder
 from medilab.data.digits import ImageArrays
+from medilab.data.loading import loader_options, resolve_workers
 from medilab.errors import MedilabError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -66,7 +68,7 @@ class ArrayClassificationDataModule(L.LightningDataModule):
         arrays: ImageArrays,
         splits: pd.DataFrame,
         batch_size: int,
-        num_workers: int = 0,
+        num_workers: int | Literal["auto"] = 0,
         train_transform: Transform | None = None,
         seed: int = 0,
         *,
@@ -76,12 +78,15 @@ class ArrayClassificationDataModule(L.LightningDataModule):
         class_names: Sequence[str] | None = None,
         encoder: CovariateEncoder | None = None,
         balanced: bool = False,
+        pin_memory: bool = False,
     ) -> None:
         super().__init__()
         self.arrays = arrays
         self.splits = splits
         self.batch_size = batch_size
-        self.num_workers = num_workers
+        # workers, pinned memory, persistent workers ("auto" workers from the machine)
+        self.num_workers = resolve_workers(num_workers)
+        self.pin_memory = pin_memory
         self.train_transform = train_transform
         self.seed = seed
         self.balanced = balanced
@@ -138,10 +143,9 @@ class ArrayClassificationDataModule(L.LightningDataModule):
             batch_size=self.batch_size,
             shuffle=train and sampler is None,
             sampler=sampler,
-            num_workers=self.num_workers,
             generator=generator if train else None,
             drop_last=train and len(self._positions[split]) > self.batch_size,
-            persistent_workers=self.num_workers > 0,
+            **loader_options(self.num_workers, device_is_cuda=self.pin_memory, train=train),
         )
 
     def balanced_sampler(

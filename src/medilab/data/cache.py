@@ -2,7 +2,9 @@
 
 Each entry is one ``.npy`` file read back memory-mapped (``np.load(mmap_mode="r")``). The key is
 the source file (absolute path, size, mtime) plus a hash of the preprocessing parameters, so a
-changed file or changed parameters give a new entry. Files are written atomically.
+changed file or changed parameters give a new entry. Files are written atomically. Sources
+reading image files go through it unless ``data.cache: false`` (:func:`data_cache`); the folder
+is ``data.cache_dir``, else ``$MEDILAB_CACHE_DIR``, else ``~/.cache/medilab/arrays``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,30 @@ import numpy as np
 
 from medilab.io.atomic import atomic_path
 
-DEFAULT_CACHE_DIR = Path(".medilab_cache")
+CACHE_DIR_ENV = "MEDILAB_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """``$MEDILAB_CACHE_DIR``, else ``~/.cache/medilab/arrays``."""
+    configured = os.environ.get(CACHE_DIR_ENV)
+    return Path(configured) if configured else Path.home() / ".cache" / "medilab" / "arrays"
+
+
+def data_cache(data: Any) -> ArrayCache | None:
+    """The cache a data section asks for (``data.cache``, ``data.cache_dir``); None when off."""
+    if not getattr(data, "cache", False):
+        return None
+    return ArrayCache(getattr(data, "cache_dir", None))
+
+
+def cached(
+    cache: ArrayCache | None,
+    ref: str | os.PathLike[str],
+    params: Mapping[str, Any],
+    compute: Callable[[], np.ndarray],
+) -> np.ndarray:
+    """``compute()`` served from ``cache`` (read-only) when there is one, else called."""
+    return np.asarray(compute()) if cache is None else cache.get(ref, params, compute)
 
 
 def source_fingerprint(ref: str | os.PathLike[str]) -> dict[str, Any]:
@@ -38,21 +64,28 @@ def source_fingerprint(ref: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def cache_key(ref: str | os.PathLike[str], params: Mapping[str, Any] | None = None) -> str:
-    """A hex key of the source fingerprint and the preprocessing parameters."""
-    payload = {"source": source_fingerprint(ref), "params": dict(params or {})}
+    """A hex key of the source fingerprint, the preprocessing parameters and medilab's
+    version (a new release may prepare pixels differently)."""
+    from medilab import __version__
+
+    payload = {"source": source_fingerprint(ref), "params": dict(params or {}),
+               "medilab": __version__}
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 class ArrayCache:
-    """``.npy`` files under ``root`` (default ``.medilab_cache/``), one per source + parameters.
+    """``.npy`` files under ``root`` (default :func:`default_cache_dir`), one per source +
+    parameters.
 
     ``get(ref, params, compute)`` returns the cached array (memory-mapped, read-only) or calls
-    ``compute()`` once, stores its result atomically and returns it memory-mapped.
+    ``compute()`` once, stores its result atomically and returns it memory-mapped. A folder that
+    cannot be written is warned about once and the computed array returned uncached.
     """
 
-    def __init__(self, root: str | os.PathLike[str] = DEFAULT_CACHE_DIR) -> None:
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self.unwritable = False
         self.hits = 0
         self.misses = 0
 
@@ -65,7 +98,10 @@ class ArrayCache:
         params: Mapping[str, Any] | None,
         compute: Callable[[], np.ndarray],
     ) -> np.ndarray:
-        target = self.path_for(cache_key(ref, params))
+        try:
+            target = self.path_for(cache_key(ref, params))
+        except OSError:  # not a file (yet): the reader says what is wrong
+            return np.ascontiguousarray(compute())
         if target.is_file():
             try:
                 array = np.load(target, mmap_mode="r")
@@ -76,8 +112,16 @@ class ArrayCache:
                 return array
         self.misses += 1
         array = np.ascontiguousarray(compute())
-        with atomic_path(target, suffix=".npy") as tmp:
-            np.save(tmp, array)
+        if self.unwritable:
+            return array
+        try:
+            with atomic_path(target, suffix=".npy") as tmp:
+                np.save(tmp, array)
+        except OSError as exc:
+            self.unwritable = True
+            warnings.warn(f"array cache {self.root} cannot be written ({exc.strerror or exc}); "
+                          "images are decoded every time (set data.cache_dir)", stacklevel=2)
+            return array
         return np.load(target, mmap_mode="r")
 
     def clear(self) -> None:
@@ -104,9 +148,7 @@ class CachedReader:
 
             reader = read_array
         self.reader = reader
-        self.cache = cache if isinstance(cache, ArrayCache) else ArrayCache(
-            cache if cache is not None else DEFAULT_CACHE_DIR
-        )
+        self.cache = cache if isinstance(cache, ArrayCache) else ArrayCache(cache)
         self.preprocess = preprocess
         self.params = dict(params or {})
 

@@ -12,11 +12,12 @@ pixels with :func:`boxes_to_original`. Batch them with
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -27,7 +28,9 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from medilab.config import AugmentConfig
+from medilab.data.cache import ArrayCache, cached
 from medilab.data.datasets import detection_collate
+from medilab.data.loading import loader_options, resolve_workers
 from medilab.data.sources.loader import read_array
 from medilab.errors import MedilabError
 from medilab.io.intensity import (
@@ -37,6 +40,7 @@ from medilab.io.intensity import (
     minmax_normalise,
     parse_window,
     resize,
+    resize_info,
     simplest_color_balance,
 )
 
@@ -204,7 +208,9 @@ def _as_list(value: Any) -> list:
 
 
 class DetectionImages(Dataset):
-    """Manifest rows as torchvision detection samples (see the module docstring)."""
+    """Manifest rows as torchvision detection samples (see the module docstring). With a
+    ``cache`` each image's original shape and prepared pixels are decoded once (the boxes are
+    still checked against that shape on every read)."""
 
     def __init__(
         self,
@@ -214,8 +220,10 @@ class DetectionImages(Dataset):
         *,
         augment: v2.Transform | None = None,
         class_agnostic: bool = False,
+        cache: ArrayCache | None = None,
     ) -> None:
         self.manifest = manifest.reset_index(drop=True)
+        self.cache = cache
         self.classes, self.prep, self.augment = list(classes), prep, augment
         self.class_agnostic = class_agnostic
         self.boxes: list[np.ndarray] = []
@@ -244,9 +252,15 @@ class DetectionImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         name = self.manifest.at[index, "image"]
-        raw = read_array(name)
-        check_boxes(self.boxes[index], name, tuple(np.asarray(raw).shape[:2]))
-        pixels, info = prepare_pixels(raw, self.prep, name)
+        raw = functools.cache(lambda: np.asarray(read_array(name)))  # decoded at most once
+        stored = cached(self.cache, name, {"step": "detection.raw_shape"},
+                        lambda: np.array(raw().shape[:2], np.int64))
+        shape = (int(stored[0]), int(stored[1]))
+        check_boxes(self.boxes[index], name, shape)
+        params = {"step": "detection.prepare_pixels", **asdict(self.prep)}
+        pixels = np.array(cached(self.cache, name, params,  # a writable in-memory copy
+                                 lambda: prepare_pixels(raw(), self.prep, name)[0]), np.float32)
+        info = resize_info(shape, self.prep.size, keep_aspect=True)
         boxes = info.boxes_to_output(self.boxes[index]).astype(np.float32)
         image = tv_tensors.Image(torch.from_numpy(pixels))
         sample = {
@@ -296,7 +310,9 @@ class DetectionDataModule(L.LightningDataModule):
         class_agnostic: bool = False,
         agnostic_name: str = "lesion",
         batch_size: int = 4,
-        num_workers: int = 0,
+        num_workers: int | Literal["auto"] = 0,
+        pin_memory: bool = False,
+        cache: ArrayCache | None = None,
     ) -> None:
         super().__init__()
         manifest = manifest.reset_index(drop=True).copy()
@@ -314,7 +330,10 @@ class DetectionDataModule(L.LightningDataModule):
         self.classes = list(classes) if classes else box_classes(
             manifest, class_agnostic, agnostic_name
         )
-        self.batch_size, self.num_workers = batch_size, num_workers
+        self.batch_size = batch_size
+        self.cache = cache
+        self.num_workers = resolve_workers(num_workers)
+        self.pin_memory = pin_memory
         self.datasets: dict[str, DetectionImages] = {}
 
     def split_manifest(self, split: str) -> pd.DataFrame:
@@ -328,7 +347,7 @@ class DetectionDataModule(L.LightningDataModule):
             self.datasets[split] = DetectionImages(
                 self.split_manifest(split), self.classes, self.prep,
                 augment=detection_augmentation(self.augment) if split == "train" else None,
-                class_agnostic=self.class_agnostic,
+                class_agnostic=self.class_agnostic, cache=self.cache,
             )
         return self.datasets[split]
 
@@ -340,8 +359,8 @@ class DetectionDataModule(L.LightningDataModule):
         """Batches of ``(images, targets)`` tuples for ``split``."""
         return DataLoader(
             self.dataset(split), batch_size=self.batch_size, shuffle=shuffle,
-            num_workers=self.num_workers, collate_fn=detection_collate,
-            persistent_workers=self.num_workers > 0,
+            collate_fn=detection_collate,
+            **loader_options(self.num_workers, device_is_cuda=self.pin_memory, train=shuffle),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -8,6 +8,7 @@ image, 0 outside) that loss and metrics respect.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,9 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from medilab.config import AugmentConfig
+from medilab.data.cache import ArrayCache, cached
 from medilab.data.elastic import RandomElastic
+from medilab.data.loading import loader_options, resolve_workers
 from medilab.data.sources.loader import read_array
 from medilab.errors import ConfigError, InputFileError, MedilabError
 
@@ -113,25 +116,47 @@ def display_copy(array: np.ndarray, spatial_dims: int) -> np.ndarray:
 def load_sample(
     data: SegmentationFolderData, sample_id: str, image_path: str,
     mask_path: str | None = None, fov_path: str | None = None,
+    cache: ArrayCache | None = None,
 ) -> SegSample:
-    """Read and prepare one image with its mask and field of view (sizes must agree)."""
-    raw = read_array(image_path)
-    image = prepare_image(raw, data.channels, data.spatial_dims, data.normalize, image_path)
+    """Read and prepare one image with its mask and field of view (sizes must agree); each
+    file is decoded once and then served from ``cache`` when given."""
+    raw = functools.cache(lambda: read_array(image_path))
+    image = _in_memory(cached(
+        cache, image_path, {"step": "segmentation.image", "channels": data.channels,
+                            "spatial_dims": data.spatial_dims, "normalize": data.normalize},
+        lambda: prepare_image(raw(), data.channels, data.spatial_dims, data.normalize,
+                              image_path)))
+    display = _in_memory(cached(
+        cache, image_path, {"step": "segmentation.display", "spatial_dims": data.spatial_dims},
+        lambda: display_copy(raw(), data.spatial_dims)))
     shape = image.shape[1:]
     mask = None
     if mask_path:
         invert = data.invert_mask if data.invert_mask is not None else data.layout == "isbi"
-        mask = prepare_mask(read_array(mask_path), data.num_classes, invert, mask_path)
+        mask = _in_memory(cached(
+            cache, mask_path, {"step": "segmentation.mask", "num_classes": data.num_classes,
+                               "invert": invert},
+            lambda: prepare_mask(read_array(mask_path), data.num_classes, invert, mask_path)))
         _check_size(mask_path, mask.shape, image_path, shape)
     valid = np.ones(shape, np.float32)
     if fov_path:
-        fov = np.asarray(read_array(fov_path))
-        if fov.ndim == len(shape) + 1 and fov.shape[-1] in (3, 4):
-            fov = fov[..., 0]
-        _check_size(fov_path, fov.shape, image_path, shape)
-        valid = (fov > 0).astype(np.float32)
-    return SegSample(sample_id, str(image_path), image, mask, valid,
-                     display_copy(raw, data.spatial_dims))
+        valid = _in_memory(cached(cache, fov_path, {"step": "segmentation.fov", "dims": len(shape)},
+                                  lambda: _field_of_view(read_array(fov_path), len(shape))))
+        _check_size(fov_path, valid.shape, image_path, shape)
+    return SegSample(sample_id, str(image_path), image, mask, valid, display)
+
+
+def _field_of_view(array: np.ndarray, dims: int) -> np.ndarray:
+    """A field-of-view file as the valid map: 1 where it is > 0 (first channel of RGB)."""
+    fov = np.asarray(array)
+    if fov.ndim == dims + 1 and fov.shape[-1] in (3, 4):
+        fov = fov[..., 0]
+    return (fov > 0).astype(np.float32)
+
+
+def _in_memory(array: np.ndarray) -> np.ndarray:
+    """A writable in-memory copy of a cached (memory-mapped, read-only) array."""
+    return array if array.flags.writeable else np.array(array)
 
 
 def _check_size(path: object, shape: Sequence[int], image: object, image_shape: Sequence[int]):
@@ -271,9 +296,11 @@ class SegmentationDataModule(L.LightningDataModule):
     """Samples in memory, split into train (patches) and val (whole images)."""
 
     def __init__(self, samples: Sequence[SegSample], splits: pd.DataFrame,
-                 data: SegmentationFolderData) -> None:
+                 data: SegmentationFolderData, *, pin_memory: bool = False) -> None:
         super().__init__()
         self.data = data
+        self.num_workers = resolve_workers(data.num_workers)
+        self.pin_memory = pin_memory
         self.samples = {s.sample_id: s for s in samples}
         self.splits = splits.reset_index(drop=True)
         unknown = set(self.splits["sample_id"].astype(str)) - set(self.samples)
@@ -300,8 +327,12 @@ class SegmentationDataModule(L.LightningDataModule):
             JointAugment(self.data.augment, self.spatial_dims, self.num_classes),
         )
         return DataLoader(dataset, batch_size=self.data.batch_size, shuffle=True,
-                          num_workers=self.data.num_workers, drop_last=False)
+                          drop_last=False, **self._loader_options(train=True))
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(FullImageDataset(self.split_samples("val")), batch_size=1,
-                          num_workers=self.data.num_workers)
+                          **self._loader_options(train=False))
+
+    def _loader_options(self, train: bool) -> dict:
+        """Workers, pinned memory, persistence (training workers restart each epoch)."""
+        return loader_options(self.num_workers, device_is_cuda=self.pin_memory, train=train)

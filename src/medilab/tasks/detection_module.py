@@ -130,6 +130,7 @@ def split_predictions(
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=datamodule.batch_size, collate_fn=detection_collate,
         num_workers=datamodule.num_workers,
+        pin_memory=datamodule.pin_memory,
     )
     device = next(model.parameters()).device
     was_training = model.training

@@ -12,7 +12,9 @@ import pandas as pd
 from pydantic import Field
 
 from medilab.config import DataCommon, ExperimentConfig
+from medilab.data.cache import data_cache
 from medilab.data.detection import DetectionDataModule, Preprocess, parse_boxes
+from medilab.data.loading import pins_memory
 from medilab.data.sample_table import SampleTable
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.sources.boxes import boxes_csv_manifest, read_coco
@@ -89,6 +91,7 @@ class BoxTableSource(DataSource):
             manifest, splits, prep=data.preprocess(), augment=data.augment,
             class_agnostic=data.class_agnostic, agnostic_name=data.agnostic_name,
             batch_size=data.batch_size, num_workers=data.num_workers,
+            pin_memory=pins_memory(config), cache=data_cache(data),
         )
         datamodule.setup()  # every box checked before a run folder exists
         return datamodule

@@ -11,6 +11,7 @@ from pydantic import Field
 from medilab.config import DataCommon, ExperimentConfig
 from medilab.data.array_datamodule import ArrayClassificationDataModule
 from medilab.data.digits import ImageArrays, load_sklearn_digits, read_mnist_idx, read_pixel_csv
+from medilab.data.loading import pins_memory
 from medilab.data.sample_table import SampleTable, array_sample_table
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.splits import training_splits
@@ -54,6 +55,7 @@ def array_datamodule(
         splits,
         batch_size=config.data.batch_size,
         num_workers=config.data.num_workers,
+        pin_memory=pins_memory(config),
         train_transform=build_image_augmentation(config.data.augment),
         seed=config.seed,
         balanced=config.data.balanced_sampler,

@@ -15,8 +15,10 @@ from pydantic import Field
 
 from medilab.config import DataCommon, ExperimentConfig
 from medilab.data.array_datamodule import ArrayClassificationDataModule, ArrayImageDataset
+from medilab.data.cache import ArrayCache, cached, data_cache
 from medilab.data.covariates import CovariateEncoder
 from medilab.data.digits import ImageArrays
+from medilab.data.loading import pins_memory
 from medilab.data.preprocess import ImagePrep, PrepConfig
 from medilab.data.sample_table import SampleTable
 from medilab.data.sources.base import DataSource, register_source
@@ -97,15 +99,16 @@ def _image_base(data: ImageTableData, csv: Path, images: pd.Series) -> Path:
     return images_base(csv, images)
 
 
-def read_images(paths: list[str], prep: ImagePrep, *, strict: bool = True
-                ) -> tuple[np.ndarray | None, list[str | None]]:
+def read_images(paths: list[str], prep: ImagePrep, *, strict: bool = True,
+                cache: ArrayCache | None = None) -> tuple[np.ndarray | None, list[str | None]]:
     """Prepared images (N, C, H, W) and, per path, None or why it could not be read
-    (``strict``: the first failure is raised)."""
+    (``strict``: the first failure is raised); served from ``cache`` when given."""
     arrays, errors = [], []
     shape = None
+    params = {"step": "image_table.prep", **prep.config.model_dump(mode="json")}
     for path in paths:
         try:
-            image = prep(read_array(path))
+            image = cached(cache, path, params, lambda path=path: prep(read_array(path)))
             if shape is not None and image.shape != shape:
                 raise MedilabError(f"size {image.shape[1:]} differs from the first image's "
                                    f"{shape[1:]} (set data.prep.size to resize)")
@@ -149,7 +152,8 @@ class ImageTableSource(DataSource):
         table = read_table(data, csv, labelled=True, keep=config.evaluation.subgroups)
         classes = data.classes or sorted(table["label_text"].unique(), key=_natural)
         table["label"] = class_indices(table["label_text"], classes, csv)
-        images, _ = read_images(list(table["image"]), ImagePrep(data.prep))
+        images, _ = read_images(list(table["image"]), ImagePrep(data.prep),
+                                cache=data_cache(data))
         assert images is not None
         splits = training_splits(table, seed=config.seed, val_fraction=data.val_fraction,
                                  given=splits)
@@ -157,6 +161,7 @@ class ImageTableSource(DataSource):
         return ArrayClassificationDataModule(
             ImageArrays(images, table["label"].to_numpy(), list(table["sample_id"])),
             splits, batch_size=data.batch_size, num_workers=data.num_workers,
+            pin_memory=pins_memory(config),
             train_transform=build_image_augmentation(data.augment), seed=config.seed,
             balanced=config.data.balanced_sampler,
             table=table, numeric=numeric, categorical=categorical, class_names=classes,

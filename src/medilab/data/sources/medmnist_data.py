@@ -13,6 +13,7 @@ import pandas as pd
 from medilab.config import DataCommon, ExperimentConfig
 from medilab.data.array_datamodule import ArrayClassificationDataModule
 from medilab.data.digits import ImageArrays
+from medilab.data.loading import pins_memory
 from medilab.data.sample_table import SampleTable, array_sample_table
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.sources.medmnist import load_medmnist
@@ -71,6 +72,7 @@ class MedMNISTSource(DataSource):
                                  given=own if splits is None else splits)
         return ArrayClassificationDataModule(
             arrays, splits, batch_size=data.batch_size, num_workers=data.num_workers,
+            pin_memory=pins_memory(config),
             train_transform=build_image_augmentation(data.augment), seed=config.seed,
             balanced=config.data.balanced_sampler,
         )

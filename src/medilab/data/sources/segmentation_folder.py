@@ -9,6 +9,8 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from medilab.config import DataCommon, ExperimentConfig
+from medilab.data.cache import data_cache
+from medilab.data.loading import pins_memory
 from medilab.data.manifest import load_manifest
 from medilab.data.sample_table import SampleTable
 from medilab.data.segmentation import SegmentationDataModule, load_sample
@@ -105,12 +107,14 @@ class SegmentationFolderSource(DataSource):
                                  val_count=data.val_count, given=splits)
         images = dict(zip(manifest["sample_id"].astype(str), manifest["image"], strict=True))
         splits = splits.assign(image=[Path(images[i]).name for i in splits["sample_id"]])
+        cache = data_cache(data)
         samples = [
             load_sample(data, str(row["sample_id"]), row["image"], row.get("mask"),
-                        row.get("fov") if isinstance(row.get("fov"), str) else None)
+                        row.get("fov") if isinstance(row.get("fov"), str) else None,
+                        cache=cache)
             for _, row in manifest.iterrows()
         ]
-        return SegmentationDataModule(samples, splits, data)
+        return SegmentationDataModule(samples, splits, data, pin_memory=pins_memory(config))
 
     def sample_table(self, config: ExperimentConfig, *, pixels: bool = True) -> SampleTable:
         data = config.data

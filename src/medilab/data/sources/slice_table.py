@@ -19,8 +19,10 @@ from pydantic import Field
 
 from medilab.config import DataCommon, ExperimentConfig
 from medilab.data.array_datamodule import ArrayClassificationDataModule
+from medilab.data.cache import ArrayCache, cached, data_cache
 from medilab.data.datasets import stack_slices
 from medilab.data.digits import ImageArrays
+from medilab.data.loading import pins_memory
 from medilab.data.sample_table import SampleTable
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.splits import training_splits
@@ -52,7 +54,9 @@ def _volume(path: Path) -> np.ndarray:
     return array
 
 
-def _labelled_volumes(data: SliceTableData) -> list[tuple[str, Path, dict[int, int]]]:
+def _labelled_volumes(
+    data: SliceTableData, cache: ArrayCache | None = None
+) -> list[tuple[str, Path, dict[int, int]]]:
     """(volume id, path, {slice: label}) for every volume."""
     if data.table is not None:
         csv = data.root / data.table
@@ -74,25 +78,50 @@ def _labelled_volumes(data: SliceTableData) -> list[tuple[str, Path, dict[int, i
         label_path = image.with_name(name + data.label_suffix)
         if not label_path.is_file():
             raise InputFileError(image, f"no label map {label_path.name} beside it")
-        label_map = np.moveaxis(_volume(label_path), data.axis, 0)
-        labels = {i: int(label_map[i].any()) for i in range(label_map.shape[0])}
-        out.append((name, image, labels))
+        positive = cached(cache, label_path, {"step": "slice_table.positive", "axis": data.axis},
+                          lambda path=label_path: _positive_slices(path, data.axis))
+        out.append((name, image, {i: int(v) for i, v in enumerate(positive)}))
     return out
 
 
-def slice_arrays(data: SliceTableData) -> tuple[ImageArrays, pd.DataFrame]:
-    """Stacked slices (N, k, H, W), labels and the ``sample_id, patient_id, label`` table."""
+def _positive_slices(label_path: Path, axis: int) -> np.ndarray:
+    """Per slice along ``axis`` of a label map: 1 when it holds foreground."""
+    label_map = np.moveaxis(_volume(label_path), axis, 0)
+    return np.array([label_map[i].any() for i in range(label_map.shape[0])], np.int64)
+
+
+def _volume_stacks(data: SliceTableData, path: Path, indices: list[int]) -> np.ndarray:
+    """The stacked slices (n, k, H, W) of one volume at ``indices`` (resized to ``data.size``)."""
+    volume = percentile_normalise(_volume(path), 0.5, 99.5)
+    depth = np.moveaxis(volume, data.axis, 0).shape[0]
+    stacks = []
+    for index in indices:
+        if not 0 <= index < depth:
+            raise InputFileError(path, f"slice {index} outside 0..{depth - 1}")
+        stack = stack_slices(volume, index, data.slices, data.axis)
+        if data.size is not None:
+            stack = np.stack([resize(s, tuple(data.size))[0] for s in stack])
+        stacks.append(stack.astype(np.float32))
+    return np.stack(stacks)
+
+
+def slice_arrays(
+    data: SliceTableData, cache: ArrayCache | None = None
+) -> tuple[ImageArrays, pd.DataFrame]:
+    """Stacked slices (N, k, H, W), labels and the ``sample_id, patient_id, label`` table;
+    each volume is decoded and sliced once, then served from ``cache`` when given."""
     images, labels, ids, volumes = [], [], [], []
     shape = None
-    for name, path, slice_labels in _labelled_volumes(data):
-        volume = percentile_normalise(_volume(path), 0.5, 99.5)
-        depth = np.moveaxis(volume, data.axis, 0).shape[0]
-        for index, label in sorted(slice_labels.items()):
-            if not 0 <= index < depth:
-                raise InputFileError(path, f"slice {index} outside 0..{depth - 1}")
-            stack = stack_slices(volume, index, data.slices, data.axis)
-            if data.size is not None:
-                stack = np.stack([resize(s, tuple(data.size))[0] for s in stack])
+    for name, path, slice_labels in _labelled_volumes(data, cache):
+        indices = sorted(slice_labels)
+        if not indices:
+            continue
+        params = {"step": "slice_table.stacks", "slices": data.slices, "axis": data.axis,
+                  "size": data.size, "indices": indices}
+        stacks = cached(cache, path, params,
+                        lambda path=path, indices=indices: _volume_stacks(data, path, indices))
+        for index, stack in zip(indices, stacks, strict=True):
+            label = slice_labels[index]
             if shape is not None and stack.shape != shape:
                 raise InputFileError(path, f"slices of {stack.shape[1:]} differ from the first "
                                      f"volume's {shape[1:]} (set data.size to resize)")
@@ -117,11 +146,12 @@ class SliceTableSource(DataSource):
     ) -> ArrayClassificationDataModule:
         data = config.data
         assert isinstance(data, SliceTableData)
-        arrays, table = slice_arrays(data)
+        arrays, table = slice_arrays(data, data_cache(data))
         splits = training_splits(table, seed=config.seed, val_fraction=data.val_fraction,
                                  given=splits)
         return ArrayClassificationDataModule(
             arrays, splits, batch_size=data.batch_size, num_workers=data.num_workers,
+            pin_memory=pins_memory(config),
             train_transform=build_image_augmentation(data.augment), seed=config.seed,
             balanced=config.data.balanced_sampler,
             table=table,
