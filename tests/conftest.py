@@ -76,6 +76,15 @@ def array_cache_in_tmp(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def no_loader_workers_unless_asked(monkeypatch):
+    """``data.num_workers: auto`` starts worker processes on machines with more than two
+    cores: keep the suite in one process (and its numbers the same) on every CI machine."""
+    from medilab.data import loading
+
+    monkeypatch.setattr(loading, "available_cores", lambda: 2)
+
+
+@pytest.fixture(autouse=True)
 def fp32_unless_asked(monkeypatch):
     """``trainer.precision: auto`` picks bf16 on CPUs with AMX: keep the suite's numbers the
     same on every machine (tests of the choice itself pass a cpuinfo file or patch it)."""

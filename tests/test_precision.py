@@ -13,7 +13,10 @@ from medilab.run import ChannelsLast, build_inference_trainer, build_trainer
 
 @pytest.fixture(autouse=True)
 def _one_thread():
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _config(**trainer):
