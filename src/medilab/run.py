@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -26,7 +27,7 @@ from medilab.config import (
     validate_config,
 )
 from medilab.data.splits import load_splits
-from medilab.errors import InputFileError, MedilabError
+from medilab.errors import InputFileError, MedilabError, storage_error_line
 from medilab.precision import precision_record, resolve_precision
 from medilab.runfolder import (
     LOCK_FILE,
@@ -306,6 +307,13 @@ def train(
             shutil.rmtree(run_dir, ignore_errors=True)
         elif primary and run_dir.is_dir():
             write_status(run_dir, "failed", reason=str(exc))
+        raise
+    except OSError as exc:  # a full disk or a folder that cannot be written
+        if created and not checkpoint_path(run_dir, "last").is_file():
+            shutil.rmtree(run_dir, ignore_errors=True)  # the same command can start again
+        elif primary and run_dir.is_dir():
+            with contextlib.suppress(OSError):  # the disk may refuse this too
+                write_status(run_dir, "failed", reason=storage_error_line(exc) or str(exc))
         raise
     except (KeyboardInterrupt, SystemExit) as exc:  # Lightning turns Ctrl-C into exit(1)
         if primary and run_dir.is_dir():
