@@ -290,9 +290,9 @@ def train(
     earlier_curves = read_curves(run_dir) if resume and last else None
     primary = is_primary_process()
     try:
-        if not launched:
-            write_run_files(run_dir, config, datamodule.splits, model_args)
+        if not launched:  # status first: a folder killed from here on is known as a run
             write_status(run_dir, "running", precision=precision_record(config))
+            write_run_files(run_dir, config, datamodule.splits, model_args)
         trainer = build_trainer(config, run_dir)
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last else None,
                     weights_only=True)
