@@ -26,6 +26,7 @@ from dicom_samples import write_dicom, write_dicom_folder
 from digits_samples import write_digits_csv
 from medilab import api
 from medilab.cli import main
+from medilab.crossval import FOLD_DONE_FILE
 from medilab.io.convert import ConvertOptions, convert_tree
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
@@ -303,7 +304,7 @@ def test_crossval_killed_during_evaluation_evaluates_without_retraining(crossval
     out = tmp_path / "cv"
     shutil.copytree(reference, out)
     fold = out / "fold1"
-    for name in ("metrics.json", "report.html", "predictions_val.csv"):
+    for name in ("metrics.json", "report.html", "predictions_val.csv", FOLD_DONE_FILE):
         (fold / name).unlink(missing_ok=True)
     (out / "crossval.json").unlink()
     stamp = (fold / "checkpoints" / "best.ckpt").stat().st_mtime_ns

@@ -105,7 +105,10 @@ def read_curves(run_dir: Path) -> pd.DataFrame | None:
 def prepend_curves(run_dir: Path, earlier: pd.DataFrame) -> None:
     """Lightning's CSV logger starts metrics.csv afresh on resume: put the earlier epochs back."""
     latest = read_curves(run_dir)
-    if latest is None or latest.empty or "epoch" not in latest.columns:
+    if latest is None or latest.empty:  # nothing new (a finished run resumed): keep the old
+        write_text(run_dir / CURVES_FILE, earlier.to_csv(index=False))
+        return
+    if "epoch" not in latest.columns:
         return
     first_new_epoch = latest["epoch"].min()
     kept = earlier[earlier["epoch"] < first_new_epoch] if "epoch" in earlier else earlier

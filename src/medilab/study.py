@@ -14,7 +14,9 @@ Every member gets the same seed, data and split (the first member's ``splits.csv
 and its own ordinary run folder ``OUT/<member>``. OUT then holds ``predictions/<member>.csv``,
 ``summary.csv`` (member, split, metrics with intervals, n, training seconds, parameters),
 ``paired.csv`` (paired bootstrap of AUROC differences between members on the same samples) and
-``study.html``. Running the same command again keeps finished members and resumes the rest.
+``study.html``. Running the same command again keeps finished members (``study_member.json``
+is written last), evaluates a member whose training finished, resumes one with a ``last.ckpt``
+and starts the others again, so a stopped (even killed) study ends as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from medilab import run
 from medilab.config import ExperimentConfig, apply_overrides, read_yaml, validate_config
 from medilab.errors import ConfigError, InputFileError
 from medilab.io.atomic import write_bytes, write_csv, write_text
-from medilab.runfolder import METRICS_FILE, SPLITS_FILE, checkpoint_path
+from medilab.runfolder import METRICS_FILE, SPLITS_FILE, checkpoint_path, read_status
 from medilab.tasks.bootstrap import resample_indices
 
 SUMMARY_FILE = "summary.csv"
@@ -87,18 +89,20 @@ def run_study(path: str | Path, out: str | Path, overrides: list[str] | None = N
     shared_splits = out / SPLITS_FILE
     for member, config in configs.items():
         member_dir = out / member
-        if (member_dir / METRICS_FILE).is_file():
+        if (member_dir / MEMBER_FILE).is_file():  # written last: trained and evaluated
             continue
         start = time.perf_counter()
-        if checkpoint_path(member_dir, "last").is_file():
+        if (read_status(member_dir) or {}).get("state") == "finished":
+            pass  # stopped while evaluating: evaluate again, do not train again
+        elif checkpoint_path(member_dir, "last").is_file():
             run.train(None, run_dir=member_dir, resume=True)
         else:
             if shared_splits.is_file():
                 data = config.data.model_copy(update={"splits_csv": shared_splits})
                 config = config.model_copy(update={"data": data})
             run.train(config, run_dir=member_dir)
-            if not shared_splits.is_file():
-                write_bytes(shared_splits, (member_dir / SPLITS_FILE).read_bytes())
+        if not shared_splits.is_file():
+            write_bytes(shared_splits, (member_dir / SPLITS_FILE).read_bytes())
         seconds = time.perf_counter() - start
         evaluate(member_dir)
         write_text(member_dir / MEMBER_FILE, json.dumps(
