@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,7 +61,45 @@ def start(command: list[str], log: Path) -> subprocess.Popen:
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def kill_when(process: subprocess.Popen, ready: Callable[[], bool], log: Path,
+class Forked:
+    """``medilab ARGS`` (``cli.main``) in a forked child of this process: a real process to
+    kill, without the seconds a fresh interpreter spends importing torch and Lightning."""
+
+    def __init__(self, args: tuple[object, ...], log: Path) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.returncode: int | None = None
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: run the command, never return into pytest
+            code = 1
+            try:
+                sys.stdout = sys.stderr = open(log, "w", buffering=1)  # noqa: SIM115
+                code = run_cli(*args)
+            except BaseException:  # noqa: BLE001
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"pid {self.pid} still runs after {timeout} s")
+            time.sleep(0.01)
+        return self.returncode
+
+
+def kill_when(process: subprocess.Popen | Forked, ready: Callable[[], bool], log: Path,
               timeout: float = 120) -> None:
     """SIGKILL ``process`` as soon as ``ready()``; fail if it ends first."""
     deadline = time.monotonic() + timeout
@@ -226,7 +265,7 @@ def test_predict_on_a_folder_killed_then_rerun(tmp_path):
     reference = api.predict(run, inputs, tmp_path / "reference.csv")
 
     out, log = tmp_path / "out" / "preds.csv", tmp_path / "log.txt"
-    process = start(cli("predict", run, inputs, "--out", out), log)
+    process = Forked(("predict", run, inputs, "--out", out), log)
     kill_when(process, lambda: any(name.startswith(str(inputs)) or "/.preds.csv." in name
                                    for name in open_files(process.pid)), log)
     assert not out.exists()
@@ -285,7 +324,7 @@ def assert_same_crossval(out: Path, reference: Path) -> None:
 def test_crossval_killed_during_a_fold_continues(crossval_reference, tmp_path):
     config, reference = crossval_reference
     out, log = tmp_path / "cv", tmp_path / "log.txt"
-    process = start(cli("crossval", config, "--folds", 2, "--run-dir", out), log)
+    process = Forked(("crossval", config, "--folds", 2, "--run-dir", out), log)
     last = out / "fold0" / "checkpoints" / "last.ckpt"
     kill_when(process, lambda: loadable_epoch(last) is not None, log)
     assert loadable_epoch(last) < 2, "fold 0 finished before the kill"
@@ -360,7 +399,7 @@ def assert_same_study(out: Path, reference: Path) -> None:
 def test_study_killed_in_the_second_member_continues(study_reference, tmp_path):
     path, reference = study_reference
     out, log = tmp_path / "study", tmp_path / "log.txt"
-    process = start(cli("study", path, "--out", out), log)
+    process = Forked(("study", path, "--out", out), log)
     kill_when(process, lambda: (out / "wide" / "config.yaml").is_file(), log)
     assert (out / "narrow" / "study_member.json").is_file()
     assert not (out / "wide" / "metrics.json").exists()
