@@ -301,7 +301,7 @@ def val_losses(run: Path) -> pd.Series:
 def crossval_reference(tmp_path_factory) -> tuple[Path, Path]:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("cv")
-    config = digits_config(root, n=400, epochs=3)
+    config = digits_config(root, n=240, epochs=3)
     out = root / "reference"
     api.crossval(config, 2, out)
     return config, out
