@@ -288,6 +288,28 @@ def _table_config(tmp_path: Path, root: Path) -> Path:
     return config
 
 
+# ----------------------------------------------------------------------------- train, twice
+def test_train_killed_twice_keeps_every_epoch(tmp_path):
+    """Lightning starts metrics.csv afresh when a resumed fit begins: a second kill during the
+    resumed fit must not lose the epochs from before the first one."""
+    config = digits_config(tmp_path, n=240, epochs=4)
+    whole = api.train(config, run_dir=tmp_path / "whole", evaluate_after=False)
+    run, log = tmp_path / "killed", tmp_path / "log.txt"
+    last = run / "checkpoints" / "last.ckpt"
+    process = Forked(("train", config, "--run-dir", run, "--no-evaluate"), log)
+    kill_when(process, lambda: loadable_epoch(last) is not None, log)
+    first = loadable_epoch(last)
+    process = Forked(("train", "--run-dir", run, "--resume", "--no-evaluate"), log)
+    kill_when(process, lambda: (loadable_epoch(last) or 0) > first, log)
+    assert loadable_epoch(last) < 3, "the resumed run finished before the second kill"
+    assert_nothing_truncated(run)
+
+    assert run_cli("train", "--run-dir", run, "--resume", "--no-evaluate") == 0
+    pd.testing.assert_series_equal(val_losses(run), val_losses(whole))
+    assert list(val_losses(run).index) == [0, 1, 2, 3]
+    assert not list(run.glob(".metrics*"))
+
+
 # ----------------------------------------------------------------------------- crossval
 CROSSVAL_FILES = ("folds.csv", "crossval.csv", "predictions_oof.csv")
 

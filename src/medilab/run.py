@@ -34,6 +34,7 @@ from medilab.runfolder import (
     SPLITS_FILE,
     acquire_lock,
     checkpoint_path,
+    curves_to_resume,
     default_run_dir,
     load_run_config,
     load_run_splits,
@@ -287,7 +288,7 @@ def train(
             os.environ.pop(RUN_DIR_ENV, None)
             _release(run_dir, created)
             raise
-    earlier_curves = read_curves(run_dir) if resume and last else None
+    earlier_curves = curves_to_resume(run_dir) if resume and last and not launched else None
     primary = is_primary_process()
     try:
         if not launched:  # status first: a folder killed from here on is known as a run
