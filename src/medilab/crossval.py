@@ -84,7 +84,7 @@ def cross_validate(
     table = _fold_table(config, folds, out)
     for k in range(folds):
         fold_dir = out / f"fold{k}"
-        if (fold_dir / FOLD_DONE_FILE).is_file():
+        if (fold_dir / FOLD_DONE_FILE).is_file() and (fold_dir / "metrics.json").is_file():
             continue
         if (read_status(fold_dir) or {}).get("state") == "finished":
             pass  # stopped while evaluating: evaluate again, do not train again

@@ -89,8 +89,8 @@ def run_study(path: str | Path, out: str | Path, overrides: list[str] | None = N
     shared_splits = out / SPLITS_FILE
     for member, config in configs.items():
         member_dir = out / member
-        if (member_dir / MEMBER_FILE).is_file():  # written last: trained and evaluated
-            continue
+        if (member_dir / MEMBER_FILE).is_file() and (member_dir / METRICS_FILE).is_file():
+            continue  # study_member.json is written last: trained and evaluated
         start = time.perf_counter()
         if (read_status(member_dir) or {}).get("state") == "finished":
             pass  # stopped while evaluating: evaluate again, do not train again
