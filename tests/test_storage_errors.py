@@ -167,7 +167,7 @@ def test_train_on_a_full_disk(monkeypatch, digits_run, tmp_path, capsys):
     run_dir = tmp_path / "full" / "run"
     simulate_full_disk(monkeypatch, tmp_path / "full")
     assert run_cli("train", digits_run / "config.yaml", "--run-dir", run_dir) == 2
-    assert one_error_line(capsys) == f"error: cannot write {run_dir / 'config.yaml'}: {NO_SPACE}"
+    assert one_error_line(capsys) == f"error: cannot write {run_dir / 'status.json'}: {NO_SPACE}"
     assert not run_dir.exists()  # the same command runs again once there is space
 
 
