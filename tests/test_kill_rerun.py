@@ -1,6 +1,11 @@
 """kill -9 in the middle of a command, then the same command again: it continues, the outputs
 equal an uninterrupted run's, and no file is ever left truncated under its final name
-(``.name.*`` temporary files may be)."""
+(``.name.*`` temporary files may be).
+
+``dicom convert`` and the atomic writer run as ``python -m medilab.cli`` / ``python -c``
+processes; the commands that train run in a forked child of the test process (``Forked``),
+which is killed just the same but does not spend seconds importing torch and Lightning again.
+Kill points are found by polling the outputs (and /proc/PID/fd), never by hooks in the code."""
 
 from __future__ import annotations
 
