@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from medilab.errors import MedilabError
+from medilab.errors import MedilabError, storage_error_line
 
 app = typer.Typer(
     help="medilab: train, evaluate, explain and compare deep-learning models for medical images.",
@@ -495,7 +495,9 @@ def one_line_warnings() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: one-line errors with exit code 2; ``--debug`` shows the traceback."""
+    """Entry point: one-line errors with exit code 2 (a MedilabError, or an output that cannot
+    be written: full disk, read-only or permission-denied folder); ``--debug`` shows the
+    traceback."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("MEDILAB_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
@@ -508,6 +510,12 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:  # full disk, read-only or permission-denied output: the user's side
+        line = storage_error_line(exc)
+        if debug or line is None:
+            raise
+        typer.echo(f"error: {line}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

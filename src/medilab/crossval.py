@@ -12,8 +12,10 @@ split. OUT then holds:
   image, each scored by the model that did not train on it);
 - ``predictions_oof.csv``: every fold's held-out predictions with a ``fold`` column.
 
-A fold whose ``metrics.json`` exists is kept and one with only a ``last.ckpt`` is resumed, so an
-interrupted cross-validation continues where it stopped.
+Each finished fold gets ``fold<k>/crossval_fold.json`` once it is trained and evaluated. Running
+the same command again keeps those folds, evaluates a fold whose training finished, resumes one
+with a ``last.ckpt`` and starts the others again, so an interrupted (even killed)
+cross-validation continues where it stopped and ends as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ from medilab.config import ExperimentConfig
 from medilab.data.splits import load_splits, make_splits, save_splits
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_csv, write_text
+from medilab.runfolder import checkpoint_path, read_status
 from medilab.tasks.registry import get_task_family
 
 FOLDS_FILE = "folds.csv"
 SUMMARY_FILE = "crossval.json"
 TABLE_FILE = "crossval.csv"
 OOF_FILE = "predictions_oof.csv"
+FOLD_DONE_FILE = "crossval_fold.json"  # written last: the fold is trained and evaluated
 
 
 def assign_folds(splits: pd.DataFrame, folds: int, seed: int) -> pd.DataFrame:
@@ -80,15 +84,18 @@ def cross_validate(
     table = _fold_table(config, folds, out)
     for k in range(folds):
         fold_dir = out / f"fold{k}"
-        if (fold_dir / "metrics.json").is_file():
+        if (fold_dir / FOLD_DONE_FILE).is_file() and (fold_dir / "metrics.json").is_file():
             continue
-        if (fold_dir / "checkpoints" / "last.ckpt").is_file():
+        if (read_status(fold_dir) or {}).get("state") == "finished":
+            pass  # stopped while evaluating: evaluate again, do not train again
+        elif checkpoint_path(fold_dir, "last").is_file():
             run.train(config, run_dir=fold_dir, resume=True)
         else:
             splits_path = save_splits(fold_splits(table, k), out / f"splits_fold{k}.csv")
             fold_data = config.data.model_copy(update={"splits_csv": splits_path})
             run.train(config.model_copy(update={"data": fold_data}), run_dir=fold_dir)
         evaluate(fold_dir)
+        write_text(fold_dir / FOLD_DONE_FILE, json.dumps({"fold": k, "folds": folds}) + "\n")
     return summarize(out, folds)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -27,13 +28,14 @@ from medilab.config import (
 )
 from medilab.data.splits import load_splits
 from medilab.data.verify import check_before_training
-from medilab.errors import InputFileError, MedilabError
+from medilab.errors import InputFileError, MedilabError, storage_error_line
 from medilab.precision import precision_record, resolve_precision
 from medilab.runfolder import (
     LOCK_FILE,
     SPLITS_FILE,
     acquire_lock,
     checkpoint_path,
+    curves_to_resume,
     default_run_dir,
     load_run_config,
     load_run_splits,
@@ -301,12 +303,12 @@ def train(
             os.environ.pop(RUN_DIR_ENV, None)
             _release(run_dir, created)
             raise
-    earlier_curves = read_curves(run_dir) if resume and last else None
+    earlier_curves = curves_to_resume(run_dir) if resume and last and not launched else None
     primary = is_primary_process()
     try:
-        if not launched:
-            write_run_files(run_dir, config, datamodule.splits, model_args)
+        if not launched:  # status first: a folder killed from here on is known as a run
             write_status(run_dir, "running", precision=precision_record(config))
+            write_run_files(run_dir, config, datamodule.splits, model_args)
         trainer = build_trainer(config, run_dir)
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last else None,
                     weights_only=True)
@@ -321,6 +323,13 @@ def train(
             shutil.rmtree(run_dir, ignore_errors=True)
         elif primary and run_dir.is_dir():
             write_status(run_dir, "failed", reason=str(exc))
+        raise
+    except OSError as exc:  # a full disk or a folder that cannot be written
+        if created and not checkpoint_path(run_dir, "last").is_file():
+            shutil.rmtree(run_dir, ignore_errors=True)  # the same command can start again
+        elif primary and run_dir.is_dir():
+            with contextlib.suppress(OSError):  # the disk may refuse this too
+                write_status(run_dir, "failed", reason=storage_error_line(exc) or str(exc))
         raise
     except (KeyboardInterrupt, SystemExit) as exc:  # Lightning turns Ctrl-C into exit(1)
         if primary and run_dir.is_dir():

@@ -33,6 +33,7 @@ CONFIG_FILE = "config.yaml"
 SPLITS_FILE = "splits.csv"
 MODEL_ARGS_FILE = "checkpoints/model.json"
 CURVES_FILE = "metrics.csv"
+RESUME_CURVES_FILE = ".metrics_before_resume.csv"  # metrics.csv's rows while a resume runs
 METRICS_FILE = "metrics.json"
 ENSEMBLE_FILE = "ensemble.json"
 STATUS_FILE = "status.json"
@@ -102,19 +103,45 @@ def read_curves(run_dir: Path) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.is_file() and path.stat().st_size else None
 
 
-def prepend_curves(run_dir: Path, earlier: pd.DataFrame) -> None:
-    """Lightning's CSV logger starts metrics.csv afresh on resume: put the earlier epochs back."""
-    latest = read_curves(run_dir)
-    if latest is None or latest.empty or "epoch" not in latest.columns:
-        return
+def merge_curves(earlier: pd.DataFrame, latest: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``earlier`` from before ``latest``'s first epoch, then ``latest``."""
+    if latest.empty:
+        return earlier
+    if "epoch" not in latest.columns:
+        return latest
     first_new_epoch = latest["epoch"].min()
     kept = earlier[earlier["epoch"] < first_new_epoch] if "epoch" in earlier else earlier
     if "step" in earlier and "step" in latest and "epoch" in earlier:
         # rows without an epoch (the learning-rate monitor's) are placed by their step
         undated = earlier["epoch"].isna() & (earlier["step"] < latest["step"].min())
         kept = earlier[(earlier["epoch"] < first_new_epoch) | undated]
-    merged = pd.concat([kept, latest], ignore_index=True)
+    return pd.concat([kept, latest], ignore_index=True)
+
+
+def curves_to_resume(run_dir: Path) -> pd.DataFrame | None:
+    """The curves of the epochs trained so far, also kept in ``.metrics_before_resume.csv``
+    until :func:`prepend_curves` puts them back: Lightning deletes metrics.csv when a resumed
+    fit starts, so a kill before that fit ends would otherwise lose them."""
+    saved_path = run_dir / RESUME_CURVES_FILE
+    saved = pd.read_csv(saved_path) if saved_path.is_file() and saved_path.stat().st_size \
+        else None
+    current = read_curves(run_dir)
+    if saved is None or current is None:
+        earlier = current if saved is None else saved
+    else:  # a resumed fit was stopped too: its epochs follow the saved ones
+        earlier = merge_curves(saved, current)
+    if earlier is not None:
+        write_text(saved_path, earlier.to_csv(index=False))
+    return earlier
+
+
+def prepend_curves(run_dir: Path, earlier: pd.DataFrame) -> None:
+    """Lightning's CSV logger starts metrics.csv afresh on resume: put the earlier epochs back
+    (all of them when a finished run was resumed and logged nothing new)."""
+    latest = read_curves(run_dir)
+    merged = earlier if latest is None else merge_curves(earlier, latest)
     write_text(run_dir / CURVES_FILE, merged.to_csv(index=False))
+    (run_dir / RESUME_CURVES_FILE).unlink(missing_ok=True)
 
 
 def write_status(run_dir: Path, state: str, **details: Any) -> None:

@@ -14,7 +14,9 @@ Every member gets the same seed, data and split (the first member's ``splits.csv
 and its own ordinary run folder ``OUT/<member>``. OUT then holds ``predictions/<member>.csv``,
 ``summary.csv`` (member, split, metrics with intervals, n, training seconds, parameters),
 ``paired.csv`` (paired bootstrap of AUROC differences between members on the same samples) and
-``study.html``. Running the same command again keeps finished members and resumes the rest.
+``study.html``. Running the same command again keeps finished members (``study_member.json``
+is written last), evaluates a member whose training finished, resumes one with a ``last.ckpt``
+and starts the others again, so a stopped (even killed) study ends as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from medilab import run
 from medilab.config import ExperimentConfig, apply_overrides, read_yaml, validate_config
 from medilab.errors import ConfigError, InputFileError
 from medilab.io.atomic import write_bytes, write_csv, write_text
-from medilab.runfolder import METRICS_FILE, SPLITS_FILE, checkpoint_path
+from medilab.runfolder import METRICS_FILE, SPLITS_FILE, checkpoint_path, read_status
 from medilab.tasks.bootstrap import resample_indices
 
 SUMMARY_FILE = "summary.csv"
@@ -90,18 +92,20 @@ def run_study(path: str | Path, out: str | Path, overrides: list[str] | None = N
     shared_splits = out / SPLITS_FILE
     for member, config in configs.items():
         member_dir = out / member
-        if (member_dir / METRICS_FILE).is_file():
-            continue
+        if (member_dir / MEMBER_FILE).is_file() and (member_dir / METRICS_FILE).is_file():
+            continue  # study_member.json is written last: trained and evaluated
         start = time.perf_counter()
-        if checkpoint_path(member_dir, "last").is_file():
+        if (read_status(member_dir) or {}).get("state") == "finished":
+            pass  # stopped while evaluating: evaluate again, do not train again
+        elif checkpoint_path(member_dir, "last").is_file():
             run.train(None, run_dir=member_dir, resume=True)
         else:
             if shared_splits.is_file():
                 data = config.data.model_copy(update={"splits_csv": shared_splits})
                 config = config.model_copy(update={"data": data})
             run.train(config, run_dir=member_dir)
-            if not shared_splits.is_file():
-                write_bytes(shared_splits, (member_dir / SPLITS_FILE).read_bytes())
+        if not shared_splits.is_file():
+            write_bytes(shared_splits, (member_dir / SPLITS_FILE).read_bytes())
         seconds = time.perf_counter() - start
         evaluate(member_dir)
         write_text(member_dir / MEMBER_FILE, json.dumps(
@@ -172,8 +176,6 @@ def paired_auroc(
     """For every split and pair of members scored on the same samples: AUROC difference
     (a − b), its 95 % paired-bootstrap interval and two-sided p-value (samples resampled
     together for both members; patients when a patient column exists)."""
-    from sklearn.metrics import roc_auc_score
-
     rows = []
     splits = sorted({split for _, split in predictions})
     for split in splits:
@@ -189,13 +191,13 @@ def paired_auroc(
             if len(np.unique(y)) < 2:
                 continue
             groups = joined["patient_id_a"].to_numpy() if "patient_id_a" in joined else None
-            diff = roc_auc_score(y, pa) - roc_auc_score(y, pb)
+            diff = binary_auroc(y, pa) - binary_auroc(y, pb)
             rng = np.random.default_rng(seed)
             draws = []
             for _ in range(num_bootstraps):
                 idx = resample_indices(len(y), groups, rng)
                 if len(np.unique(y[idx])) == 2:
-                    draws.append(roc_auc_score(y[idx], pa[idx]) - roc_auc_score(y[idx], pb[idx]))
+                    draws.append(binary_auroc(y[idx], pa[idx]) - binary_auroc(y[idx], pb[idx]))
             draws_array = np.asarray(draws)
             low, high = np.quantile(draws_array, [0.025, 0.975])
             p = min(1.0, 2 * min((draws_array <= 0).mean(), (draws_array >= 0).mean()))
@@ -204,6 +206,19 @@ def paired_auroc(
                          "significant": bool(low > 0 or high < 0), "n": len(y)})
     return pd.DataFrame(rows, columns=["split", "a", "b", "auroc_difference", "low", "high",
                                        "p_value", "significant", "n"])
+
+
+def binary_auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """AUROC of 0/1 ``labels`` (both present): the Mann–Whitney U statistic over
+    n_positive·n_negative, ties counting half; equal to sklearn's ``roc_auc_score`` without its
+    per-call checks, which made thousands of paired bootstrap draws take many seconds."""
+    from scipy.stats import rankdata
+
+    positive = labels == 1
+    n_pos = int(positive.sum())
+    n_neg = len(labels) - n_pos
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def _merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:

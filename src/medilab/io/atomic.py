@@ -19,9 +19,14 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=suffix or target.suffix or ".tmp", dir=target.parent
-    )
+    try:
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=suffix or target.suffix or ".tmp",
+            dir=target.parent,
+        )
+    except OSError as exc:  # e.g. a read-only folder: name the output, not the temporary file
+        _name_target(exc, target)
+        raise
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -29,9 +34,18 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
         if tmp.exists():
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes owner-only files
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename in (None, str(tmp)):
+            _name_target(exc, target)  # a full disk fails write() without naming the file
         raise
+
+
+def _name_target(exc: OSError, target: Path) -> None:
+    """Make ``exc`` name ``target``, so an error message shows the output the user asked for."""
+    if exc.errno is not None:
+        exc.filename = str(target)
+        exc.filename2 = None
 
 
 def _umask() -> int:
@@ -45,7 +59,11 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary folder beside ``target``; move it to ``target`` on success."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as exc:
+        _name_target(exc, target)
+        raise
     try:
         yield tmp
         if target.exists():
