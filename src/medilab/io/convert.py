@@ -307,7 +307,10 @@ def _load_or_make_salt(dst: Path) -> tuple[str, bool]:
         return salt, False
     dst.mkdir(parents=True, exist_ok=True)
     salt = secrets.token_hex(16)
-    fd, tmp = tempfile.mkstemp(prefix=f"{SALT_FILE}.", dir=dst)  # mode 0600
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f"{SALT_FILE}.", dir=dst)  # mode 0600
+    except OSError as exc:  # name the salt file, not the temporary one
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(salt + "\n")
