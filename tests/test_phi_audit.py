@@ -1,10 +1,13 @@
-"""PHI audit end to end: DICOMs with known identifiers go through ``dicom convert``, an
-image_table built from its manifest, train, evaluate, predict, report and compare; no output
-file (CSV, JSON, YAML, HTML, PNG text chunks, checkpoints, logs) holds any identifier."""
+"""PHI audit end to end: DICOMs with known identifiers (in their headers, folder and file names)
+go through ``dicom convert --pseudonymise-paths``, ``data verify``, an image_table built from
+its manifest, train, evaluate, predict, explain, report and compare; no output file name or
+content (CSV, JSON, YAML, HTML, PNG text chunks, checkpoints, logs, TensorBoard events, the
+decoded-image cache) holds any identifier."""
 
 from __future__ import annotations
 
 import base64
+import os
 import re
 from pathlib import Path
 
@@ -116,50 +119,69 @@ def strip_tensors(value: object) -> object:
 
 
 def test_no_identifier_reaches_any_output(tmp_path, capsys):
+    """Folders named by PatientID and files by the patient's name (as DICOM archives often are)
+    → convert --pseudonymise-paths → data verify → train (TensorBoard on) → evaluate → predict
+    → explain → report → compare: no identifier in any artefact, the decoded-image cache or
+    anything printed."""
+    from PIL import Image
     from typer.testing import CliRunner
 
     from medilab import api
     from medilab.cli import app
     from medilab.config import validate_config
+    from medilab.data.cache import CACHE_DIR_ENV
     from medilab.reports.compare import compare_runs
 
     source, converted = tmp_path / "dicom", tmp_path / "converted"
-    labels = {}
     for patient in range(PATIENTS):
+        ids = identifiers(patient)
+        surname = ids["PatientName"].split("^")[0]
         for image in range(2):
-            bright = (patient + image) % 2 == 1
-            name = f"case{patient}{image}.dcm"
-            write_dicom(source / name, patient, image, bright)
-            labels[name] = "finding" if bright else "none"
+            write_dicom(source / ids["PatientID"] / f"{surname}_{image}.dcm", patient, image,
+                        bright=(patient + image) % 2 == 1)
     convert = CliRunner().invoke(app, ["dicom", "convert", str(source), str(converted),
-                                       "--salt", "audit-salt"])
+                                       "--salt", "audit-salt", "--pseudonymise-paths"])
     assert convert.exit_code == 0, convert.output
 
-    manifest = pd.read_csv(converted / "manifest.csv", dtype=str)
+    manifest = pd.read_csv(converted / "manifest.csv", dtype=str, keep_default_na=False)
     assert len(manifest) == 2 * PATIENTS and manifest["patient_key"].nunique() == PATIENTS
+    assert (manifest["source"] == "").all()  # the source paths carry identifiers
+
+    def label(png: str) -> str:  # the bright square, read back from the converted pixels
+        pixels = np.asarray(Image.open(converted / png), dtype=float)
+        return "finding" if pixels[10:22, 10:22].mean() > 2 * pixels.mean() else "none"
+
     table = pd.DataFrame({"image": manifest["output"], "patient_id": manifest["patient_key"],
-                          "label": [labels[Path(s).name] for s in manifest["source"]]})
+                          "label": [label(p) for p in manifest["output"]]})
+    assert table["label"].value_counts().to_dict() == {"finding": PATIENTS, "none": PATIENTS}
     table.to_csv(converted / "metadata.csv", index=False)
     config = validate_config({
         "experiment": "phi_audit", "task": "classification", "seed": 2,
         "data": {"source": "image_table", "root": str(converted), "batch_size": 4,
                  "val_fraction": 0.34},
         "model": {"name": "convnet", "kwargs": {"widths": [4], "convs": 1}},
-        "trainer": {"max_epochs": 1, "progress_bar": False},
+        "trainer": {"max_epochs": 1, "progress_bar": False, "tensorboard": True},
         "evaluation": {"bootstrap_samples": 10},
     })
+    verified = api.verify_data(config, out=tmp_path / "verify" / "problems.csv")
+    assert not verified.fatal
     run = api.train(config, run_dir=tmp_path / "run")
     api.evaluate(run)
     table.drop(columns=["label"]).to_csv(converted / "new.csv", index=False)
     predictions = api.predict(run, converted / "new.csv", tmp_path / "predictions.csv")
+    api.explain(run, converted / manifest["output"].iloc[0], tmp_path / "cams", "gradcam")
     api.write_report(run)
     compare_runs([run], tmp_path / "compare" / "compare.html")
     printed = capsys.readouterr()
 
-    outputs = [p for folder in (converted, run, tmp_path / "compare") for p in folder.rglob("*")
-               if p.is_file()] + [predictions]
-    assert {p.suffix for p in outputs} >= {".csv", ".json", ".yaml", ".html", ".png", ".ckpt"}
-    hits = [(str(p.relative_to(tmp_path)), value) for p in outputs for text in texts_of(p)
+    folders = (converted, run, tmp_path / "compare", tmp_path / "cams", tmp_path / "verify",
+               Path(os.environ[CACHE_DIR_ENV]))
+    outputs = [p for folder in folders for p in folder.rglob("*") if p.is_file()] + [predictions]
+    assert {p.suffix for p in outputs} >= {".csv", ".json", ".yaml", ".html", ".png", ".ckpt",
+                                           ".npy"}
+    assert any("tfevents" in p.name for p in outputs)  # TensorBoard events are scanned too
+    assert len(outputs) >= 50  # 56 when written
+    hits = [(str(p), value) for p in outputs for text in [str(p), *texts_of(p)]
             for value in phi_values() if value in text]
     hits += [("printed output", v) for v in phi_values()
              if v in printed.out + printed.err + convert.output]
