@@ -413,7 +413,8 @@ def check_before_training(config: ExperimentConfig) -> None:
     report = verify_dataset(config, read_files=False)
     grouped = report.grouped()
     for row in grouped.itertuples():
-        text = f"data check: {row.check} ({row.count}×), e.g. {row.example}"
+        text = (f"data check: {row.check}: {row.example}" if row.count == 1
+                else f"data check: {row.check} ({row.count}×), e.g. {row.example}")
         if row.severity == FATAL:
             raise MedilabError(f"{text}; `medilab data verify` lists every problem")
         warnings.warn(text, stacklevel=2)
