@@ -75,6 +75,19 @@ def array_cache_in_tmp(tmp_path_factory):
         yield
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Single-threaded torch for one test, restored after: tiny models run much faster on one
+    thread than on threads fighting over a shared 2-core machine. A file opts in with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def no_loader_workers_unless_asked(monkeypatch):
     """``data.num_workers: auto`` starts worker processes on machines with more than two

@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-import torch
 
 from medilab import api
 from medilab.config import load_config
@@ -17,14 +16,6 @@ from medilab.trained import read_checkpoint_state
 needs_compiler = pytest.mark.skipif(
     shutil.which("cc") is None and shutil.which("gcc") is None,
     reason="torch.compile (inductor) needs a C compiler on CPU")
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_compile_is_off_by_default(digits_config):
@@ -44,7 +35,7 @@ def test_compiled_network_keeps_its_state_dict_keys(digits_config):
 
 @needs_compiler
 def test_one_epoch_with_compile_trains_and_its_checkpoint_evaluates(tmp_path, digits_config,
-                                                                     one_thread):
+                                                                     one_torch_thread):
     run_dir = api.train(digits_config, ["trainer.compile=true", "trainer.max_epochs=1",
                                         "trainer.limit_train_batches=3",
                                         "trainer.limit_val_batches=1"],

@@ -23,9 +23,7 @@ QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit
          "trainer.precision=32-true"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

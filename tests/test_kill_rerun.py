@@ -34,16 +34,10 @@ from medilab import api
 from medilab.cli import main
 from medilab.crossval import FOLD_DONE_FILE
 from medilab.io.convert import ConvertOptions, convert_tree
+from study_samples import write_npz
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -380,18 +374,6 @@ def test_crossval_killed_during_evaluation_evaluates_without_retraining(crossval
 
 
 # ----------------------------------------------------------------------------- study
-def write_npz(path: Path) -> Path:
-    rng = np.random.default_rng(0)
-    parts = {}
-    for name, n in (("train", 40), ("val", 16)):
-        labels = np.arange(n) % 2
-        images = rng.integers(0, 90, (n, 10, 10)).astype(np.uint8)
-        images[labels == 1, 3:7, 3:7] += 120
-        parts[f"{name}_images"], parts[f"{name}_labels"] = images, labels[:, None]
-    np.savez(path, **parts)
-    return path
-
-
 @pytest.fixture(scope="module")
 def study_reference(tmp_path_factory) -> tuple[Path, Path]:
     torch.set_num_threads(1)

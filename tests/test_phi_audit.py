@@ -19,12 +19,7 @@ import torch
 PATIENTS = 6
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def identifiers(patient: int) -> dict[str, str]:

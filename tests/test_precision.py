@@ -10,13 +10,7 @@ from medilab.config import validate_config
 from medilab.precision import cpu_has_native_bf16, precision_record, resolve_precision
 from medilab.run import ChannelsLast, build_inference_trainer, build_trainer
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(**trainer):

@@ -35,12 +35,7 @@ def write_digits_csv(path: Path, n: int, labelled: bool = True) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Payload:

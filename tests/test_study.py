@@ -13,18 +13,7 @@ import yaml
 from medilab import api
 from medilab.errors import ConfigError
 from medilab.study import load_study, paired_auroc
-
-
-def write_npz(path, seed=0):
-    rng = np.random.default_rng(seed)
-    parts = {}
-    for name, n in (("train", 40), ("val", 16)):
-        labels = np.arange(n) % 2
-        images = rng.integers(0, 90, (n, 10, 10)).astype(np.uint8)
-        images[labels == 1, 3:7, 3:7] += 120
-        parts[f"{name}_images"], parts[f"{name}_labels"] = images, labels[:, None]
-    np.savez(path, **parts)
-    return path
+from study_samples import write_npz
 
 
 def write_study(tmp_path, members=None):

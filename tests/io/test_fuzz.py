@@ -12,15 +12,7 @@ from fuzz_cases import Seed, check, flip, seeds, truncate, warm_up
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SEEDS = {seed.name: seed for seed in seeds()}

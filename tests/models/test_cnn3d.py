@@ -5,14 +5,7 @@ from torch import nn
 from medilab.errors import ConfigError
 from medilab.models import create_model
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: several times faster than two on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _create(name: str, **kwargs) -> nn.Module:

@@ -25,12 +25,7 @@ def _targets() -> list[dict[str, torch.Tensor]]:
     ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_registered_and_counts_background() -> None:

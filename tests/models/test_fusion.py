@@ -7,14 +7,7 @@ from medilab.errors import ConfigError
 from medilab.models import create_model
 from medilab.models.fusion import LateFusion, SliceSelector, fit_late_weights, slice_indices
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: several times faster than two on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = {"widths": [4, 8], "dropout": 0.0}

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
 from medilab import api
@@ -16,13 +15,7 @@ from medilab.config import validate_config
 from medilab.data.sources.box_table import BoxTableSource
 from medilab.errors import InputFileError, MedilabError
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_box_table(root, n=24, size=64, seed=0):

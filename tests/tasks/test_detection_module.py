@@ -46,15 +46,6 @@ def squares(n: int, rng: np.random.Generator, size: int = 64) -> list[tuple]:
     return samples
 
 
-@pytest.fixture
-def one_thread():
-    """Single-threaded torch: much faster than oversubscribed threads on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _config() -> ExperimentConfig:
     return ExperimentConfig(
         task="detection", data={"source": "sklearn_digits"}, model={"name": "fasterrcnn_small"},
@@ -62,7 +53,7 @@ def _config() -> ExperimentConfig:
     )
 
 
-def test_small_detector_learns_bright_squares(one_thread) -> None:
+def test_small_detector_learns_bright_squares(one_torch_thread) -> None:
     L.seed_everything(0, verbose=False)
     rng = np.random.default_rng(0)
     train, val = squares(32, rng), squares(8, rng)
@@ -93,7 +84,7 @@ def test_small_detector_learns_bright_squares(one_thread) -> None:
     assert found >= 4  # of the 6 images with a square
 
 
-def test_warmup_raises_the_learning_rate_linearly(one_thread) -> None:
+def test_warmup_raises_the_learning_rate_linearly(one_torch_thread) -> None:
     model = fasterrcnn_small(num_classes=1, in_channels=1, min_size=32, max_size=32)
     module = DetectionModule(_config(), model, warmup_steps=4, warmup_factor=0.0)
     seen = []
@@ -146,7 +137,7 @@ def test_split_predictions_are_in_original_pixels(tmp_path: Path) -> None:
     assert files[["x1", "y1", "x2", "y2"]].to_numpy().tolist() == [[32.0, 32.0, 64.0, 64.0]]
 
 
-def test_inference_stays_float32_under_bf16_autocast(one_thread) -> None:
+def test_inference_stays_float32_under_bf16_autocast(one_torch_thread) -> None:
     model = fasterrcnn_small(num_classes=1, in_channels=1, min_size=32, max_size=32)
     module = DetectionModule(_config(), model).eval()
     with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
