@@ -49,11 +49,14 @@ def scale_boxes(boxes: np.ndarray, from_size: Sequence[int], to_size: Sequence[i
     return boxes * np.array([scale_x, scale_y, scale_x, scale_y], dtype=np.float32)
 
 
-def _draw_boxes(rgb: np.ndarray, boxes: np.ndarray, captions: Sequence[str] | None) -> None:
+def draw_boxes(rgb: np.ndarray, boxes: np.ndarray, captions: Sequence[str] | None = None,
+               colour: tuple[int, int, int] = BOX_COLOUR) -> None:
+    """Draw ``boxes`` (x1, y1, x2, y2, in ``rgb``'s pixels) on the uint8 RGB image in place,
+    each with its caption above it when given; line width grows with the image."""
     height, width = rgb.shape[:2]
     thickness = max(1, round(min(height, width) / 200))
     for index, (x1, y1, x2, y2) in enumerate(np.round(boxes).astype(int)):
-        cv2.rectangle(rgb, (x1, y1), (x2, y2), BOX_COLOUR, thickness)
+        cv2.rectangle(rgb, (x1, y1), (x2, y2), colour, thickness)
         if captions is not None and index < len(captions):
             origin = (x1, max(y1 - 3, 10))
             cv2.putText(
@@ -62,7 +65,7 @@ def _draw_boxes(rgb: np.ndarray, boxes: np.ndarray, captions: Sequence[str] | No
                 origin,
                 cv2.FONT_HERSHEY_SIMPLEX,
                 0.35 * thickness,
-                BOX_COLOUR,
+                colour,
                 thickness,
                 cv2.LINE_AA,
             )
@@ -93,7 +96,7 @@ def overlay_png(
     heat = np.clip(_resize(cam, size), 0.0, 1.0)
     picture = show_cam_on_image(_resize(rgb, size), heat, use_rgb=True, image_weight=image_weight)
     if boxes is not None and len(boxes):
-        _draw_boxes(picture, scale_boxes(boxes, cam.shape, size), captions)
+        draw_boxes(picture, scale_boxes(boxes, cam.shape, size), captions)
     out = Path(out)
     with atomic_path(out, suffix=".png") as tmp:
         Image.fromarray(picture).save(tmp, format="PNG")

@@ -7,14 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
 
 from medilab.data.sources.loader import read_array
-from medilab.explain.overlay import display_rgb
+from medilab.explain.overlay import display_rgb, draw_boxes
 from medilab.io.atomic import atomic_path, write_csv
 from medilab.tasks.detection_metrics import match_image
 
@@ -67,22 +66,11 @@ def draw_case(image: str, truth_boxes: Any, pred: dict[str, Any], out: Path,
     """The image with its ground-truth boxes (green) and detections ≥ ``min_score`` (red,
     with the score), all in the image's own pixels, as a PNG."""
     rgb = np.ascontiguousarray((display_rgb(read_array(image)) * 255).astype(np.uint8))
-    thickness = max(1, round(min(rgb.shape[:2]) / 250))
-    for box in np.asarray(truth_boxes, np.float64).reshape(-1, 4):
-        _rectangle(rgb, box, TRUTH_COLOUR, thickness)
+    draw_boxes(rgb, np.asarray(truth_boxes, np.float64).reshape(-1, 4), colour=TRUTH_COLOUR)
     keep = np.asarray(pred["scores"]) >= min_score
-    for box, score in zip(np.asarray(pred["boxes"]).reshape(-1, 4)[keep],
-                          np.asarray(pred["scores"])[keep], strict=True):
-        x1, y1 = _rectangle(rgb, box, PRED_COLOUR, thickness)
-        cv2.putText(rgb, f"{score:.2f}", (x1, max(y1 - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.35 * thickness, PRED_COLOUR, thickness, cv2.LINE_AA)
+    draw_boxes(rgb, np.asarray(pred["boxes"]).reshape(-1, 4)[keep],
+               [f"{score:.2f}" for score in np.asarray(pred["scores"])[keep]],
+               colour=PRED_COLOUR)
     with atomic_path(out, suffix=".png") as tmp:
         Image.fromarray(rgb).save(tmp, format="PNG")
     return out
-
-
-def _rectangle(rgb: np.ndarray, box: np.ndarray, colour: tuple[int, int, int],
-               thickness: int) -> tuple[int, int]:
-    x1, y1, x2, y2 = (int(round(v)) for v in box)
-    cv2.rectangle(rgb, (x1, y1), (x2, y2), colour, thickness)
-    return x1, y1
