@@ -147,22 +147,28 @@ def parse_boxes(value: Any, name: object) -> np.ndarray:
     return boxes
 
 
-def check_boxes(boxes: np.ndarray, name: object, shape: tuple[int, int] | None = None) -> None:
-    """One-line MedilabError naming the image for a box without area, or outside ``shape``."""
-    for i, (x1, y1, x2, y2) in enumerate(boxes):
+def box_errors(boxes: np.ndarray, shape: tuple[int, int] | None = None) -> list[tuple[int, str]]:
+    """``(box index, what is wrong)`` for every box with a missing coordinate, without area, or
+    outside an image of ``shape`` (H, W) when given."""
+    errors = []
+    for i, (x1, y1, x2, y2) in enumerate(np.asarray(boxes, np.float64).reshape(-1, 4)):
+        where = f"box {i} [{x1:g}, {y1:g}, {x2:g}, {y2:g}]"
         if not np.isfinite([x1, y1, x2, y2]).all():
-            raise MedilabError(f"{name}: box {i} has a missing coordinate")
-        if x2 <= x1 or y2 <= y1:
-            raise MedilabError(
-                f"{name}: box {i} [{x1:g}, {y1:g}, {x2:g}, {y2:g}] needs x2 > x1 and y2 > y1"
-            )
-        if shape is not None:
+            errors.append((i, f"box {i} has a missing coordinate"))
+        elif x2 <= x1 or y2 <= y1:
+            errors.append((i, f"{where} needs x2 > x1 and y2 > y1"))
+        elif shape is not None:
             height, width = shape
             if min(x1, y1) < -_TOLERANCE or x2 > width + _TOLERANCE or y2 > height + _TOLERANCE:
-                raise MedilabError(
-                    f"{name}: box {i} [{x1:g}, {y1:g}, {x2:g}, {y2:g}] lies outside the "
-                    f"{width}x{height} image"
-                )
+                errors.append((i, f"{where} lies outside the {width}x{height} image"))
+    return errors
+
+
+def check_boxes(boxes: np.ndarray, name: object, shape: tuple[int, int] | None = None) -> None:
+    """One-line MedilabError naming the image for the first box :func:`box_errors` finds."""
+    errors = box_errors(boxes, shape)
+    if errors:
+        raise MedilabError(f"{name}: {errors[0][1]}")
 
 
 # ----------------------------------------------------------------------------- augmentation

@@ -155,20 +155,14 @@ def table_problems(samples: SampleTable) -> list[Problem]:
 
 
 def _box_problems(samples: SampleTable) -> list[Problem]:
+    from medilab.data.detection import box_errors
+
     problems = []
-    table = samples.table
-    has_labels = "box_labels" in table.columns
-    for _, row in table.iterrows():
+    has_labels = "box_labels" in samples.table.columns
+    for _, row in samples.table.iterrows():
         sample, image = str(row["sample_id"]), str(row.get("image", ""))
-        boxes = np.asarray(row["boxes"] if isinstance(row["boxes"], list | np.ndarray) else [],
-                           dtype=np.float64).reshape(-1, 4)
-        for i, (x1, y1, x2, y2) in enumerate(boxes):
-            if not np.isfinite([x1, y1, x2, y2]).all():
-                problems.append(Problem(FATAL, "box", sample, image, f"box {i} has a missing "
-                                        "coordinate"))
-            elif x2 <= x1 or y2 <= y1:
-                problems.append(Problem(FATAL, "box", sample, image, f"box {i} [{x1:g}, {y1:g}, "
-                                        f"{x2:g}, {y2:g}] has no area (needs x2 > x1, y2 > y1)"))
+        problems += [Problem(FATAL, "box", sample, image, message)
+                     for _, message in box_errors(_boxes(row["boxes"]))]
         labels = list(row["box_labels"]) if has_labels and isinstance(
             row["box_labels"], list | np.ndarray) else []
         if samples.classes is not None:
@@ -176,6 +170,12 @@ def _box_problems(samples: SampleTable) -> list[Problem]:
                 problems.append(Problem(FATAL, "box label", sample, image, f"box label {name!r} "
                                         f"is not one of {short_list(samples.classes)}"))
     return problems
+
+
+def _boxes(value: Any) -> np.ndarray:
+    """A table's ``boxes`` cell as float ``(N, 4)``."""
+    return np.asarray(value if isinstance(value, list | np.ndarray) else [],
+                      np.float64).reshape(-1, 4)
 
 
 def _splits(config: ExperimentConfig, samples: SampleTable
@@ -357,17 +357,13 @@ def _mask_problems(sample: str, ref: str, found: dict[str, Any], classes: int | 
 
 
 def _boxes_outside(sample: str, row: pd.Series, shape: tuple[int, ...]) -> list[Problem]:
-    value = row["boxes"]
-    boxes = np.asarray(value if isinstance(value, list | np.ndarray) else [],
-                       np.float64).reshape(-1, 4)
-    height, width = shape[:2]
-    problems = []
-    for i, (x1, y1, x2, y2) in enumerate(boxes):
-        if min(x1, y1) < -1e-3 or x2 > width + 1e-3 or y2 > height + 1e-3:
-            problems.append(Problem(FATAL, "box outside image", sample, str(row["image"]),
-                                    f"box {i} [{x1:g}, {y1:g}, {x2:g}, {y2:g}] lies outside "
-                                    f"the {width}x{height} image"))
-    return problems
+    """Boxes that are sound on their own (see ``_box_problems``) but leave their image."""
+    from medilab.data.detection import box_errors
+
+    boxes = _boxes(row["boxes"])
+    outside = [e for e in box_errors(boxes, shape[:2]) if e not in box_errors(boxes)]
+    return [Problem(FATAL, "box outside image", sample, str(row["image"]), message)
+            for _, message in outside]
 
 
 def missing_files(samples: SampleTable) -> list[Problem]:
