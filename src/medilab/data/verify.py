@@ -12,7 +12,6 @@ the first epoch).
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from medilab.config import ExperimentConfig
+from medilab.data.loading import available_cores
 from medilab.data.sample_table import SampleTable
 from medilab.errors import MedilabError
 from medilab.io.messages import one_line, short_list
@@ -237,7 +237,7 @@ def _file_refs(samples: SampleTable) -> list[tuple[str, bool]]:
 def read_facts(refs: list[tuple[str, bool]], *, workers: int | None = None
                ) -> dict[str, dict[str, Any]]:
     """:func:`file_facts` of every file, in ``workers`` processes (default: every core)."""
-    workers = workers or len(os.sched_getaffinity(0))
+    workers = workers or available_cores()
     if workers <= 1 or len(refs) < 2:
         results: Iterable[dict[str, Any]] = map(_facts_of, refs)
     else:
