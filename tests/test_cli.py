@@ -11,16 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
+from cli_samples import run_cli
 from medilab.cli import main
-
-
-def run_cli(*args: str) -> int:
-    """Run ``medilab ARGS`` in-process; return the exit code."""
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_train_predict_end_to_end(tmp_path, digits_config, capsys, make_digits_csv):

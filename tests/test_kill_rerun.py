@@ -28,10 +28,10 @@ import torch
 import yaml
 from PIL import Image
 
+from cli_samples import run_cli
 from dicom_samples import write_dicom, write_dicom_folder
 from digits_samples import write_digits_csv
 from medilab import api
-from medilab.cli import main
 from medilab.crossval import FOLD_DONE_FILE
 from medilab.io.convert import ConvertOptions, convert_tree
 from study_samples import write_npz
@@ -43,15 +43,6 @@ pytestmark = [pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="nee
 # ----------------------------------------------------------------------------- helpers
 def cli(*args: object) -> list[str]:
     return [sys.executable, "-m", "medilab.cli", *(str(a) for a in args)]
-
-
-def run_cli(*args: object) -> int:
-    """``medilab ARGS`` in this process; the exit code."""
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def start(command: list[str], log: Path) -> subprocess.Popen:

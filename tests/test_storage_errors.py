@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_samples import run_cli
 from dicom_samples import write_dicom_folder
 from digits_samples import write_digits_csv
 from medilab import api
@@ -19,14 +20,6 @@ from medilab.errors import storage_error_line
 
 NO_SPACE = os.strerror(errno.ENOSPC)
 DENIED = os.strerror(errno.EACCES)
-
-
-def run_cli(*args: object) -> int:
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def one_error_line(capsys) -> str:
