@@ -74,12 +74,18 @@ def crossval(
     """K-fold cross-validation into ``run_dir/fold<k>`` (each evaluated, with its report), the
     summary over folds (crossval.json / .csv, predictions_oof.csv) and compare.html."""
     from medilab.crossval import cross_validate
-    from medilab.reports.compare import compare_runs
 
     summary = cross_validate(config, folds, run_dir, overrides, evaluate=evaluate)
-    compare_runs([Path(run_dir) / f"fold{k}" for k in range(folds)],
-                 Path(run_dir) / "compare.html")
+    _compare_folds(Path(run_dir), folds)
     return summary
+
+
+def _compare_folds(folder: Path, folds: int) -> Path:
+    """``folder/compare.html``: the folds of a cross-validation side by side."""
+    from medilab.crossval import fold_dirs
+    from medilab.reports.compare import compare_runs
+
+    return compare_runs(fold_dirs(folder, folds), folder / "compare.html")
 
 
 def study(
@@ -113,13 +119,10 @@ def write_report(run_dir: str | Path) -> Path:
     folder = Path(run_dir)
     if (folder / crossval.FOLDS_FILE).is_file():
         folds = crossval.fold_count(folder)
-        fold_dirs = [folder / f"fold{k}" for k in range(folds)]
-        for fold_dir in fold_dirs:
+        for fold_dir in crossval.fold_dirs(folder, folds):
             build_report(fold_dir)
         crossval.summarize(folder, folds)
-        from medilab.reports.compare import compare_runs
-
-        return compare_runs(fold_dirs, folder / "compare.html")
+        return _compare_folds(folder, folds)
     if (folder / study.SUMMARY_FILE).is_file():
         for member_dir in sorted(p for p in folder.iterdir() if (p / study.MEMBER_FILE).is_file()):
             build_report(member_dir)

@@ -82,8 +82,7 @@ def cross_validate(
     out = Path(out)
     config = run.resolve_config(config, overrides)
     table = _fold_table(config, folds, out)
-    for k in range(folds):
-        fold_dir = out / f"fold{k}"
+    for k, fold_dir in enumerate(fold_dirs(out, folds)):
         if (fold_dir / FOLD_DONE_FILE).is_file() and (fold_dir / "metrics.json").is_file():
             continue
         if (read_status(fold_dir) or {}).get("state") == "finished":
@@ -99,6 +98,11 @@ def cross_validate(
     return summarize(out, folds)
 
 
+def fold_dirs(out: Path, folds: int) -> list[Path]:
+    """The run folders of the ``folds`` folds under ``out``."""
+    return [out / f"fold{k}" for k in range(folds)]
+
+
 def fold_count(out: Path) -> int:
     """How many folds the cross-validation in ``out`` has (from its folds.csv)."""
     folds = pd.read_csv(out / FOLDS_FILE)
@@ -108,8 +112,7 @@ def fold_count(out: Path) -> int:
 def summarize(out: Path, folds: int) -> dict[str, Any]:
     """crossval.csv, crossval.json and predictions_oof.csv from the evaluated fold folders."""
     rows, predictions = [], []
-    for k in range(folds):
-        fold_dir = out / f"fold{k}"
+    for k, fold_dir in enumerate(fold_dirs(out, folds)):
         metrics_path = fold_dir / "metrics.json"
         if not metrics_path.is_file():
             raise InputFileError(metrics_path, "not found: evaluate the fold first")
