@@ -43,6 +43,8 @@ from medilab.runfolder import (
     read_curves,
     read_status,
     release_lock,
+    split_roles,
+    write_fitted,
     write_metrics,
     write_run_files,
     write_status,
@@ -417,9 +419,12 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best") -> dict[str, Any]:
     check_data_paths(config)
     family = get_task_family(config.task)
     datamodule = family.build_datamodule(config, load_splits(run_dir / SPLITS_FILE))
-    module = load_module(run_dir, family, config, checkpoint)
+    module = load_module(run_dir, family, config, checkpoint, fitted=False)  # fitted anew on val
     trainer = build_inference_trainer(config)
     body = family.evaluate(module, datamodule, config, run_dir, trainer)
+    fitted = family.fitted_state(module)
+    if fitted:
+        write_fitted(run_dir, checkpoint, fitted)
     metrics = {
         "experiment": config.experiment,
         "task": config.task,
@@ -427,6 +432,7 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best") -> dict[str, Any]:
         "checkpoint": checkpoint,
         "confidence": config.evaluation.confidence,
         **({"training": status["training"]} if "training" in status else {}),
+        **split_roles(list(body.get("splits", {}))),
         **body,
     }
     write_metrics(run_dir, metrics)

@@ -18,31 +18,70 @@ from medilab.tasks.bootstrap import bootstrap
 MetricFn = Callable[[torch.Tensor, torch.Tensor], float]
 
 
+def decisions(probs: np.ndarray | torch.Tensor, threshold: float | None = None) -> np.ndarray:
+    """The predicted class of each sample: with a binary ``threshold`` class 1 where
+    ``p(class 1) >= threshold`` (the rule the threshold was chosen by), else the argmax."""
+    p = torch.as_tensor(np.asarray(probs) if not isinstance(probs, torch.Tensor) else probs)
+    if threshold is not None and p.shape[1] == 2:
+        return (p[:, 1] >= threshold).long().numpy()
+    return p.argmax(dim=1).numpy()
+
+
 def metric_functions(num_classes: int, threshold: float | None = None) -> dict[str, MetricFn]:
-    """name → f(probs (N, K), labels (N,)) for the reported metrics."""
+    """name → f(probs (N, K), labels (N,)) for the reported metrics.
+
+    Binary decisions are ``p(class 1) >= cut`` (``threshold``, else 0.5) for every decision
+    metric (accuracy, F1, balanced accuracy, sensitivity, specificity); multi-class decisions
+    are the argmax. A metric that needs a class the labels lack is NaN, never 0: sensitivity
+    without positives, specificity without negatives, and balanced accuracy, macro-F1 and
+    AUROC unless every class is present."""
     k = num_classes
+    cut = (0.5 if threshold is None else threshold) if k == 2 else None
+
+    def decided(p: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(decisions(p, cut))
+
+    def all_classes(y: torch.Tensor) -> bool:
+        return len(torch.unique(y)) == k
 
     def auroc(p: torch.Tensor, y: torch.Tensor) -> float:
-        if len(torch.unique(y)) < 2:
+        if not all_classes(y):
             return float("nan")
         if k == 2:
             return float(tmf.auroc(p[:, 1], y, task="binary"))
         return float(tmf.auroc(p, y, task="multiclass", num_classes=k))
 
+    def accuracy(p: torch.Tensor, y: torch.Tensor) -> float:
+        return float(tmf.accuracy(decided(p), y, task="multiclass", num_classes=k))
+
+    def f1_macro(p: torch.Tensor, y: torch.Tensor) -> float:
+        if not all_classes(y):
+            return float("nan")
+        return float(tmf.f1_score(decided(p), y, task="multiclass", num_classes=k,
+                                  average="macro"))
+
+    def balanced_accuracy(p: torch.Tensor, y: torch.Tensor) -> float:
+        if not all_classes(y):
+            return float("nan")
+        return float(tmf.accuracy(decided(p), y, task="multiclass", num_classes=k,
+                                  average="macro"))
+
     functions: dict[str, MetricFn] = {
-        "accuracy": lambda p, y: float(tmf.accuracy(p, y, task="multiclass", num_classes=k)),
-        "f1_macro": lambda p, y: float(tmf.f1_score(p, y, task="multiclass", num_classes=k,
-                                                    average="macro")),
-        "balanced_accuracy": lambda p, y: float(tmf.accuracy(p, y, task="multiclass",
-                                                             num_classes=k, average="macro")),
+        "accuracy": accuracy, "f1_macro": f1_macro, "balanced_accuracy": balanced_accuracy,
         "auroc": auroc,
     }
     if k == 2:
-        cut = 0.5 if threshold is None else threshold
-        functions["sensitivity"] = lambda p, y: float(tmf.recall(p[:, 1], y, task="binary",
-                                                                 threshold=cut))
-        functions["specificity"] = lambda p, y: float(tmf.specificity(p[:, 1], y, task="binary",
-                                                                      threshold=cut))
+        def sensitivity(p: torch.Tensor, y: torch.Tensor) -> float:
+            if not bool((y == 1).any()):
+                return float("nan")
+            return float(tmf.recall(decided(p), y, task="binary"))
+
+        def specificity(p: torch.Tensor, y: torch.Tensor) -> float:
+            if not bool((y == 0).any()):
+                return float("nan")
+            return float(tmf.specificity(decided(p), y, task="binary"))
+
+        functions["sensitivity"], functions["specificity"] = sensitivity, specificity
     return functions
 
 
@@ -50,7 +89,9 @@ def score_table(
     probs: np.ndarray, labels: np.ndarray, *, groups: np.ndarray | None = None,
     threshold: float | None = None, evaluation: EvaluationConfig, seed: int = 0,
 ) -> dict[str, dict[str, float]]:
-    """``{metric: {value, low, high}}``; intervals resample patients when ``groups`` is given."""
+    """``{metric: {value, low, high, skipped}}``; intervals resample patients when ``groups``
+    is given; ``skipped`` counts the draws where the metric was undefined (a needed class
+    missing), which are left out of the interval."""
     p = torch.from_numpy(np.asarray(probs, dtype=np.float32))
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     out = {}
@@ -62,8 +103,9 @@ def score_table(
 
 
 def binary_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
-    """The score threshold maximising Youden's J (sensitivity + specificity − 1); 0.5 when the
-    labels hold one class."""
+    """The score threshold maximising Youden's J (sensitivity + specificity − 1) for the rule
+    ``score >= threshold`` (how torchmetrics' ROC points are defined, and how
+    :func:`decisions` applies it); 0.5 when the labels hold one class."""
     if len(np.unique(labels)) < 2:
         return 0.5
     fpr, tpr, thresholds = tmf.roc(torch.from_numpy(scores.astype(np.float32)),
@@ -110,11 +152,14 @@ def subgroup_labels(metadata: pd.DataFrame, column: str, age_bands: list[float])
 
 def subgroup_tables(
     probs: np.ndarray, labels: np.ndarray, metadata: pd.DataFrame | None,
-    evaluation: EvaluationConfig, seed: int = 0,
+    evaluation: EvaluationConfig, seed: int = 0, *, threshold: float | None = None,
+    groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """``{"<column>=<group>": {"n", metric: {value, low, high}}}`` for each subgroup column the
     metadata has (default sex and age bands), plus ``largest_gap``: the pair of groups whose
-    metric differs most (AUROC when defined, else accuracy)."""
+    metric differs most (AUROC when defined, else accuracy). Decisions use ``threshold`` (the
+    one val chose, as for the whole split); intervals resample patients (``groups``, aligned
+    with the samples) when given."""
     if metadata is None:
         return {}
     columns = [c for c in evaluation.subgroups if c in metadata.columns]
@@ -127,7 +172,9 @@ def subgroup_tables(
             rows = np.flatnonzero(names == name)
             if len(rows) < 2:
                 continue
-            scores = score_table(probs[rows], labels[rows], evaluation=evaluation, seed=seed)
+            scores = score_table(probs[rows], labels[rows], threshold=threshold,
+                                 groups=None if groups is None else groups[rows],
+                                 evaluation=evaluation, seed=seed)
             per_group[name] = {"n": int(len(rows)), **scores}
             groups_out[f"{column}={name}"] = per_group[name]
         metric = "auroc" if all(np.isfinite(g["auroc"]["value"]) for g in per_group.values()) \
