@@ -69,6 +69,7 @@ class MedMNISTSource(DataSource):
         arrays, own = medmnist_arrays(data)
         table = own.assign(label=arrays.labels)
         splits = training_splits(table.drop(columns="split"), seed=config.seed,
+                                 test_fraction=data.test_fraction,  # when the file has no test
                                  given=own if splits is None else splits)
         return ArrayClassificationDataModule(
             arrays, splits, batch_size=data.batch_size, num_workers=data.num_workers,
