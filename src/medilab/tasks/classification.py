@@ -103,6 +103,11 @@ class ClassificationModule(BaseModule):
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return torch.softmax(self(batch).float() / self.temperature, dim=1).cpu()
 
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """The predicted class of each row of probabilities at the run's operating point
+        (binary: class 1 where p1 >= the threshold fitted on val; else the argmax)."""
+        return decisions(probs, self.threshold)
+
 
 def prediction_frame(
     sample_ids: list[str], probs: np.ndarray, labels: np.ndarray | None,
@@ -364,6 +369,6 @@ def write_submission(
         )
     dataset = ArrayImageDataset(arrays.images, None, np.arange(len(arrays.images)))
     loader = torch.utils.data.DataLoader(dataset, batch_size=256)
-    predictions = stacked(trainer.predict(module, dataloaders=loader)).argmax(axis=1)
+    predictions = module.decide(stacked(trainer.predict(module, dataloaders=loader)))
     frame = pd.DataFrame({"ImageId": np.arange(1, len(predictions) + 1), "Label": predictions})
     return write_csv(frame, out)

@@ -186,7 +186,8 @@ class ImageTableSource(DataSource):
         trainer: L.Trainer, **options: Any,
     ) -> Path:
         """``image, prediction, prob_<class>…, error`` for a CSV laid out like the training
-        table (no label needed), an image folder, or one image / DICOM file."""
+        table (no label needed), an image folder, or one image / DICOM file; ``prediction`` is
+        the decision at the run's operating point (the val threshold for binary runs)."""
         data = config.data
         assert isinstance(data, ImageTableData)
         rows = _prediction_rows(data, inputs)
@@ -205,7 +206,7 @@ class ImageTableSource(DataSource):
             probs[ok] = torch.cat(trainer.predict(module, dataloaders=loader)).numpy()
         frame = pd.DataFrame({"image": rows["image_name"]})
         frame["prediction"] = [names[k] if good else "" for k, good in
-                               zip(probs.argmax(axis=1), ok, strict=True)]
+                               zip(module.decide(probs), ok, strict=True)]
         for k, name in enumerate(names):
             frame[f"prob_{name}"] = np.where(ok, probs[:, k].round(6), np.nan)
         frame["error"] = [e or "" for e in errors]
