@@ -101,3 +101,20 @@ def test_balanced_sampler_backbone_warmup_and_temperature(tmp_path):
 
     assert nll(scaled) <= nll(raw) + 1e-6
     assert load_module(run, family, cfg).temperature == pytest.approx(temperature)
+
+
+def test_fitted_fusion_weights_are_saved_and_loaded_with_the_run(tmp_path):
+    """Late-fusion weights fitted on val are the ones a rebuilt module (predict, export,
+    ensembles) uses, not the uniform training weights."""
+    cfg = config(write_npz(tmp_path / "v.npz", shape=(6, 8, 8)), model="fusion_late",
+                 kwargs={"slices": 3, "fusion_weights": "fitted",
+                         "backbone_kwargs": {"widths": [4], "dropout": 0.0}})
+    run = api.train(cfg, run_dir=tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    fitted = json.loads((run / "fitted.json").read_text())["fusion_weights"]
+    assert metrics["fusion_weights"]["weights"] == pytest.approx(fitted, abs=1e-4)
+    assert fitted != pytest.approx([1 / 3] * 3, abs=1e-3)
+    family = get_task_family("classification")
+    assert load_module(run, family, cfg).model.fusion_weights() == pytest.approx(fitted)
+    assert load_module(run, family, cfg, fitted=False).model.fusion_weights() == pytest.approx(
+        [1 / 3] * 3)
