@@ -78,7 +78,8 @@ def test_cli_ensemble_prints_metrics(member_runs, tmp_path, capsys):
         cli.main(["ensemble", str(run_a), str(run_b), "--run-dir", str(tmp_path / "ens")])
     assert done.value.code == 0
     printed = capsys.readouterr().out
-    assert "val: dice" in printed and "report:" in printed
+    assert "val (selection set, in-sample for what was fitted on it): dice" in printed
+    assert "no held-out test part" in printed and "report:" in printed
 
 
 def test_classification_ensemble_averages_probabilities(tmp_path, digits_config,

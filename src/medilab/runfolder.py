@@ -123,8 +123,21 @@ def split_roles(splits: list[str]) -> dict[str, Any]:
 
 def headline_split(metrics: dict[str, Any]) -> str | None:
     """The split to quote from a metrics.json body (``headline``, else test, else val)."""
-    splits = list(metrics.get("splits", {}))
+    splits = list(metrics.get("splits") or {})
     return metrics.get("headline") or split_roles(splits)["headline"]
+
+
+def role_label(split: str) -> str:
+    """A short label of what a scored split is, for tables and console lines."""
+    return ("selection set, in-sample for what was fitted on it" if split == "val"
+            else "held out")
+
+
+def ordered_splits(metrics: dict[str, Any]) -> list[str]:
+    """The scored splits of a metrics.json body, the headline one first."""
+    splits = list(metrics.get("splits") or {})
+    first = headline_split(metrics)
+    return sorted(splits, key=lambda s: s != first)
 
 
 def write_fitted(run_dir: Path, checkpoint: str, state: dict[str, Any]) -> Path:
