@@ -127,6 +127,13 @@ def headline_split(metrics: dict[str, Any]) -> str | None:
     return metrics.get("headline") or split_roles(splits)["headline"]
 
 
+def headline_metrics(metrics: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(split, its ``{metric: {value, low, high}}``) of the figures to quote from a metrics.json
+    body: the held-out test part when scored, else val (the selection set)."""
+    split = headline_split(metrics) or "val"
+    return split, (metrics.get("splits") or {}).get(split, {})
+
+
 def role_label(split: str) -> str:
     """A short label of what a scored split is, for tables and console lines."""
     return ("selection set, in-sample for what was fitted on it" if split == "val"
