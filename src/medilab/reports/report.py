@@ -348,6 +348,16 @@ def _notes(metrics: dict[str, Any]) -> list[str]:
     if metrics.get("operating_point"):
         notes.append(f"Predicted class (prediction column, confusion matrix, accuracy, "
                      f"sensitivity, specificity): {metrics['operating_point']}.")
+    skipped = [f"{name} ({split}: {entry['skipped']})"
+               for split, block in (metrics.get("splits") or {}).items()
+               if isinstance(block, dict)
+               for name, entry in block.items()
+               if isinstance(entry, dict) and isinstance(entry.get("skipped"), int)
+               and entry["skipped"] > 0]
+    if skipped:
+        notes.append("Bootstrap draws without a class the metric needs (no positives for "
+                     "sensitivity, a class missing for AUROC, …) were skipped, not scored 0: "
+                     + ", ".join(skipped[:12]) + (" …" if len(skipped) > 12 else "") + ".")
     threshold = metrics.get("threshold")
     if isinstance(threshold, dict) and math.isfinite(value := _float(threshold.get("value"))):
         rule = f": {threshold['rule']}" if threshold.get("rule") else ""
