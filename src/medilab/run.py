@@ -35,6 +35,7 @@ from medilab.runfolder import (
     SPLITS_FILE,
     acquire_lock,
     checkpoint_path,
+    clear_fitted,
     curves_to_resume,
     default_run_dir,
     load_run_config,
@@ -310,6 +311,7 @@ def train(
     try:
         if not launched:  # status first: a folder killed from here on is known as a run
             write_status(run_dir, "running", precision=precision_record(config))
+            clear_fitted(run_dir)  # fitted for checkpoints this training replaces
             write_run_files(run_dir, config, datamodule.splits, model_args)
         trainer = build_trainer(config, run_dir)
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last else None,

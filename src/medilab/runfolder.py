@@ -153,6 +153,11 @@ def write_fitted(run_dir: Path, checkpoint: str, state: dict[str, Any]) -> Path:
     return write_text(run_dir / FITTED_FILE, json.dumps(body, indent=2) + "\n")
 
 
+def clear_fitted(run_dir: Path) -> None:
+    """Remove fitted.json: training (or resuming) changes the checkpoints it was fitted for."""
+    (run_dir / FITTED_FILE).unlink(missing_ok=True)
+
+
 def read_fitted(run_dir: Path, checkpoint: str) -> dict[str, Any] | None:
     """The fitted.json state for ``checkpoint``, or None when the run has none (not yet
     evaluated) or it belongs to another checkpoint."""

@@ -38,8 +38,8 @@ def metric_functions(num_classes: int, threshold: float | None = None) -> dict[s
     k = num_classes
     cut = (0.5 if threshold is None else threshold) if k == 2 else None
 
-    def decided(p: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(decisions(p, cut))
+    def decided(p: torch.Tensor) -> torch.Tensor:  # as :func:`decisions`, in torch
+        return (p[:, 1] >= cut).long() if cut is not None else p.argmax(dim=1)
 
     def all_classes(y: torch.Tensor) -> bool:
         return len(torch.unique(y)) == k
