@@ -14,6 +14,9 @@ from medilab.errors import MedilabError, storage_error_line
 
 app = typer.Typer(
     help="medilab: train, evaluate, explain and compare deep-learning models for medical images.",
+    epilog="Environment: MEDILAB_PRECISION=32-true (or any Lightning precision) is what "
+           "trainer.precision: auto picks on every machine; MEDILAB_DEBUG=1 shows tracebacks; "
+           "MEDILAB_VERBOSE=1 keeps Lightning's own messages.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
