@@ -28,9 +28,9 @@ RunDir = Annotated[Path, typer.Argument(help="A run folder made by `medilab trai
 
 def _print_version(value: bool) -> None:
     if value:
-        from importlib.metadata import version as package_version
+        from medilab.version import package_version
 
-        typer.echo(package_version("medilab"))
+        typer.echo(package_version())
         raise typer.Exit()
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from medilab.io.atomic import atomic_path
+from medilab.version import package_version
 
 CACHE_DIR_ENV = "MEDILAB_CACHE_DIR"
 
@@ -66,10 +67,8 @@ def source_fingerprint(ref: str | os.PathLike[str]) -> dict[str, Any]:
 def cache_key(ref: str | os.PathLike[str], params: Mapping[str, Any] | None = None) -> str:
     """A hex key of the source fingerprint, the preprocessing parameters and medilab's
     version (a new release may prepare pixels differently)."""
-    from medilab import __version__
-
     payload = {"source": source_fingerprint(ref), "params": dict(params or {}),
-               "medilab": __version__}
+               "medilab": package_version()}
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 

@@ -55,6 +55,16 @@ class SegmentationFolderData(DataCommon):
     # only these spatial axes (0 = rows, i.e. vertical flips; 1 = columns; 2 = …); None = all
     mirror_tta_axes: list[int] | None = None
 
+    @property
+    def mask_inverted(self) -> bool:
+        """``invert_mask``, or the layout's default (ISBI: membrane = 0 is the foreground)."""
+        return self.invert_mask if self.invert_mask is not None else self.layout == "isbi"
+
+    @property
+    def uses_field_of_view(self) -> bool:
+        """Whether predictions are blanked outside a field of view (DRIVE's FOV masks)."""
+        return bool(self.fov or (self.layout == "drive" and self.manifest is None))
+
     @model_validator(mode="after")
     def _tta_axes_exist(self) -> SegmentationFolderData:
         if any(not 0 <= axis < self.spatial_dims for axis in self.mirror_tta_axes or []):
