@@ -292,11 +292,3 @@ def save_manifest(df: pd.DataFrame, path: str | Path) -> Path:
             out[column] = [json.dumps(list(v)) if isinstance(v, list | tuple) else v
                            for v in out[column]]
     return write_csv(out, path)
-
-
-def covariate_columns(df: pd.DataFrame) -> list[str]:
-    """Columns that are not standard manifest columns nor ``*_missing`` flags."""
-    return [
-        c for c in df.columns
-        if c not in STANDARD_COLUMNS and not str(c).endswith("_missing")
-    ]

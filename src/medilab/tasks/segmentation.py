@@ -18,10 +18,10 @@ from torch import nn
 
 from medilab.config import ExperimentConfig
 from medilab.data import segmentation as seg_data
-from medilab.data.sources.masks import IMAGE_SUFFIXES
 from medilab.errors import ConfigError, InputFileError
 from medilab.io.atomic import write_csv
 from medilab.io.images import write_png
+from medilab.io.reader import is_image_file
 from medilab.models import create_model
 from medilab.models.registry import checkpoint_model_args
 from medilab.tasks.base import BaseModule, TaskFamily
@@ -263,7 +263,7 @@ class SegmentationFamily(TaskFamily):
         fov_dir = options.get("fov")
         files = [inputs] if inputs.is_file() else sorted(
             p for p in inputs.iterdir()
-            if p.is_file() and (p.suffix.lower() in IMAGE_SUFFIXES or _is_nifti(p))
+            if p.is_file() and is_image_file(p)
         )
         if not files:
             raise InputFileError(inputs, "no image files to predict")

@@ -20,9 +20,9 @@ from pydantic import Field
 from medilab.config import DataCommon, ExperimentConfig
 from medilab.data.array_datamodule import ArrayClassificationDataModule
 from medilab.data.cache import ArrayCache, cached, data_cache
-from medilab.data.datasets import stack_slices
 from medilab.data.digits import ImageArrays
 from medilab.data.loading import pins_memory
+from medilab.data.preprocess import stack_slices
 from medilab.data.sample_table import SampleTable
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.splits import training_splits
