@@ -32,7 +32,17 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("registry",),
     ("errors", "version"),
 )
+# inside data/: tools that use sources on top; then sources, datamodules, transforms and the
+# small tools, and the on-disk formats at the bottom
+DATA_LAYERS: tuple[tuple[str, ...], ...] = (
+    ("verify", "info"),
+    ("sources",),
+    ("datamodules",),
+    ("transforms", "cache", "covariates", "loading", "sample_table", "splits"),
+    ("formats",),
+)
 ROW = {part: row for row, parts in enumerate(LAYERS) for part in parts}
+DATA_ROW = {part: row for row, parts in enumerate(DATA_LAYERS) for part in parts}
 NO_TORCH = ("io", "errors", "version", "registry")  # importable without torch
 THIRD_PARTY_TORCH = ("torch", "lightning", "torchvision", "monai", "timm")
 
@@ -63,12 +73,25 @@ def imports(path: Path, package: Path) -> set[str]:
     return found
 
 
-def part_of(module: str) -> str | None:
-    """The layer part of a medilab module (``medilab.data.x`` → ``data``); None elsewhere."""
+def part_of(module: str, depth: int = 1) -> str | None:
+    """The layer part of a medilab module (``medilab.data.x.y`` → ``data``; with ``depth=2``
+    → ``x``); None elsewhere."""
     bits = module.split(".")
     if bits[0] != "medilab":
         return None
-    return bits[1] if len(bits) > 1 else "__init__"
+    return bits[depth] if len(bits) > depth else "__init__"
+
+
+def data_violation(name: str, target: str) -> str | None:
+    """The data/ rule for an import between two data modules (None when it flows down)."""
+    own, other = part_of(name, 2), part_of(target, 2)
+    if own == "__init__" or other == "__init__" or own == other:
+        return None
+    if own not in DATA_ROW:
+        return f"{name}: not in the data layer list"
+    if other not in DATA_ROW or DATA_ROW[other] <= DATA_ROW[own]:
+        return f"{name} imports {target}"
+    return None
 
 
 def violations(package: Path = PACKAGE) -> list[str]:
@@ -85,6 +108,8 @@ def violations(package: Path = PACKAGE) -> list[str]:
             other = part_of(target)
             if own in NO_TORCH and target.split(".")[0] in THIRD_PARTY_TORCH:
                 found.append(f"{name} imports {target} (no torch in {own})")
+            if other == own == "data" and (problem := data_violation(name, target)):
+                found.append(problem)
             if other is None or other == own:
                 continue
             if other not in ROW or ROW[other] <= ROW[own]:
@@ -143,14 +168,22 @@ def test_the_checks_can_fail(tmp_path):
         "def f():\n    from medilab.data.splits import make_splits\n")
     (package / "data" / "splits.py").write_text("from medilab.data import other\n")
     (package / "data" / "other.py").write_text("from ..data import splits\n")
+    (package / "data" / "formats").mkdir()
+    (package / "data" / "formats" / "csv.py").write_text("from medilab.data.sources import x\n")
+    (package / "data" / "sources").mkdir()
+    (package / "data" / "sources" / "x.py").write_text("from medilab.data.formats import csv\n")
     (package / "io.py").write_text("import torch\n")
     (package / "newpart.py").write_text("")
     assert violations(package) == [
+        "medilab.data.formats.csv imports medilab.data.sources.x",
+        "medilab.data.other: not in the data layer list",
+        "medilab.data.splits imports medilab.data.other",
         "medilab.io imports torch (no torch in io)",
         "medilab.models.bad imports medilab.data.splits",
         "medilab.newpart: not in the layer list",
     ]
-    assert cycles(package) == [["medilab.data.other", "medilab.data.splits"]]
+    assert cycles(package) == [["medilab.data.formats.csv", "medilab.data.sources.x"],
+                               ["medilab.data.other", "medilab.data.splits"]]
 
 
 @pytest.mark.parametrize("part", ["cli", "data", "io"])

@@ -143,7 +143,7 @@ class CachedReader:
         params: Mapping[str, Any] | None = None,
     ) -> None:
         if reader is None:
-            from medilab.data.sources.loader import read_array
+            from medilab.data.formats.pixels import read_array
 
             reader = read_array
         self.reader = reader

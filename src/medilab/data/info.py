@@ -102,7 +102,7 @@ def dataset_info(path: str | Path, *, max_images: int = 1000) -> DatasetInfo:
 
 
 def _folder_info(path: Path, max_images: int) -> DatasetInfo:
-    from medilab.data.sources.image_folder import METADATA_NAMES
+    from medilab.data.formats.image_folder import METADATA_NAMES
 
     if any((path / name).is_file() for name in METADATA_NAMES):
         return _table_info(path, max_images)
@@ -137,7 +137,7 @@ def _add_dtype(info: DatasetInfo, dtype: object) -> None:
 
 
 def _npz_info(path: Path) -> DatasetInfo:
-    from medilab.data.sources.medmnist import load_medmnist
+    from medilab.data.formats.medmnist import load_medmnist
 
     splits = load_medmnist(path)
     info = DatasetInfo(str(path), "medmnist npz", sum(len(s.labels) for s in splits.values()))
@@ -159,7 +159,7 @@ def _npz_info(path: Path) -> DatasetInfo:
 
 def _pixel_csv_info(path: Path, columns: list[str]) -> DatasetInfo:
     """A Kaggle-style pixel table, read (and checked) as training would read it."""
-    from medilab.data.digits import read_pixel_csv
+    from medilab.data.formats.pixel_tables import read_pixel_csv
 
     labelled = "label" in columns
     arrays = read_pixel_csv(path, labelled=labelled)
@@ -181,7 +181,7 @@ def _pixel_csv_info(path: Path, columns: list[str]) -> DatasetInfo:
 def _scan_images(info: DatasetInfo, refs: list[str], max_images: int) -> None:
     """Shapes, dtypes, spacings and value range of up to ``max_images`` images; unreadable
     ones are counted in ``info.details`` instead of stopping the scan."""
-    from medilab.data.sources.loader import read_array
+    from medilab.data.formats.pixels import read_array
     from medilab.io.reader import read_image
 
     shapes: Counter[str] = Counter()
@@ -216,7 +216,7 @@ def _scan_images(info: DatasetInfo, refs: list[str], max_images: int) -> None:
 
 
 def _table_info(path: Path, max_images: int) -> DatasetInfo:
-    from medilab.data.sources.image_folder import find_metadata, image_folder_manifest
+    from medilab.data.formats.image_folder import find_metadata, image_folder_manifest
     from medilab.data.splits import check_leakage
 
     csv = find_metadata(path)
@@ -246,7 +246,7 @@ def _table_info(path: Path, max_images: int) -> DatasetInfo:
 
 def _boxes_info(path: Path, max_images: int) -> DatasetInfo:
     """``boxes.csv`` (+ ``images.csv`` listing every image): images, boxes and box classes."""
-    from medilab.data.sources.boxes import boxes_csv_manifest
+    from medilab.data.formats.boxes import boxes_csv_manifest
 
     images_csv = path / "images.csv"
     manifest = boxes_csv_manifest(

@@ -13,8 +13,8 @@ import pandas as pd
 import torch
 
 from medilab.config import ExperimentConfig
-from medilab.data.detection import DetectionDataModule, prepare_for_prediction
-from medilab.data.sources.loader import input_image_files, read_array
+from medilab.data.datamodules.detection import DetectionDataModule, prepare_for_prediction
+from medilab.data.formats.pixels import input_image_files, read_array
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_csv, write_text
 from medilab.io.messages import one_line
@@ -176,7 +176,7 @@ def image_files(inputs: Path) -> list[Path]:
 
 
 def _mapped(output: dict[str, torch.Tensor], info: Any) -> dict[str, Any]:
-    from medilab.data.detection import boxes_to_original
+    from medilab.data.datamodules.detection import boxes_to_original
 
     boxes = boxes_to_original(output["boxes"], info, info.in_shape)
     return {"boxes": boxes, "scores": output["scores"].numpy(), "labels": output["labels"].numpy()}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from medilab.config import ExperimentConfig
-from medilab.data.detection import Preprocess
+from medilab.data.datamodules.detection import Preprocess
 from medilab.tasks.contract import require
 
 

@@ -13,7 +13,7 @@ from torch import nn
 from torchmetrics.detection import MeanAveragePrecision
 
 from medilab.config import ExperimentConfig
-from medilab.data.detection import (
+from medilab.data.datamodules.detection import (
     DetectionDataModule,
     Preprocess,
     boxes_to_original,

@@ -17,7 +17,7 @@ from monai.inferers import sliding_window_inference
 from torch import nn
 
 from medilab.config import ExperimentConfig
-from medilab.data import segmentation as seg_data
+from medilab.data.datamodules import segmentation as seg_data
 from medilab.errors import ConfigError, InputFileError
 from medilab.io.atomic import write_csv
 from medilab.io.images import write_png

@@ -1,13 +1,13 @@
 """What the segmentation family needs from a data source: the data pipeline's fields
-(:class:`medilab.data.segmentation.SegmentationData`) plus sliding-window inference, mirror TTA
-and the field-of-view rule for new images."""
+(:class:`medilab.data.datamodules.segmentation.SegmentationData`) plus sliding-window
+inference, mirror TTA and the field-of-view rule for new images."""
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
 from medilab.config import ExperimentConfig
-from medilab.data.segmentation import SegmentationData
+from medilab.data.datamodules.segmentation import SegmentationData
 from medilab.tasks.contract import require
 
 

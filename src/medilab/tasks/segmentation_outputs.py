@@ -44,8 +44,8 @@ def _field_of_view(
     path: Path, data: SegmentationInputs, fov_dir: str | Path | None
 ) -> tuple[np.ndarray, str]:
     """The image's FOV mask from ``fov_dir`` (paired by the run's key rule), or estimated."""
-    from medilab.data.sources.loader import read_array
-    from medilab.data.sources.masks import key_function
+    from medilab.data.formats.mask_folders import key_function
+    from medilab.data.formats.pixels import read_array
     from medilab.io.fov import estimate_fov
 
     image = np.asarray(read_array(str(path)))

@@ -10,12 +10,12 @@ from pydantic import Field, model_validator
 
 from medilab.config import DataCommon, ExperimentConfig
 from medilab.data.cache import data_cache
+from medilab.data.datamodules.segmentation import SegmentationDataModule, load_sample
+from medilab.data.formats.manifest import load_manifest
+from medilab.data.formats.mask_folders import mask_folder_manifest
 from medilab.data.loading import pins_memory
-from medilab.data.manifest import load_manifest
 from medilab.data.sample_table import SampleTable
-from medilab.data.segmentation import SegmentationDataModule, load_sample
 from medilab.data.sources.base import DataSource, register_source
-from medilab.data.sources.masks import mask_folder_manifest
 from medilab.data.splits import training_splits
 from medilab.errors import InputFileError
 

@@ -29,8 +29,8 @@ from torchvision.transforms import v2
 
 from medilab.config import AugmentConfig
 from medilab.data.cache import ArrayCache, cached
+from medilab.data.formats.pixels import read_array
 from medilab.data.loading import loader_options, resolve_workers
-from medilab.data.sources.loader import read_array
 from medilab.errors import MedilabError
 from medilab.io.intensity import (
     ResizeInfo,

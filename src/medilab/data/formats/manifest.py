@@ -4,7 +4,7 @@ Standard columns (only ``image`` is always required):
 
 ``sample_id``  unique id of the sample (derived from the image file stem when absent)
 ``image``      path of the image / volume / DICOM series folder, or an npz reference
-               ``file.npz::split::index`` (see :mod:`medilab.data.sources.loader`)
+               ``file.npz::split::index`` (see :mod:`medilab.data.formats.pixels`)
 ``label``      class index (classification)
 ``patient_id`` pseudonymous patient id, used to group splits
 ``mask``       path of a segmentation mask
@@ -230,7 +230,7 @@ def check_mask_shapes(
 ) -> None:
     """Raise when a mask's height/width differs from its image's."""
     if reader is None:
-        from medilab.data.sources.loader import read_array
+        from medilab.data.formats.pixels import read_array
 
         reader = read_array
     for position, (image, mask) in enumerate(zip(df["image"], df[mask_column], strict=True)):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medilab.data.manifest import validate_manifest
+from medilab.data.formats.manifest import validate_manifest
 from medilab.errors import InputFileError
 from medilab.io.reader import is_image_file
 

@@ -25,9 +25,9 @@ from torchvision.transforms import v2
 
 from medilab.config import AugmentConfig
 from medilab.data.cache import ArrayCache, cached
-from medilab.data.elastic import RandomElastic
+from medilab.data.formats.pixels import read_array
 from medilab.data.loading import loader_options, resolve_workers
-from medilab.data.sources.loader import read_array
+from medilab.data.transforms.elastic import RandomElastic
 from medilab.errors import ConfigError, InputFileError, MedilabError
 
 

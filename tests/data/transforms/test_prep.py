@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from medilab.data.preprocess import channels_first, stack_slices
-from medilab.data.sources.loader import read_array
+from medilab.data.formats.pixels import read_array
+from medilab.data.transforms.prep import channels_first, stack_slices
 
 
 def _volume(depth=5, size=4):
