@@ -349,11 +349,28 @@ def explain_images(
     out.mkdir(parents=True, exist_ok=True)
     for name, image, display, covariates in source.explain_inputs(
             config, inputs, module.covariate_state):
-        cam = explain_classifier(module.model, image, method, target_class=target_class,
+        target = target_class if target_class is not None else decided_class(
+            module, image, covariates)
+        cam = explain_classifier(module.model, image, method, target_class=target,
                                  covariates=covariates)
         written.append(overlay_png(display, cam, out / f"{Path(name).stem}_{method}.png",
                                    save_raw=save_raw))
     return written
+
+
+def decided_class(
+    module: ClassificationModule, image: torch.Tensor, covariates: torch.Tensor | None
+) -> int | None:
+    """The class ``module`` predicts for one image at its operating point when that differs
+    from the argmax rule (a binary threshold), else None (the CAM's own argmax)."""
+    if module.threshold is None or module.num_classes != 2:
+        return None
+    batch = {"image": image[None].float()}
+    if covariates is not None:
+        batch["covariates"] = covariates[None].float()
+    with torch.no_grad():
+        probs = torch.softmax(module(batch).float() / module.temperature, dim=1)
+    return int(module.decide(probs.cpu().numpy())[0])
 
 
 def write_submission(
