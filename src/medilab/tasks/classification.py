@@ -232,7 +232,9 @@ class ClassificationFamily(TaskFamily):
                 "applied_as": "predicted positive where prob_1 >= threshold",
             }
             module.threshold = body["threshold"]["value"]
-        body["operating_point"] = operating_point(module)
+            body["operating_point"] = operating_point(module, "val" if chosen else "none: default")
+        else:
+            body["operating_point"] = operating_point(module)
         audits = self._audits
         body["calibration"] = {s: a["calibration"] for s, a in audits.items()}
         if any(a["subgroups"] for a in audits.values()):
@@ -290,11 +292,11 @@ class ClassificationFamily(TaskFamily):
         return explain_images(module, config, inputs, out, method, **options)
 
 
-def operating_point(module: ClassificationModule) -> str:
+def operating_point(module: ClassificationModule, chosen_on: str = "val") -> str:
     """How ``prediction``, the confusion matrix and every decision metric decide, in words."""
     if module.num_classes == 2 and module.threshold is not None:
         return (f"class {module.class_names[1]!r} where prob_1 >= {module.threshold:.4g} "
-                "(the threshold chosen on val)")
+                f"(threshold chosen on {chosen_on})")
     return "the class of highest probability (argmax)"
 
 
