@@ -148,3 +148,23 @@ def test_age_bands_and_missing_values():
     metadata = pd.DataFrame({"age": [10, 45, 60, 80, None, 30, 50, 70]})
     bands = subgroup_labels(metadata, "age", [40, 60]).tolist()
     assert bands == ["<40", "40–60", "≥60", "≥60", "missing", "<40", "40–60", "≥60"]
+
+
+def test_the_reported_threshold_recounts_exactly_from_written_probabilities(tmp_path):
+    """The cut is one of the (6-decimal) scores in float64: a recount from a CSV of those
+    scores at ``p >= threshold`` gives the reported sensitivity and specificity. (A float32
+    cut compared with float64 CSV values lost the sample at the cut.)"""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 300)
+    p1 = np.round(np.clip(0.25 * labels + 0.75 * rng.random(300), 0, 1), 6)
+    cut = binary_threshold(p1, labels)
+    assert cut in set(p1)
+    probs = np.stack([1 - p1, p1], axis=1)  # float64, as evaluation scores them
+    table = score_table(probs, labels, threshold=cut,
+                        evaluation=EvaluationConfig(bootstrap_samples=0))
+    path = tmp_path / "predictions.csv"
+    pd.DataFrame({"label": labels, "prob_1": p1}).to_csv(path, index=False)
+    frame = pd.read_csv(path)
+    decided = frame["prob_1"] >= cut
+    assert table["sensitivity"]["value"] == pytest.approx(decided[frame["label"] == 1].mean())
+    assert table["specificity"]["value"] == pytest.approx(1 - decided[frame["label"] == 0].mean())

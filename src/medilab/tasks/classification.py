@@ -30,6 +30,8 @@ from medilab.tasks.classification_metrics import (
 )
 from medilab.tasks.registry import register_task
 
+PROBABILITY_DECIMALS = 6  # probabilities as written to the prediction CSVs (and scored)
+
 
 class ClassificationModule(BaseModule):
     """Cross-entropy training; logs loss, accuracy and macro-F1 per epoch (AUROC for binary)."""
@@ -122,7 +124,7 @@ def prediction_frame(
         frame["label"] = labels
     frame["prediction"] = decisions(probs, threshold)
     for k in range(probs.shape[1]):
-        frame[f"prob_{k}"] = probs[:, k].round(6)
+        frame[f"prob_{k}"] = probs[:, k].round(PROBABILITY_DECIMALS)
     return frame
 
 
@@ -177,7 +179,8 @@ class ClassificationFamily(TaskFamily):
     ) -> tuple[pd.DataFrame, dict[str, Any]]:
         assert isinstance(datamodule, ArrayClassificationDataModule)
         assert isinstance(module, ClassificationModule)
-        probs = stacked(outputs)
+        # scored as written to predictions_<split>.csv (6 decimals), so a recount agrees
+        probs = np.round(stacked(outputs).astype(np.float64), PROBABILITY_DECIMALS)
         labels = datamodule.labels(split)
         metadata = datamodule.metadata(split)
         groups = (metadata["patient_id"].astype(str).to_numpy()
