@@ -89,13 +89,15 @@ def _compare_folds(folder: Path, folds: int) -> Path:
 
 
 def study(
-    study_file: str | Path, out: str | Path, overrides: list[str] | None = None
+    study_file: str | Path, out: str | Path, overrides: list[str] | None = None,
+    force: bool = False,
 ) -> Any:
     """Train and evaluate every member of a study file into ``out``; summary.csv, paired.csv,
-    predictions/<member>.csv and study.html. Run again to continue after a stop."""
+    predictions/<member>.csv and study.html. Run again to continue after a stop; a member
+    trained with another config is refused, or trained again with ``force``."""
     from medilab.study import run_study
 
-    return run_study(study_file, out, overrides, evaluate=evaluate)
+    return run_study(study_file, out, overrides, evaluate=evaluate, force=force)
 
 
 def export(

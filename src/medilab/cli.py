@@ -217,12 +217,16 @@ def study(
         list[str] | None,
         typer.Option("--override", "-o", help="KEY.SUB=VALUE for every member."),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Train again the members whose saved config differs "
+                                           "from the request (else such a rerun is refused).")
+    ] = False,
 ) -> None:
     """Train and compare several models the same way (Lab 3: single / early / late / 3D):
     one run folder per member, summary.csv, paired tests and study.html. Run again to continue."""
     from medilab import api
 
-    summary = api.study(study_file, out, override or [])
+    summary = api.study(study_file, out, override or [], force=force)
     for row in summary.itertuples(index=False):
         typer.echo(f"{row.member:<12} {row.split:<5} accuracy {row.accuracy:.4f}  "
                    f"AUROC {row.auroc:.4f}  (n={row.n})")

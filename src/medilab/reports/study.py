@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -25,8 +26,13 @@ def _cell(row: pd.Series, metric: str) -> str:
 def write_study_page(
     name: str, out: Path, summary: pd.DataFrame, paired: pd.DataFrame,
     predictions: dict[tuple[str, str], pd.DataFrame], members: list[str],
+    settings: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
-    """Write ``out/study.html`` (plots under ``out/plots``) and return its path."""
+    """Write ``out/study.html`` (plots under ``out/plots``) and return its path. ``settings``:
+    per member its model, epochs and precision (:func:`medilab.study.member_settings`)."""
+    from medilab.study import mismatch_notices
+
+    settings = settings or {}
     tables = []
     for split, rows in summary.groupby("split", sort=False):
         best = rows["auroc"].astype(float).idxmax() if rows["auroc"].notna().any() else None
@@ -55,5 +61,15 @@ def write_study_page(
          "p": f"{r['p_value']:.3f}", "significant": bool(r["significant"]), "n": r["n"]}
         for _, r in paired.iterrows()
     ]
+    described = [{"member": m, "model": s["model"], "kwargs": _kwargs_text(s["kwargs"]),
+                  "epochs": f"{s['epochs_run'] if s['epochs_run'] is not None else '?'} of "
+                            f"{s['max_epochs']}", "precision": s["precision"] or "–"}
+                 for m, s in settings.items()]
     return render_page("study.html", out / "study.html", name=name, tables=tables,
-                       figures=figures, comparisons=comparisons, members=members)
+                       figures=figures, comparisons=comparisons, members=members,
+                       described=described, notices=mismatch_notices(settings))
+
+
+def _kwargs_text(kwargs: dict[str, Any]) -> str:
+    """Model keyword arguments as ``key=value`` text (nested mappings inline)."""
+    return ", ".join(f"{k}={v}" for k, v in kwargs.items()) or "defaults"
