@@ -106,3 +106,21 @@ def test_members_at_different_precisions_or_budgets_are_named():
     assert "precision" in notices[1] and "b bf16-mixed" in notices[1]
     assert mismatch_notices({m: {**s, "max_epochs": 3, "precision": "32-true"}
                              for m, s in settings.items()}) == []
+
+
+def test_misspelled_fusion_kwarg_exits_2_naming_it(tmp_path, capsys):
+    config = {"task": "classification",
+              "data": {"source": "medmnist", "path": str(write_npz(tmp_path / "d.npz"))},
+              "model": {"name": "fusion_early", "kwargs": {"slicez": 3}},
+              "trainer": {"max_epochs": 1, "progress_bar": False}}
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert run_cli("train", path, "--run-dir", tmp_path / "run") == 2
+    assert "model.kwargs.slicez: unknown argument for model 'fusion_early'" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    study = write_study(tmp_path, {"early": {"model": {"name": "fusion_early",
+                                                       "kwargs": {"slicez": 3}}}})
+    assert run_cli("study", study, "--out", tmp_path / "s") == 2
+    assert "member 'early': model.kwargs.slicez" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

@@ -41,6 +41,7 @@ from medilab import run
 from medilab.config import ExperimentConfig, apply_overrides, read_yaml, validate_config
 from medilab.errors import ConfigError, InputFileError
 from medilab.io.atomic import write_bytes, write_csv, write_text
+from medilab.models.registry import check_model_kwargs
 from medilab.runfolder import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -91,6 +92,11 @@ def load_study(path: str | Path, overrides: list[str] | None = None
                                                    f"{path} member {member!r}")
         except ConfigError as exc:
             raise ConfigError(str(exc)) from None
+        model = configs[str(member)].model
+        try:  # a typo in a member's model kwargs stops the study before any training
+            check_model_kwargs(model.name, model.kwargs)
+        except ConfigError as exc:
+            raise ConfigError(f"{path} member {member!r}: {exc}") from None
     return name, configs
 
 
