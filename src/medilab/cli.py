@@ -114,13 +114,19 @@ def predict(
         str, typer.Option(help="torch, or onnxruntime (classification: runs RUN/export/"
                                "model.onnx written by `medilab export`).")
     ] = "torch",
+    image_dir: Annotated[
+        Path | None, typer.Option(help="Classification CSV input: the folder its image "
+                                       "column is relative to (default: beside the CSV, or "
+                                       "its images/ folder).")
+    ] = None,
 ) -> None:
-    """Predict new data with a trained run (digits: submission CSV; segmentation: masks)."""
+    """Predict new data with a trained run (digits: submission CSV; segmentation: masks).
+    Inputs that cannot be used are listed with their reason; none usable is an error."""
     from medilab import api
 
     written = api.predict(
         run_dir, inputs, out, checkpoint=checkpoint, probabilities=probabilities, fov=fov,
-        min_score=min_score, engine=engine,
+        min_score=min_score, engine=engine, image_dir=image_dir,
     )
     typer.echo(f"wrote {written}")
 

@@ -295,13 +295,10 @@ def explain_images(
     from medilab.explain import explain_classifier, overlay_png
 
     source = get_source(config.data.source)
-    if not hasattr(source, "explain_inputs"):
-        raise MedilabError(f"explain: runs on data.source {config.data.source!r} read no image "
-                           "files to explain (use an image_table run)")
     written = []
     out.mkdir(parents=True, exist_ok=True)
     for name, image, display, covariates in source.explain_inputs(
-            config, inputs, module.covariate_state):
+            config, inputs, module.covariate_state, tuple(module.input_shape)):
         cam = explain_classifier(module.model, image, method, target_class=target_class,
                                  covariates=covariates)
         written.append(overlay_png(display, cam, out / f"{Path(name).stem}_{method}.png",

@@ -4,6 +4,7 @@ image-level AUROC (bootstrap intervals over images or patients), boxes in origin
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,13 @@ class DetectionFamily(TaskFamily):
             rows += frame.to_dict("records") or [{"image": path.name}]  # listed, no box
         frame = pd.DataFrame(rows, columns=[*PREDICTION_COLUMNS, "error"])
         frame["error"] = frame["error"].fillna("")
+        failed = [r for r in rows if r.get("error")]
+        if rows and len(failed) == len(rows):
+            raise InputFileError(inputs, f"none of the {len(rows)} image(s) could be read "
+                                 f"(first: {failed[0]['image']}: {failed[0]['error']})")
+        if failed:
+            warnings.warn(f"{len(failed)} of {len(rows)} image(s) could not be read; their "
+                          f"rows in {out} say why (error column)", UserWarning, stacklevel=2)
         return write_csv(frame, out)
 
     def explain(

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
 
 from medilab import api
 from medilab.config import validate_config
 from medilab.data.sources.medmnist_data import MedMNISTSource
+from medilab.errors import InputFileError
 
 
 def write_npz(path, shape=(12, 12), test=True, seed=0):
@@ -55,6 +59,41 @@ def test_tiny_run_reports_val_and_test(tmp_path):
     assert metrics["n"] == {"val": 12, "test": 12}
     assert (run / "predictions_test.csv").is_file()
     assert metrics["threshold"]["chosen_on"] == "val"
+    check_predict_and_explain(run, tmp_path)
+
+
+def check_predict_and_explain(run, tmp_path):
+    """predict on the npz, a folder of PNGs and one PNG gives the probabilities evaluation
+    gave the same images; explain draws them; unusable inputs are error rows or an error."""
+    val = pd.read_csv(run / "predictions_val.csv", dtype={"sample_id": str})
+    prob = [c for c in val.columns if c.startswith("prob_")][-1]
+    frame = pd.read_csv(api.predict(run, tmp_path / "m.npz", tmp_path / "all.csv"))
+    assert len(frame) == 64 and frame["error"].isna().all()
+    got = frame.set_index("image").loc[val["sample_id"], prob].to_numpy()
+    np.testing.assert_allclose(got, val[prob], atol=1e-5)
+
+    pngs = tmp_path / "pngs"
+    pngs.mkdir()
+    with np.load(tmp_path / "m.npz") as data:
+        for i in range(3):
+            Image.fromarray(data["val_images"][i]).save(pngs / f"val_{i}.png")
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(pngs / "z_big.png")
+    with pytest.warns(UserWarning, match="1 of 4 input"):
+        frame = pd.read_csv(api.predict(run, pngs, tmp_path / "pngs.csv"),
+                            keep_default_na=False)
+    assert list(frame["image"]) == ["val_0.png", "val_1.png", "val_2.png", "z_big.png"]
+    np.testing.assert_allclose(frame[prob][:3].astype(float), val[prob][:3], atol=1e-5)
+    assert "trained on 12x12" in frame["error"][3]
+    one = pd.read_csv(api.predict(run, pngs / "val_1.png", tmp_path / "one.csv"))
+    assert one[prob][0] == pytest.approx(val[prob][1], abs=1e-5)
+    with pytest.raises(InputFileError, match="none of the 1 input"):
+        api.predict(run, pngs / "z_big.png", tmp_path / "none.csv")
+    assert not (tmp_path / "none.csv").exists()
+
+    cams = api.explain(run, pngs / "val_1.png", tmp_path / "cams", "gradcam")
+    assert [p.name for p in cams] == ["val_1_gradcam.png"]
+    with pytest.raises(InputFileError, match="z_big.png"):
+        api.explain(run, pngs, tmp_path / "cams", "eigencam")
 
 
 def test_balanced_sampler_backbone_warmup_and_temperature(tmp_path):
