@@ -328,6 +328,17 @@ def data_info(
     Console().print(table)
 
 
+VERIFY_LISTED = 50  # problems listed one per row; more are grouped by kind
+
+
+def _wide_console() -> object:
+    """A rich Console whose tables wrap long cells on a terminal and, off one (CI logs,
+    ``| tee``), are as wide as their content: a file path is never cut."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=100_000)
+
+
 @data_app.command("verify")
 def data_verify(
     config: Annotated[Path, typer.Argument(help="Experiment YAML whose data section to check.")],
@@ -341,23 +352,32 @@ def data_verify(
         Path | None, typer.Option(help="Also write every problem, one row each, to this CSV.")
     ] = None,
 ) -> None:
-    """Read every sample once and list every problem in one table; exit 1 when one is fatal."""
-    from rich.console import Console
+    """Read every sample once and list every problem in one table (grouped by kind above 50;
+    --out lists every one); exit 1 when one is fatal."""
     from rich.table import Table
 
     from medilab import api
 
     report = api.verify_data(config, override or [], workers=workers, out=out)
-    console = Console()
+    console = _wide_console()
     if not report.balance.empty:
         balance = Table("split", *map(str, report.balance.columns), title="samples per class")
         for split, counts in report.balance.iterrows():
             balance.add_row(str(split), *map(str, counts))
         console.print(balance)
-    grouped = report.grouped()
-    if len(grouped):
-        problems = Table("severity", "check", "count", "example", title="problems")
-        for row in grouped.itertuples():
+    every = report.table().sort_values("severity", key=lambda s: s != "fatal", kind="stable")
+    if 0 < len(every) <= VERIFY_LISTED:
+        problems = Table("severity", "check", title="problems")
+        problems.add_column("file or sample", overflow="fold")
+        problems.add_column("problem", overflow="fold")
+        for row in every.itertuples():
+            problems.add_row(row.severity, row.check, row.file or row.sample or "–", row.message)
+        console.print(problems)
+    elif len(every):
+        problems = Table("severity", "check", "count", title="problems (by kind; every one "
+                         "with --out FILE)")
+        problems.add_column("example", overflow="fold")
+        for row in report.grouped().itertuples():
             problems.add_row(row.severity, row.check, str(row.count), row.example)
         console.print(problems)
     typer.echo(f"{report.samples} samples, {report.files_read} files read in "
@@ -448,16 +468,16 @@ def weights_import(
 @weights_app.command("list")
 def weights_list() -> None:
     """Which pretrained weight files medilab knows, and which are available offline."""
-    from rich.console import Console
     from rich.table import Table
 
     from medilab.models.weights import list_weights
 
-    table = Table("model", "weights", "available", "path")
+    table = Table("model", "weights", "available")
+    table.add_column("path", overflow="fold")
     for row in list_weights():
         table.add_row(str(row["model"] or "–"), str(row["weights"] or "–"),
                       "yes" if row["available"] else "no", str(row["path"]))
-    Console().print(table)
+    _wide_console().print(table)
 
 
 @app.command()
