@@ -111,9 +111,14 @@ def predict(
         float, typer.Option(help="Detection: keep boxes scoring at least this.")
     ] = 0.05,
     engine: Annotated[
-        str, typer.Option(help="torch, or onnxruntime (classification: runs RUN/export/"
-                               "model.onnx written by `medilab export`).")
+        str, typer.Option(help="torch (the run's precision), or onnxruntime (fp32; "
+                               "classification: runs the model `medilab export` wrote last, "
+                               "or --model).")
     ] = "torch",
+    model: Annotated[
+        Path | None, typer.Option("--model", help="With --engine onnxruntime: the exported "
+                                                  ".onnx file to run.")
+    ] = None,
     image_dir: Annotated[
         Path | None, typer.Option(help="Classification CSV input: the folder its image "
                                        "column is relative to (default: beside the CSV, or "
@@ -126,7 +131,7 @@ def predict(
 
     written = api.predict(
         run_dir, inputs, out, checkpoint=checkpoint, probabilities=probabilities, fov=fov,
-        min_score=min_score, engine=engine, image_dir=image_dir,
+        min_score=min_score, engine=engine, image_dir=image_dir, model=model,
     )
     typer.echo(f"wrote {written}")
 
@@ -152,6 +157,7 @@ def export_command(
     result = api.export(run_dir, fmt, out, checkpoint=checkpoint, tolerance=tolerance)
     typer.echo(f"max abs probability difference vs PyTorch: {result.max_abs_diff:.2e} on "
                f"{result.checked_on} (tolerance {result.tolerance:.0e})")
+    typer.echo(f"precision: {result.precision_line()}")
     typer.echo(f"wrote {result.path}")
 
 

@@ -442,6 +442,9 @@ def predict(
     run_dir = Path(run_dir)
     inputs = Path(inputs)
     engine = options.pop("engine", "torch")
+    exported = options.pop("model", None)
+    if exported is not None and engine == "torch":
+        raise MedilabError("predict: --model names an exported model; add --engine onnxruntime")
     if not inputs.exists():
         raise InputFileError(inputs, "not found")
     config = load_run_config(run_dir)
@@ -451,7 +454,7 @@ def predict(
     if engine != "torch":
         from medilab.export import use_engine
 
-        module, trainer = use_engine(module, config, run_dir, engine)
+        module, trainer = use_engine(module, config, run_dir, engine, exported)
     module.to(trainer.strategy.root_device)
     return family.predict(module, config, inputs, Path(out), trainer, **options)
 

@@ -90,6 +90,12 @@ def check_predict_and_explain(run, tmp_path):
         api.predict(run, pngs / "z_big.png", tmp_path / "none.csv")
     assert not (tmp_path / "none.csv").exists()
 
+    pytest.importorskip("onnxruntime")
+    api.export(run, "onnx")
+    onnx = pd.read_csv(api.predict(run, tmp_path / "m.npz", tmp_path / "onnx.csv",
+                                   engine="onnxruntime"))
+    np.testing.assert_allclose(onnx[prob], pd.read_csv(tmp_path / "all.csv")[prob], atol=1e-4)
+
     cams = api.explain(run, pngs / "val_1.png", tmp_path / "cams", "gradcam")
     assert [p.name for p in cams] == ["val_1_gradcam.png"]
     with pytest.raises(InputFileError, match="z_big.png"):
