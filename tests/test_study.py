@@ -74,6 +74,9 @@ def test_study_trains_summarizes_and_resumes(tmp_path, capsys):
         status = json.loads((out / member / "status.json").read_text())
         assert status["training"]["epochs_run"] == 2
     assert "Warning" not in (out / "study.html").read_text()
+    assert run_cli("evaluate", out) == 2  # a study folder is not a run folder: say what to run
+    assert f"a study folder, not a run folder; evaluate one member (`medilab evaluate " \
+        f"{out / 'narrow'}" in capsys.readouterr().err
     (out / "study.html").unlink()
     (out / "wide" / "report.html").unlink()
     assert api.write_report(out) == out / "study.html"  # `medilab report` on the folder

@@ -164,7 +164,8 @@ def export_command(
 @app.command()
 def explain(
     run_dir: RunDir,
-    inputs: Annotated[Path, typer.Argument(help="Image file(s): a file, a folder or a table.")],
+    inputs: Annotated[list[Path], typer.Argument(
+        help="Image file(s): one or more files, folders or tables.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the overlay PNGs.")],
     method: Annotated[str, typer.Option(help="gradcam, eigencam or ablationcam (detectors: "
                                              "eigencam, ablationcam).")] = "eigencam",
@@ -181,7 +182,8 @@ def explain(
     options = {"save_raw": save_raw}
     if target_class is not None:
         options["target_class"] = target_class
-    written = api.explain(run_dir, inputs, out, method, checkpoint=checkpoint, **options)
+    written = api.explain(run_dir, list(inputs), out, method, checkpoint=checkpoint,
+                          **options)
     typer.echo(f"wrote {len(written)} overlay(s) to {out}")
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from cli_samples import run_cli
 from medilab import api
 from medilab.config import validate_config
 from medilab.data.sources.medmnist_data import MedMNISTSource
@@ -98,6 +99,10 @@ def check_predict_and_explain(run, tmp_path):
 
     cams = api.explain(run, pngs / "val_1.png", tmp_path / "cams", "gradcam")
     assert [p.name for p in cams] == ["val_1_gradcam.png"]
+    assert run_cli("explain", run, pngs / "val_0.png", pngs / "val_2.png", "--out",
+                   tmp_path / "two", "--method", "eigencam") == 0  # several files
+    assert sorted(p.name for p in (tmp_path / "two").glob("*.png")) == [
+        "val_0_eigencam.png", "val_2_eigencam.png"]
     with pytest.raises(InputFileError, match="z_big.png"):
         api.explain(run, pngs, tmp_path / "cams", "eigencam")
 
