@@ -49,7 +49,7 @@ from medilab.runfolder import (
 )
 from medilab.tasks.registry import get_task_family
 from medilab.trained import load_module, read_checkpoint_state
-from medilab.training_summary import EpochLines, training_summary
+from medilab.training_summary import EpochLines, PredictLines, training_summary
 
 RUN_DIR_ENV = "MEDILAB_RUN_DIR"
 EXTERNAL_LAUNCH_ENV = ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS")
@@ -228,7 +228,7 @@ def build_inference_trainer(config: ExperimentConfig) -> L.Trainer:
         accelerator=tcfg.accelerator,
         devices=1,
         precision=precision,
-        callbacks=[ChannelsLast()] if channels_last else None,
+        callbacks=[ChannelsLast(), PredictLines()] if channels_last else [PredictLines()],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
