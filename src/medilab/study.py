@@ -252,7 +252,12 @@ def member_settings(out: Path, members: list[str]) -> dict[str, dict[str, Any]]:
             config = load_run_config(member_dir)
         except ConfigError:
             continue
+        metrics_path = member_dir / METRICS_FILE
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8")) \
+            if metrics_path.is_file() else {}
         settings[member] = {
+            "class_names": metrics.get("class_names"),
+            "positive_class": metrics.get("positive_class"),
             "max_epochs": config.trainer.max_epochs,
             "epochs_run": (status.get("training") or {}).get("epochs_run"),
             "precision": (status.get("precision") or {}).get("precision"),

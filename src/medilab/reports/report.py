@@ -146,7 +146,7 @@ def build_report(run_dir: Path) -> Path:
         task=task or "–",
         model=_model_name(metrics, config, members),
         ensemble=members,
-        training=training_facts(metrics, config, curves),
+        training=[*class_facts(metrics), *training_facts(metrics, config, curves)],
         overlay_legend=OVERLAY_LEGEND if segmentation else
         BOX_LEGEND if task == "detection" else "",
         run_name=run_dir.name,
@@ -167,6 +167,19 @@ def build_report(run_dir: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- pieces
+
+
+def class_facts(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """``classes``: index and name of each class; ``positive class``: the one sensitivity,
+    the ROC curve and the threshold are about (binary tasks)."""
+    names = metrics.get("class_names")
+    if not isinstance(names, list) or not names:
+        return []
+    facts = [("classes", " · ".join(f"{k} = {name}" for k, name in enumerate(names)))]
+    if metrics.get("positive_class"):
+        facts.append(("positive class", f"{metrics['positive_class']} (sensitivity, ROC, "
+                                        "threshold)"))
+    return facts
 
 
 def training_facts(metrics: dict[str, Any], config: dict[str, Any],

@@ -65,9 +65,13 @@ def write_study_page(
                   "epochs": f"{s['epochs_run'] if s['epochs_run'] is not None else '?'} of "
                             f"{s['max_epochs']}", "precision": s["precision"] or "–"}
                  for m, s in settings.items()]
+    first = next(iter(settings.values()), {})
+    names = first.get("class_names") or []
+    classes = " · ".join(f"{k} = {n}" for k, n in enumerate(names))
     return render_page("study.html", out / "study.html", name=name, tables=tables,
                        figures=figures, comparisons=comparisons, members=members,
-                       described=described, notices=mismatch_notices(settings))
+                       described=described, notices=mismatch_notices(settings),
+                       classes=classes, positive=first.get("positive_class"))
 
 
 def _kwargs_text(kwargs: dict[str, Any]) -> str:

@@ -182,6 +182,9 @@ class ClassificationFamily(TaskFamily):
         self._audits[split] = {"calibration": calibration_summary(probs, labels),
                                "gap": subgroups.pop("largest_gap", None), "subgroups": subgroups}
         frame = prediction_frame(datamodule.sample_ids(split), probs, labels, metadata)
+        if labels is not None:  # the true class by name, beside its index
+            frame.insert(list(frame.columns).index("label") + 1, "label_name",
+                         [datamodule.class_names[k] for k in labels])
         return frame, metrics
 
     def held_out_splits(self, datamodule: L.LightningDataModule) -> list[str]:
@@ -223,8 +226,10 @@ class ClassificationFamily(TaskFamily):
     ) -> dict[str, Any]:
         assert isinstance(datamodule, ArrayClassificationDataModule)
         has_groups = datamodule.table is not None and "patient_id" in datamodule.table.columns
+        names = datamodule.class_names
         return {
-            "class_names": datamodule.class_names,
+            "class_names": names,
+            **({"positive_class": names[1]} if len(names) == 2 else {}),
             "notes": [
                 "Intervals: percentile bootstrap over "
                 + ("patients (all images of a drawn patient kept)." if has_groups

@@ -13,7 +13,7 @@ from cli_samples import run_cli
 from medilab import api
 from medilab.config import validate_config
 from medilab.data.sources.medmnist_data import MedMNISTSource
-from medilab.errors import InputFileError
+from medilab.errors import ConfigError, InputFileError
 
 
 def write_npz(path, shape=(12, 12), test=True, seed=0):
@@ -122,3 +122,37 @@ def test_balanced_sampler_backbone_warmup_and_temperature(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["temperature"]["value"] > 0
     assert metrics["training"]["epochs_run"] == 2
+
+
+def test_class_names_from_the_label_dictionary_and_a_chosen_positive_class(tmp_path):
+    path = write_npz(tmp_path / "breastmnist.npz", test=False)
+    raw = MedMNISTSource().build_datamodule(config(path), None)
+    assert raw.class_names == ["malignant", "normal, benign"]
+    chosen = config(path)
+    chosen.data.positive_class = "malignant"
+    flipped = MedMNISTSource().build_datamodule(chosen, None)
+    assert flipped.class_names == ["normal, benign", "malignant"]  # positive served as 1
+    np.testing.assert_array_equal(flipped.labels("val"), 1 - raw.labels("val"))
+    renamed = config(path)
+    renamed.data.class_names = ["cancer", "no cancer"]
+    renamed.data.positive_class = "cancer"
+    assert MedMNISTSource().build_datamodule(renamed, None).class_names == ["no cancer",
+                                                                              "cancer"]
+    renamed.data.positive_class = "tumour"
+    with pytest.raises(ConfigError, match="data.positive_class: 'tumour' is not one of"):
+        MedMNISTSource().build_datamodule(renamed, None)
+    renamed.data.class_names = ["only one"]
+    renamed.data.positive_class = None
+    with pytest.raises(ConfigError, match=r"data.class_names: 1 name\(s\)"):
+        MedMNISTSource().build_datamodule(renamed, None)
+    other = write_npz(tmp_path / "mine.npz", test=False)
+    assert MedMNISTSource().build_datamodule(config(other), None).class_names == ["0", "1"]
+
+
+def test_pages_name_the_classes_and_the_positive_one():
+    from medilab.reports.report import class_facts
+
+    facts = dict(class_facts({"class_names": ["normal, benign", "malignant"],
+                              "positive_class": "malignant"}))
+    assert facts["classes"] == "0 = normal, benign · 1 = malignant"
+    assert facts["positive class"].startswith("malignant")

@@ -27,7 +27,7 @@ from medilab.data.sources.loader import input_image_files, read_array
 from medilab.data.sources.new_inputs import NewInputs, write_predictions
 from medilab.data.splits import training_splits
 from medilab.data.transforms import build_image_augmentation
-from medilab.errors import InputFileError, MedilabError
+from medilab.errors import ConfigError, InputFileError, MedilabError
 from medilab.io.messages import one_line, short_list
 from medilab.io.tables import read_csv_table
 
@@ -164,7 +164,8 @@ class ImageTableSource(DataSource):
             pin_memory=pins_memory(config),
             train_transform=build_image_augmentation(data.augment), seed=config.seed,
             balanced=config.data.balanced_sampler,
-            table=table, numeric=numeric, categorical=categorical, class_names=classes,
+            table=table, numeric=numeric, categorical=categorical,
+            class_names=_display_names(data, classes), positive_class=data.positive_class,
         )
 
     def sample_table(self, config: ExperimentConfig, *, pixels: bool = True) -> SampleTable:
@@ -247,6 +248,16 @@ def _prediction_rows(data: ImageTableData, inputs: Path) -> pd.DataFrame:
                              ": give a CSV with those columns instead of image files")
     return pd.DataFrame({"sample_id": [p.stem for p in files], "image": [str(p) for p in files],
                          "image_name": [p.name for p in files]})
+
+
+def _display_names(data: ImageTableData, classes: list[str]) -> list[str]:
+    """``data.class_names`` (one per class, in ``classes`` order) or the label texts."""
+    if data.class_names is None:
+        return classes
+    if len(data.class_names) != len(classes):
+        raise ConfigError(f"data.class_names: {len(data.class_names)} name(s) for the "
+                          f"{len(classes)} classes {short_list(classes)}")
+    return list(data.class_names)
 
 
 def _natural(text: str) -> tuple:

@@ -20,6 +20,7 @@ from medilab.data.sample_table import SampleTable, array_sample_table
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.sources.loader import input_image_files, read_array
 from medilab.data.sources.medmnist import load_medmnist
+from medilab.data.sources.medmnist_labels import medmnist_class_names
 from medilab.data.sources.new_inputs import NewInputs, write_predictions
 from medilab.data.splits import training_splits
 from medilab.data.transforms import build_image_augmentation
@@ -140,11 +141,14 @@ class MedMNISTSource(DataSource):
         table = own.assign(label=arrays.labels)
         splits = training_splits(table.drop(columns="split"), seed=config.seed,
                                  given=own if splits is None else splits)
+        found = int(arrays.labels.max()) + 1 if len(arrays.labels) else 0
         return ArrayClassificationDataModule(
             arrays, splits, batch_size=data.batch_size, num_workers=data.num_workers,
             pin_memory=pins_memory(config),
             train_transform=build_image_augmentation(data.augment), seed=config.seed,
             balanced=config.data.balanced_sampler,
+            class_names=data.class_names or medmnist_class_names(data.path, found),
+            positive_class=data.positive_class,
         )
 
     def sample_table(self, config: ExperimentConfig, *, pixels: bool = True
