@@ -175,13 +175,20 @@ def explain(
     save_raw: Annotated[bool, typer.Option("--save-raw", help="Also write each map as .npy.")
                         ] = False,
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
+    min_score: Annotated[
+        float | None, typer.Option(help="Detection: explain the boxes scoring at least this "
+                                        "(default 0.5); with none, ablationcam falls back to "
+                                        "eigencam and names the file so.")
+    ] = None,
 ) -> None:
     """Where the model looks: one CAM overlay PNG per input, at the input's size."""
     from medilab import api
 
-    options = {"save_raw": save_raw}
+    options: dict[str, object] = {"save_raw": save_raw}
     if target_class is not None:
         options["target_class"] = target_class
+    if min_score is not None:
+        options["min_score"] = min_score
     written = api.explain(run_dir, list(inputs), out, method, checkpoint=checkpoint,
                           **options)
     typer.echo(f"wrote {len(written)} overlay(s) to {out}")

@@ -94,6 +94,10 @@ def test_train_evaluate_predict_explain(tmp_path):
 
     cams = api.explain(run, root / "new" / "a.png", tmp_path / "cams", "eigencam")
     assert Image.open(cams[0]).size == (128, 96)
+    with pytest.warns(UserWarning, match=r"no box scored ≥ 1.5.*\(a_eigencam.png\)"):
+        fallback = api.explain(run, root / "new" / "a.png", tmp_path / "fb", "ablationcam",
+                               min_score=1.5)  # no box: named for the EigenCAM it shows
+    assert [p.name for p in fallback] == ["a_eigencam.png"]
 
     # real CR DICOMs (MONOCHROME1 with VOI LUT, JPEG 2000): read, predicted, boxes on their grid
     import pydicom

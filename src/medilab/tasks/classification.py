@@ -253,6 +253,9 @@ class ClassificationFamily(TaskFamily):
         method: str, **options: Any,
     ) -> list[Path]:
         assert isinstance(module, ClassificationModule)
+        if options.pop("min_score", None) is not None:
+            raise MedilabError("explain: --min-score is for detection runs (the box score "
+                               "threshold); a classifier has no boxes")
         return explain_images(module, config, inputs, out, method, **options)
 
 

@@ -164,15 +164,17 @@ class DetectionFamily(TaskFamily):
         for path in image_files(inputs):
             raw = read_array(str(path))
             tensor, info = prepare_for_prediction(raw, data.preprocess())
+            min_score = options.get("min_score")
             result = explain_detector(module.model, tensor, method,
-                                      min_score=float(options.get("min_score", 0.5)))
-            if result.notice:
-                print(f"{path.name}: {result.notice}")
+                                      min_score=0.5 if min_score is None else float(min_score))
+            if result.notice:  # the overlay is named for the method really used
+                warnings.warn(f"{path.name}: {result.notice} "
+                              f"({path.stem}_{result.method}.png)", UserWarning, stacklevel=2)
             inner = _unpad(result.cam, info)
             boxes = _unpad_boxes(result.boxes, info)
             captions = [f"{module.classes[int(k) - 1]} {s:.2f}"
                         for k, s in zip(result.labels, result.scores, strict=True)]
-            written.append(overlay_png(raw, inner, out / f"{path.stem}_{method}.png",
+            written.append(overlay_png(raw, inner, out / f"{path.stem}_{result.method}.png",
                                        boxes=boxes, size=info.in_shape, captions=captions,
                                        save_raw=bool(options.get("save_raw"))))
         return written
