@@ -472,12 +472,18 @@ app.add_typer(weights_app, name="weights")
 @weights_app.command("import")
 def weights_import(
     file: Annotated[Path, typer.Argument(help="A torchvision weight file, e.g. "
-                                              "resnet50-11ad3fa6.pth (hash checked).")],
+                                              "resnet50-11ad3fa6.pth (hash checked), or with "
+                                              "--model a timm model's model.safetensors.")],
+    model: Annotated[
+        str | None, typer.Option("--model", help="The timm model the file is for (swin: "
+                                                 "medilab's default Swin-T).")
+    ] = None,
 ) -> None:
-    """Check a weight file's hash against its name and place it in the local weights cache."""
+    """Check a weight file (its hash against its name; a timm file: readable) and place it
+    where `weights: imagenet` (or coco) looks, in the local weights cache."""
     from medilab.models.weights import import_weights
 
-    typer.echo(f"imported: {import_weights(file)}")
+    typer.echo(f"imported: {import_weights(file, model)}")
 
 
 @weights_app.command("list")

@@ -42,7 +42,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from medilab.errors import ConfigError
 from medilab.models.registry import register_model
-from medilab.models.weights import pretrained_state_dict, read_state_dict
+from medilab.models.weights import named_weights_file, read_state_dict, torchvision_state_dict
 
 BOX_LOSSES = ("smooth_l1", "giou")
 # proposal counts of fasterrcnn_small: a tenth of torchvision's, for small images
@@ -197,7 +197,7 @@ def _finish(
     """Weights, anchors, class count, grey input and box loss applied to a built detector."""
     loaded_coco = weights == "coco"
     if loaded_coco:
-        _load_matching(model, pretrained_state_dict(coco), "coco")
+        _load_matching(model, torchvision_state_dict(coco), "coco")
     _set_anchors(model, anchor_sizes, aspect_ratios, rpn_conv_depth)
     predictor = model.roi_heads.box_predictor
     if loaded_coco or predictor.cls_score.out_features != num_classes + 1:
@@ -214,7 +214,8 @@ def _finish(
     if frozen_batchnorm:
         _freeze_batchnorm(model.backbone)
     if weights not in ("none", "coco"):
-        _load_matching(model, read_state_dict(weights), str(weights))
+        path = named_weights_file(weights, ("none", "coco"))
+        _load_matching(model, read_state_dict(path), str(weights))
     model.in_channels = in_channels  # type: ignore[attr-defined]
     return model
 
