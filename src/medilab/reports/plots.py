@@ -304,10 +304,18 @@ def _roc_axes(fig: Figure, title: str):
     return ax
 
 
+def operating_point(y: np.ndarray, score: np.ndarray, threshold: float) -> tuple[float, float]:
+    """(false positive rate, true positive rate) of deciding positive when score > threshold."""
+    decided = score > threshold
+    return float(decided[y == 0].mean()), float(decided[y == 1].mean())
+
+
 def plot_roc(
-    predictions: pd.DataFrame, out: Path, class_names: list[str] | None = None, title: str = ""
+    predictions: pd.DataFrame, out: Path, class_names: list[str] | None = None, title: str = "",
+    threshold: float | None = None,
 ) -> Path | None:
-    """ROC curves from ``prob_*``: one curve for binary tasks, one-vs-rest per class otherwise."""
+    """ROC curves from ``prob_*``: one curve for binary tasks, one-vs-rest per class otherwise.
+    A binary ``threshold`` (score > threshold is positive) is marked as the operating point."""
     title = f"{title} ROC".strip()
     binary = binary_scores(predictions, class_names)
     if binary is not None:
@@ -319,6 +327,11 @@ def plot_roc(
         ax = _roc_axes(fig, title)
         positive = _class_names(2, class_names)[1]
         ax.plot(fpr, tpr, color="C0", label=f"class {positive} (AUC {auc(fpr, tpr):.3f})")
+        if threshold is not None:
+            point = operating_point(y, score, threshold)
+            ax.plot(*point, "o", color="C3", markersize=8,
+                    label=f"threshold {threshold:.3g}: sensitivity {point[1]:.2f}, "
+                          f"specificity {1 - point[0]:.2f}")
         ax.legend(loc="lower right")
         return _save(fig, out)
     encoded = encode_predictions(predictions, class_names)

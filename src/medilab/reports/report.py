@@ -39,7 +39,9 @@ CASES = 3
 RUN_FOLDER_TIME_FORMATS = ("%Y-%m-%dT%H-%M-%S", "%Y-%m-%d_%H-%M-%S", "%Y%m%d-%H%M%S",
                            "%Y-%m-%dT%H-%M-%S.%f")
 CONFIG_SUMMARY_KEYS = (
-    "seed", "data.source", "data.batch_size", "model.name", "model.kwargs", "loss.name",
+    "seed", "data.source", "data.root", "data.path", "data.table", "data.covariates",
+    "data.group", "data.class_names", "data.positive_class", "data.classes", "data.batch_size",
+    "model.name", "model.kwargs", "loss.name",
     "optimizer.name", "optimizer.lr", "optimizer.weight_decay", "scheduler.name",
     "trainer.max_epochs", "trainer.precision", "trainer.accelerator", "trainer.monitor",
 )
@@ -75,8 +77,10 @@ class Section:
 
 
 def make_run_plots(run_dir: Path, task: str | None = None,
-                   class_names: list[str] | None = None) -> list[tuple[str, Path]]:
-    """Write the plots the run folder's files allow into ``run_dir/plots``; ``(title, path)``s."""
+                   class_names: list[str] | None = None,
+                   threshold: float | None = None) -> list[tuple[str, Path]]:
+    """Write the plots the run folder's files allow into ``run_dir/plots``; ``(title, path)``s.
+    ``threshold``: the binary decision threshold, marked on the ROC curves."""
     run_dir = Path(run_dir)
     out = run_dir / "plots"
     made: list[tuple[str, Path | None]] = []
@@ -99,7 +103,8 @@ def make_run_plots(run_dir: Path, task: str | None = None,
                 (f"{split}: F1 per class", plots.plot_f1_per_class(
                     frame, out / f"{split}_f1_per_class.png", class_names, title=split)),
                 (f"{split}: ROC", plots.plot_roc(
-                    frame, out / f"{split}_roc.png", class_names, title=split)),
+                    frame, out / f"{split}_roc.png", class_names, title=split,
+                    threshold=threshold)),
                 (f"{split}: calibration", plots.plot_calibration(
                     frame, out / f"{split}_calibration.png", class_names, title=split)),
             ]
@@ -131,7 +136,10 @@ def build_report(run_dir: Path) -> Path:
     task = metrics.get("task") or config.get("task")
     class_names = metrics.get("class_names")
     curves = read_curves(run_dir)
-    generated = make_run_plots(run_dir, task, class_names)
+    chosen = metrics.get("threshold")
+    threshold = _float(chosen.get("value")) if isinstance(chosen, dict) else math.nan
+    generated = make_run_plots(run_dir, task, class_names,
+                               threshold if math.isfinite(threshold) else None)
     sections = [Section("Plots", [_image(title, path, run_dir) for title, path in generated])]
     sections += _other_plot_sections(run_dir, {p.resolve() for _, p in generated})
     segmentation = task == "segmentation"
@@ -311,12 +319,15 @@ def _get(config: dict[str, Any], dotted: str) -> Any:
 
 def _config_summary(config: dict[str, Any]) -> list[tuple[str, str]]:
     rows = []
+    task = config.get("task")
     for key in CONFIG_SUMMARY_KEYS:
         value = _get(config, key)
-        if value is None or value == {}:
-            continue
+        if value is None or value == {} or (key == "loss.name" and task == "detection"):
+            continue  # a detector has its own losses (RPN and box head)
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value)) or "none"
         rows.append((key, str(value)))
     return rows
 
@@ -363,7 +374,10 @@ def _notes(metrics: dict[str, Any]) -> list[str]:
 
 
 def _subgroup_tables(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per split: a row per subgroup, each cell its value over its interval, and the largest
+    gap between two groups (``subgroup_gaps``)."""
     tables = []
+    gaps = metrics.get("subgroup_gaps") or {}
     for split, groups in (metrics.get("subgroups") or {}).items():
         if not isinstance(groups, dict) or not groups:
             continue
@@ -373,11 +387,30 @@ def _subgroup_tables(metrics: dict[str, Any]) -> list[dict[str, Any]]:
         rows = []
         for name, values in groups.items():
             values = values or {}
-            cells = [format_interval(*metric_entry(values[c])) if c in values else "–"
+            cells = [_stacked_interval(values[c]) if c in values else ("–", "")
                      for c in columns]
             rows.append({"name": name, "n": values.get("n", "–"), "cells": cells})
-        tables.append({"split": split, "columns": columns, "rows": rows})
+        tables.append({"split": split, "columns": columns, "rows": rows,
+                       "gap": _gap_text(gaps.get(split))})
     return tables
+
+
+def _stacked_interval(entry: Any) -> tuple[str, str]:
+    """(value, "[low, high]") for a cell that shows the interval under its value."""
+    value, low, high = metric_entry(entry)
+    text = format_interval(value, low, high)
+    head, _, rest = text.partition(" [")
+    return head, f"[{rest}" if rest else ""
+
+
+def _gap_text(gap: Any) -> str:
+    """"Largest gap: AUROC 0.12 between sex=F (best) and sex=M" from ``subgroup_gaps``."""
+    if not isinstance(gap, dict) or "difference" not in gap:
+        return ""
+    return (f"Largest gap: {gap.get('metric', 'metric')} differs by "
+            f"{format_number(_float(gap['difference']))} between {gap.get('column')} = "
+            f"{gap.get('best')} (highest) and {gap.get('column')} = {gap.get('worst')} "
+            "(lowest); read it with their intervals: a gap inside them may be chance.")
 
 
 def _cases(run_dir: Path) -> dict[str, Any] | None:
