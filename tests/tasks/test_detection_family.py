@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,10 @@ def test_train_evaluate_predict_explain(tmp_path):
     assert Image.open(run / drawn["overlay"].iloc[0]).size == (64, 64)
     report = (run / "report.html").read_text()
     assert "by matched boxes, of 6 images" in report and "Ground-truth boxes green" in report
+    assert "Gallery: cases_val" not in report  # the cases are shown once, with their legend
+    assert "loss.name" not in report  # a detector has its own losses
+    assert "ap50 / ap40: average precision" in report and "recall50@k:" in report
+    assert re.search(r"truth_boxes \d+(,|<)", report) and "truth_boxes 1.000" not in report
 
     (root / "new").mkdir()
     Image.open(root / "images" / "im01.png").resize((128, 96)).save(root / "new" / "a.png")

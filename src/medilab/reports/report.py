@@ -141,7 +141,8 @@ def build_report(run_dir: Path) -> Path:
     generated = make_run_plots(run_dir, task, class_names,
                                threshold if math.isfinite(threshold) else None)
     sections = [Section("Plots", [_image(title, path, run_dir) for title, path in generated])]
-    sections += _other_plot_sections(run_dir, {p.resolve() for _, p in generated})
+    sections += _other_plot_sections(run_dir, {p.resolve() for _, p in generated},
+                                     skip=_case_folders(run_dir))
     segmentation = task == "segmentation"
     for section in sections:
         if segmentation and "overlay" in section.title.lower():
@@ -166,7 +167,7 @@ def build_report(run_dir: Path) -> Path:
         config_summary=_config_summary(config),
         metric_tables=_metric_tables(metrics),
         subgroup_tables=_subgroup_tables(metrics),
-        notes=_notes(metrics),
+        notes=[*_notes(metrics), *_glossary(metrics)],
         sections=[s for s in sections if s.images],
         cases=_cases(run_dir),
         config_text=read_config_text(run_dir),
@@ -276,8 +277,15 @@ def _relative(path: Path, run_dir: Path) -> str:
         return path.name
 
 
-def _other_plot_sections(run_dir: Path, generated: set[Path]) -> list[Section]:
-    """PNGs in ``plots/`` not made here: top-level ones, then one gallery per sub-folder."""
+def _case_folders(run_dir: Path) -> set[str]:
+    """``plots/cases_<split>`` folders whose images the best/worst cases section shows."""
+    return {path.stem for path in run_dir.glob("cases_*.csv")}
+
+
+def _other_plot_sections(run_dir: Path, generated: set[Path],
+                         skip: set[str] | None = None) -> list[Section]:
+    """PNGs in ``plots/`` not made here: top-level ones, then one gallery per sub-folder
+    (except the ``skip`` folders, shown elsewhere on the page)."""
     root = run_dir / "plots"
     if not root.is_dir():
         return []
@@ -286,6 +294,8 @@ def _other_plot_sections(run_dir: Path, generated: set[Path]) -> list[Section]:
         if path.name.startswith(".") or path.resolve() in generated:
             continue
         folder = path.parent.relative_to(root).as_posix()
+        if folder in (skip or set()):
+            continue
         groups.setdefault(folder, []).append(path)
     sections = []
     for folder in sorted(groups, key=lambda f: (f != ".", "overlay" not in f, f)):
@@ -403,6 +413,38 @@ def _stacked_interval(entry: Any) -> tuple[str, str]:
     return head, f"[{rest}" if rest else ""
 
 
+COUNT_COLUMNS = ("hits", "truth_boxes", "false_positives")
+
+
+def _count_or_number(column: str, value: Any) -> str:
+    """Counts (boxes hit, ground-truth boxes, false positives) as integers; else 3 digits."""
+    number = _float(value)
+    if column in COUNT_COLUMNS and math.isfinite(number) and number.is_integer():
+        return str(int(number))
+    return format_number(number)
+
+
+# what a reader needs to read the detection metrics (shown when the run has them)
+METRIC_GLOSSARY = {
+    "map": "map: COCO mean average precision over IoU thresholds 0.50 to 0.95 (100 boxes per "
+           "image).",
+    "ap50": "ap50 / ap40: average precision where a box counts as found when it overlaps a "
+            "ground-truth box with IoU ≥ 0.5 / ≥ 0.4 (looser, common for lesions).",
+    "recall50@100": "recall50@k: share of ground-truth boxes found (IoU ≥ 0.5) among the k "
+                    "highest-scoring boxes of each image.",
+    "froc_mean": "froc@f: sensitivity at f false positives per image (FROC); froc_mean: its "
+                 "mean over the listed f.",
+    "image_auroc": "image_auroc: how well an image's top box score separates images with "
+                   "ground-truth boxes from images without (AUROC).",
+}
+
+
+def _glossary(metrics: dict[str, Any]) -> list[str]:
+    names = {name for values in (metrics.get("splits") or {}).values()
+             if isinstance(values, dict) for name in values}
+    return [text for name, text in METRIC_GLOSSARY.items() if name in names]
+
+
 def _gap_text(gap: Any) -> str:
     """"Largest gap: AUROC 0.12 between sex=F (best) and sex=M" from ``subgroup_gaps``."""
     if not isinstance(gap, dict) or "difference" not in gap:
@@ -446,7 +488,7 @@ def _cases(run_dir: Path) -> dict[str, Any] | None:
                 overlay = _find_overlay(run_dir, row, id_col, overlay_col)
                 cases.append({
                     "id": str(row[id_col]),
-                    "scores": [(c, format_number(_float(row[c]))) for c in score_cols],
+                    "scores": [(c, _count_or_number(c, row[c])) for c in score_cols],
                     "uri": thumbnail_uri(overlay) if overlay else None,
                     "href": _relative(overlay, run_dir) if overlay else None,
                 })
