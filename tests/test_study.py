@@ -95,6 +95,7 @@ def test_paired_bootstrap_finds_a_real_difference():
     table = paired_auroc(frames, ["good", "noise", "good2"], num_bootstraps=300)
     row = table[(table.a == "good") & (table.b == "noise")].iloc[0]
     assert row["significant"] and row["auroc_difference"] > 0.3 and row["p_value"] < 0.01
+    assert row["p_holm"] <= 3 * row["p_value"] + 1e-12 and row["p_holm"] < 0.05
     same = table[(table.a == "good") & (table.b == "good2")].iloc[0]
     assert not same["significant"] and same["auroc_difference"] == 0
 
@@ -127,3 +128,12 @@ def test_misspelled_fusion_kwarg_exits_2_naming_it(tmp_path, capsys):
     assert run_cli("study", study, "--out", tmp_path / "s") == 2
     assert "member 'early': model.kwargs.slicez" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_holm_correction_of_the_pairwise_p_values():
+    from medilab.study import holm_adjust
+
+    np.testing.assert_allclose(holm_adjust(np.array([0.01, 0.04, 0.03])), [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(holm_adjust(np.array([0.5, 0.001])), [0.5, 0.002])
+    # ten pairs at p = 0.02 each: none survives the correction
+    assert (holm_adjust(np.full(10, 0.02)) == 0.2).all()

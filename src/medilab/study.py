@@ -286,8 +286,9 @@ def paired_auroc(
     num_bootstraps: int = 2000, seed: int = 0,
 ) -> pd.DataFrame:
     """For every split and pair of members scored on the same samples: AUROC difference
-    (a − b), its 95 % paired-bootstrap interval and two-sided p-value (samples resampled
-    together for both members; patients when a patient column exists)."""
+    (a − b), its 95 % paired-bootstrap interval, two-sided p-value (samples resampled
+    together for both members; patients when a patient column exists), the p-value corrected
+    for the split's several comparisons (Holm) and ``significant``: corrected p < 0.05."""
     rows = []
     splits = sorted({split for _, split in predictions})
     for split in splits:
@@ -315,9 +316,30 @@ def paired_auroc(
             p = min(1.0, 2 * min((draws_array <= 0).mean(), (draws_array >= 0).mean()))
             rows.append({"split": split, "a": a, "b": b, "auroc_difference": diff,
                          "low": float(low), "high": float(high), "p_value": float(p),
-                         "significant": bool(low > 0 or high < 0), "n": len(y)})
-    return pd.DataFrame(rows, columns=["split", "a", "b", "auroc_difference", "low", "high",
-                                       "p_value", "significant", "n"])
+                         "n": len(y)})
+    table = pd.DataFrame(rows, columns=["split", "a", "b", "auroc_difference", "low", "high",
+                                        "p_value", "n"])
+    # several pairs per split: Holm's step-down correction keeps the chance of any false
+    # "significant" among them at 5 %
+    table.insert(7, "p_holm", np.nan)
+    for _, part in table.groupby("split"):
+        table.loc[part.index, "p_holm"] = holm_adjust(part["p_value"].to_numpy())
+    table.insert(8, "significant", table["p_holm"] < ALPHA)
+    return table
+
+
+ALPHA = 0.05
+
+
+def holm_adjust(p_values: np.ndarray) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values: the k-th smallest of m times (m − k + 1), made
+    non-decreasing in that order and capped at 1."""
+    p = np.asarray(p_values, float)
+    order = np.argsort(p, kind="stable")
+    scaled = np.minimum(1.0, p[order] * (len(p) - np.arange(len(p))))
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.maximum.accumulate(scaled)
+    return adjusted
 
 
 def binary_auroc(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -58,7 +58,8 @@ def write_study_page(
     comparisons = [
         {"split": r["split"], "pair": f"{r['a']} − {r['b']}",
          "difference": format_interval(r["auroc_difference"], r["low"], r["high"]),
-         "p": f"{r['p_value']:.3f}", "significant": bool(r["significant"]), "n": r["n"]}
+         "p": f"{r['p_value']:.3f}", "p_holm": f"{r['p_holm']:.3f}",
+         "significant": bool(r["significant"]), "n": r["n"]}
         for _, r in paired.iterrows()
     ]
     described = [{"member": m, "model": s["model"], "kwargs": _kwargs_text(s["kwargs"]),
@@ -71,7 +72,8 @@ def write_study_page(
     return render_page("study.html", out / "study.html", name=name, tables=tables,
                        figures=figures, comparisons=comparisons, members=members,
                        described=described, notices=mismatch_notices(settings),
-                       classes=classes, positive=first.get("positive_class"))
+                       classes=classes, positive=first.get("positive_class"),
+                       pairs=len(comparisons))
 
 
 def _kwargs_text(kwargs: dict[str, Any]) -> str:
