@@ -507,7 +507,7 @@ def report(run_dir: RunDir) -> None:
     crossval or study folder, its summary page (compare.html / study.html) and every run's."""
     from medilab import api
 
-    typer.echo(api.write_report(run_dir))
+    typer.echo(f"report: {api.write_report(run_dir)}")
 
 
 @app.command()

@@ -70,7 +70,7 @@ def test_classification_report(multiclass_run: Path) -> None:
     assert expected in html
     assert "0.971 [0.956, 0.986]" in html  # test split
     assert "n = 120" in html and "n = 60" in html
-    assert "sex=F" in html and "0.800 [0.780, 0.820]" in html  # subgroup table
+    assert "sex=F" in html and "0.800<br><span class=\"ci\">[0.780, 0.820]" in html  # subgroups
     assert "1000 bootstrap resamples of patients" in html  # notes
     assert "<details>" in html and "num_classes: 3" in html  # resolved config
     assert "num_classes=3, in_chans=1" in html  # config summary
@@ -140,7 +140,7 @@ def test_cli_report(tmp_path: Path, multiclass_run: Path,
     with pytest.raises(SystemExit) as exit_info:
         main(["report", str(run)])
     assert exit_info.value.code == 0
-    assert capsys.readouterr().out.strip() == str(run / "report.html")
+    assert capsys.readouterr().out.strip() == f"report: {run / 'report.html'}"
     assert "0.971 [0.956, 0.986]" in (run / "report.html").read_text(encoding="utf-8")
     with pytest.raises(SystemExit) as exit_info:
         main(["report", str(tmp_path / "missing")])

@@ -309,9 +309,34 @@ def explain_images(
             config, inputs, module.covariate_state, tuple(module.input_shape)):
         cam = explain_classifier(module.model, image, method, target_class=target_class,
                                  covariates=covariates)
+        probs = class_probabilities(module, image, covariates)
+        predicted = int(probs.argmax())
+        title = f"{method}: predicted {module.class_names[predicted]} (p {probs[predicted]:.2f})"
+        if target_class is not None and target_class != predicted:
+            title = (f"{method} of {module.class_names[target_class]}; predicted "
+                     f"{module.class_names[predicted]} (p {probs[predicted]:.2f})")
         written.append(overlay_png(display, cam, out / f"{Path(name).stem}_{method}.png",
-                                   save_raw=save_raw))
+                                   save_raw=save_raw, title=title, min_size=OVERLAY_MIN_SIZE,
+                                   colorbar=True))
     return written
+
+
+OVERLAY_MIN_SIZE = 256  # CAM overlays of smaller images are enlarged to this (shorter side)
+
+
+def class_probabilities(module: ClassificationModule, image: torch.Tensor,
+                        covariates: torch.Tensor | None) -> np.ndarray:
+    """The module's class probabilities (temperature applied) for one (C, ...) image."""
+    model = module.model
+    device = next(model.parameters()).device
+    batch = image.detach().float().unsqueeze(0).to(device)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(batch) if covariates is None else model(
+            batch, torch.as_tensor(covariates, dtype=torch.float32).reshape(1, -1).to(device))
+    model.train(was_training)
+    return torch.softmax(logits.float() / module.temperature, dim=1)[0].cpu().numpy()
 
 
 def write_submission(

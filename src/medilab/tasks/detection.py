@@ -176,7 +176,10 @@ class DetectionFamily(TaskFamily):
                         for k, s in zip(result.labels, result.scores, strict=True)]
             written.append(overlay_png(raw, inner, out / f"{path.stem}_{result.method}.png",
                                        boxes=boxes, size=info.in_shape, captions=captions,
-                                       save_raw=bool(options.get("save_raw"))))
+                                       save_raw=bool(options.get("save_raw")),
+                                       title=f"{result.method}: {len(boxes)} box(es) scoring "
+                                             f">= {min_score if min_score is not None else 0.5}",
+                                       colorbar=True))
         return written
 
 

@@ -106,7 +106,9 @@ def test_tiny_run_trains_evaluates_and_predicts(tmp_path, capsys):
 
     table.drop(index=1).to_csv(new, index=False)  # explain: readable images only
     cams = api.explain(run, new, tmp_path / "cams", "gradcam")
-    assert len(cams) == 3 and all(Image.open(p).size == (16, 16) for p in cams)
+    # 16 px images enlarged to 256 px, with a title (predicted class, probability) and a scale
+    assert len(cams) == 3 and all(Image.open(p).size[0] == 256 and Image.open(p).size[1] > 256
+                                  for p in cams)
 
     table.drop(columns=["age"]).to_csv(new, index=False)
     with pytest.raises(InputFileError, match="missing column 'age'"):
