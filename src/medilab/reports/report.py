@@ -424,7 +424,8 @@ def _count_or_number(column: str, value: Any) -> str:
     return format_number(number)
 
 
-# what a reader needs to read the detection metrics (shown when the run has them)
+# what a reader needs to read the detection metrics (shown when the run has them; froc and
+# image_auroc are explained by the detection family's own notes)
 METRIC_GLOSSARY = {
     "map": "map: COCO mean average precision over IoU thresholds 0.50 to 0.95 (100 boxes per "
            "image).",
@@ -432,10 +433,6 @@ METRIC_GLOSSARY = {
             "ground-truth box with IoU ≥ 0.5 / ≥ 0.4 (looser, common for lesions).",
     "recall50@100": "recall50@k: share of ground-truth boxes found (IoU ≥ 0.5) among the k "
                     "highest-scoring boxes of each image.",
-    "froc_mean": "froc@f: sensitivity at f false positives per image (FROC); froc_mean: its "
-                 "mean over the listed f.",
-    "image_auroc": "image_auroc: how well an image's top box score separates images with "
-                   "ground-truth boxes from images without (AUROC).",
 }
 
 
