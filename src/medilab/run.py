@@ -28,7 +28,13 @@ from medilab.config import (
 )
 from medilab.data.splits import load_splits
 from medilab.data.verify import check_before_training
-from medilab.errors import InputFileError, MedilabError, storage_error_line
+from medilab.errors import (
+    InputFileError,
+    MedilabError,
+    NonFiniteLossError,
+    TrainingFailedError,
+    storage_error_line,
+)
 from medilab.precision import precision_record, resolve_precision
 from medilab.runfolder import (
     LOCK_FILE,
@@ -72,14 +78,46 @@ def quiet_lightning(verbose: bool = False) -> None:
 quiet_lightning(os.environ.get("MEDILAB_VERBOSE") == "1")
 
 
+CHANNELS_LAST_FORMATS = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def to_channels_last(module: torch.nn.Module) -> None:
+    """Put 4D weights in channels-last and 5D weights in channels-last-3d layout, in place;
+    other tensors stay as they are (``Module.to(memory_format=...)`` refuses 5D weights).
+    Measured on the Lab 3 3D CNN (fp32, 2 CPU cores): channels-last-3d trains about twice
+    as fast at 28³ and 64³ and infers as fast at 28³, faster at 64³."""
+    for tensor in [*module.parameters(), *module.buffers()]:
+        layout = CHANNELS_LAST_FORMATS.get(tensor.dim())
+        if layout is not None:
+            tensor.data = tensor.data.contiguous(memory_format=layout)
+
+
 class ChannelsLast(cb.Callback):
-    """Put the model's 4D weights in channels-last layout when fitting starts."""
+    """Put the model's convolution weights in channels-last layout when fitting or predicting
+    starts (:func:`to_channels_last`)."""
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        pl_module.to(memory_format=torch.channels_last)
+        to_channels_last(pl_module)
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        pl_module.to(memory_format=torch.channels_last)
+        to_channels_last(pl_module)
+
+
+class StopOnNonFiniteLoss(cb.Callback):
+    """Stop training at once when a step's loss is NaN or infinite (a diverged run would
+    otherwise train on, and checkpoint, garbage for the remaining epochs)."""
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int,
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all()):
+            raise NonFiniteLossError(
+                f"training loss is {loss.detach().float().item()} at epoch "
+                f"{trainer.current_epoch + 1}, step {batch_idx + 1} (precision "
+                f"{trainer.precision}): lower optimizer.lr, set trainer.gradient_clip_val, "
+                "or train with trainer.precision=32-true")
 
 
 def compile_network(module: L.LightningModule) -> None:
@@ -151,10 +189,15 @@ def _flatten(loaders: Any) -> list[Any]:
     return [] if loaders is None else [loaders]
 
 
-def build_trainer(config: ExperimentConfig, run_dir: Path, **overrides: Any) -> L.Trainer:
-    """A Trainer with checkpoints (best + last), early stopping, loggers and devices from config."""
+def build_trainer(
+    config: ExperimentConfig, run_dir: Path, model: torch.nn.Module | None = None,
+    **overrides: Any,
+) -> L.Trainer:
+    """A Trainer with checkpoints (best + last), early stopping, loggers and devices from config;
+    the precision is chosen for ``model`` when given (:func:`medilab.precision.choose_precision`).
+    """
     tcfg = config.trainer
-    precision, channels_last = resolve_precision(config)
+    precision, channels_last = resolve_precision(config, model)
     best = cb.ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
@@ -167,7 +210,7 @@ def build_trainer(config: ExperimentConfig, run_dir: Path, **overrides: Any) -> 
         dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False
     )
     callbacks: list[cb.Callback] = [best, latest, cb.LearningRateMonitor("epoch"),
-                                    EpochSeeds(config.seed)]
+                                    EpochSeeds(config.seed), StopOnNonFiniteLoss()]
     if tcfg.early_stopping.enabled:
         callbacks.append(
             cb.EarlyStopping(
@@ -219,11 +262,13 @@ def build_trainer(config: ExperimentConfig, run_dir: Path, **overrides: Any) -> 
     return L.Trainer(**options)
 
 
-def build_inference_trainer(config: ExperimentConfig) -> L.Trainer:
-    """A Trainer for ``Trainer.predict`` on the configured accelerator and precision, in one
-    process (every held-out sample is scored exactly once)."""
+def build_inference_trainer(
+    config: ExperimentConfig, model: torch.nn.Module | None = None
+) -> L.Trainer:
+    """A Trainer for ``Trainer.predict`` on the configured accelerator and precision (chosen for
+    ``model`` when given), in one process (every held-out sample is scored exactly once)."""
     tcfg = config.trainer
-    precision, channels_last = resolve_precision(config)
+    precision, channels_last = resolve_precision(config, model)
     return L.Trainer(
         accelerator=tcfg.accelerator,
         devices=1,
@@ -307,19 +352,20 @@ def train(
     primary = is_primary_process()
     try:
         if not launched:  # status first: a folder killed from here on is known as a run
-            write_status(run_dir, "running", precision=precision_record(config))
+            write_status(run_dir, "running", precision=precision_record(config, module))
             write_run_files(run_dir, config, datamodule.splits, model_args)
-        trainer = build_trainer(config, run_dir)
+        trainer = build_trainer(config, run_dir, module)
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last else None,
                     weights_only=True)
         if earlier_curves is not None and primary:
             prepend_curves(run_dir, earlier_curves)
         if primary:
-            _finish_status(run_dir, trainer, config)
+            _finish_status(run_dir, trainer, config, module)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()  # evaluation runs in one process
     except MedilabError as exc:
-        if created:
+        keep = isinstance(exc, TrainingFailedError) or checkpoint_path(run_dir, "last").is_file()
+        if created and not keep:  # bad input found before any epoch: nothing worth keeping
             shutil.rmtree(run_dir, ignore_errors=True)
         elif primary and run_dir.is_dir():
             write_status(run_dir, "failed", reason=str(exc))
@@ -341,6 +387,12 @@ def train(
         if isinstance(exc, SystemExit):
             raise KeyboardInterrupt from None
         raise
+    except Exception as exc:  # a crash inside training (a kernel error, a bug): one line
+        reason = f"{type(exc).__name__}: {_first_line(exc)}"
+        if primary and run_dir.is_dir():
+            write_status(run_dir, "failed", reason=reason)
+        raise TrainingFailedError(f"{run_dir}: training failed: {reason} (status.json marked "
+                                  "failed; --debug shows the traceback)") from exc
     finally:
         if not launched:
             os.environ.pop(RUN_DIR_ENV, None)
@@ -378,7 +430,15 @@ def _check_fresh_folder(run_dir: Path) -> None:
     raise MedilabError(f"{run_dir}: run folder exists and is not empty ({hint})")
 
 
-def _finish_status(run_dir: Path, trainer: L.Trainer, config: ExperimentConfig) -> None:
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else "(no message)"
+
+
+def _finish_status(
+    run_dir: Path, trainer: L.Trainer, config: ExperimentConfig, module: torch.nn.Module
+) -> None:
     summary = training_summary(trainer, config, read_curves(run_dir))
     state = "interrupted" if trainer.interrupted else "finished"
     if trainer.interrupted:
@@ -386,7 +446,7 @@ def _finish_status(run_dir: Path, trainer: L.Trainer, config: ExperimentConfig) 
         hint = ("--resume continues from the last epoch" if checkpoint_path(run_dir, "last")
                 .is_file() else "no epoch finished: train again into the same --run-dir")
         summary["next"] = hint
-    write_status(run_dir, state, training=summary, precision=precision_record(config))
+    write_status(run_dir, state, training=summary, precision=precision_record(config, module))
 
 
 def resolve_config(
@@ -418,7 +478,7 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best") -> dict[str, Any]:
     family = get_task_family(config.task)
     datamodule = family.build_datamodule(config, load_splits(run_dir / SPLITS_FILE))
     module = load_module(run_dir, family, config, checkpoint)
-    trainer = build_inference_trainer(config)
+    trainer = build_inference_trainer(config, module)
     body = family.evaluate(module, datamodule, config, run_dir, trainer)
     metrics = {
         "experiment": config.experiment,
@@ -450,7 +510,7 @@ def predict(
     config = load_run_config(run_dir)
     family = get_task_family(config.task)
     module = load_module(run_dir, family, config, checkpoint)
-    trainer = build_inference_trainer(config)
+    trainer = build_inference_trainer(config, module)
     if engine != "torch":
         from medilab.export import use_engine
 

@@ -235,9 +235,10 @@ def summarize(name: str, out: Path, members: list[str]) -> pd.DataFrame:
     from medilab.reports.study import write_study_page
 
     settings = member_settings(out, members)
-    for notice in mismatch_notices(settings):
+    notices = mismatch_notices(settings)
+    for notice in notices:
         warnings.warn(f"{out}: {notice}", UserWarning, stacklevel=2)
-    write_study_page(name, out, summary, paired, predictions, members, settings)
+    write_study_page(name, out, summary, paired, predictions, members, settings, notices)
     return summary
 
 

@@ -26,12 +26,11 @@ def _cell(row: pd.Series, metric: str) -> str:
 def write_study_page(
     name: str, out: Path, summary: pd.DataFrame, paired: pd.DataFrame,
     predictions: dict[tuple[str, str], pd.DataFrame], members: list[str],
-    settings: dict[str, dict[str, Any]] | None = None,
+    settings: dict[str, dict[str, Any]] | None = None, notices: list[str] | None = None,
 ) -> Path:
     """Write ``out/study.html`` (plots under ``out/plots``) and return its path. ``settings``:
-    per member its model, epochs and precision (:func:`medilab.study.member_settings`)."""
-    from medilab.study import mismatch_notices
-
+    per member its model, epochs and precision (``medilab.study.member_settings``);
+    ``notices``: settings the members differ in, one line each."""
     settings = settings or {}
     tables = []
     for split, rows in summary.groupby("split", sort=False):
@@ -71,7 +70,7 @@ def write_study_page(
     classes = " · ".join(f"{k} = {n}" for k, n in enumerate(names))
     return render_page("study.html", out / "study.html", name=name, tables=tables,
                        figures=figures, comparisons=comparisons, members=members,
-                       described=described, notices=mismatch_notices(settings),
+                       described=described, notices=notices or [],
                        classes=classes, positive=first.get("positive_class"),
                        pairs=len(comparisons))
 

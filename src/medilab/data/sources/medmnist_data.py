@@ -13,17 +13,17 @@ import pandas as pd
 import torch
 
 from medilab.config import DataCommon, ExperimentConfig
-from medilab.data.array_datamodule import ArrayClassificationDataModule
-from medilab.data.digits import ImageArrays
+from medilab.data.datamodules.classification import ArrayClassificationDataModule
+from medilab.data.formats.arrays import ImageArrays
+from medilab.data.formats.medmnist import load_medmnist
+from medilab.data.formats.medmnist_labels import medmnist_class_names
+from medilab.data.formats.pixels import input_image_files, read_array
 from medilab.data.loading import pins_memory
 from medilab.data.sample_table import SampleTable, array_sample_table
 from medilab.data.sources.base import DataSource, register_source
-from medilab.data.sources.loader import input_image_files, read_array
-from medilab.data.sources.medmnist import load_medmnist
-from medilab.data.sources.medmnist_labels import medmnist_class_names
 from medilab.data.sources.new_inputs import NewInputs, write_predictions
 from medilab.data.splits import training_splits
-from medilab.data.transforms import build_image_augmentation
+from medilab.data.transforms.augment import build_image_augmentation
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.images import npz_array, open_npz
 from medilab.io.messages import one_line

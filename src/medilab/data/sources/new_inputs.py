@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from medilab.data.array_datamodule import ArrayImageDataset
+from medilab.data.datamodules.classification import ArrayImageDataset
 from medilab.errors import InputFileError
 from medilab.io.atomic import write_csv
 
