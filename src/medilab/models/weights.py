@@ -151,6 +151,7 @@ def timm_weights_file(model_name: str) -> Path:
 
 
 TIMM_SUFFIXES = (".safetensors", ".pth", ".bin")
+SWIN_DEFAULT = "swin_tiny_patch4_window7_224"  # the `swin` model's variant, and `--model swin`
 
 
 def timm_import_paths(model_name: str) -> list[Path]:
@@ -200,8 +201,6 @@ def import_weights(path: str | Path, model: str | None = None) -> Path:
 def _import_timm(path: Path, model: str) -> Path:
     import timm
 
-    from medilab.models.backbones import SWIN_DEFAULT
-
     name = SWIN_DEFAULT if model == "swin" else model
     if timm.models.get_pretrained_cfg(name.split(".")[0]) is None and not timm.is_model(name):
         raise InputFileError(path, f"--model {model!r}: not a timm model name (e.g. swin, "
@@ -238,8 +237,6 @@ def _detector_weights() -> dict[str, WeightsEnum]:
 
 def _swin_row() -> dict[str, Any]:
     """The default Swin's pretrained file: where it was found, or where to import it."""
-    from medilab.models.backbones import SWIN_DEFAULT
-
     try:
         path, available = timm_weights_file(SWIN_DEFAULT), True
     except WeightsUnavailableError:
