@@ -134,7 +134,7 @@ def export_run(
         checked = validation_inputs(config, run_dir, spec) if not segmentation else None
         compared = checked or sample_inputs(spec, CHECK_BATCH, generator)
         diff = max_probability_difference(model, exported, compared)
-        predict_precision, _ = resolve_precision(config)
+        predict_precision, _ = resolve_precision(config, model)
         predict_diff = None
         if not predict_precision.startswith("32"):  # what `predict --engine torch` runs
             with autocast_for(predict_precision):
