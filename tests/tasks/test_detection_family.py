@@ -128,7 +128,7 @@ def test_bad_boxes_and_missing_images_are_one_line_errors(tmp_path):
     boxes = pd.read_csv(root / "boxes.csv")
     boxes.loc[0, "x2"] = boxes.loc[0, "x1"] - 3
     boxes.to_csv(root / "boxes.csv", index=False)
-    with pytest.raises(MedilabError, match=r"boxes.csv: row 1, .*no area"):
+    with pytest.raises(MedilabError, match=r"boxes.csv: row 1 \(image im01.png\): .*no area"):
         BoxTableSource().build_datamodule(config(root), None)
     boxes.loc[0, "x2"] = 500  # outside the 64 px image
     boxes.to_csv(root / "boxes.csv", index=False)

@@ -50,10 +50,13 @@ def named_weights_file(weights: str | Path, names: tuple[str, ...]) -> Path:
     """``model.kwargs.weights`` that is not one of ``names``: an existing weights file, else a
     one-line error naming the field and the valid values (``imagnet`` is a typo, not a file)."""
     path = Path(weights)
+    choices = f"{', '.join(names[:-1])} or {names[-1]}"
     if not path.is_file():
-        raise WeightsUnavailableError(
-            f"model.kwargs.weights: {str(weights)!r} is not {', '.join(names[:-1])} or "
-            f"{names[-1]}, nor a weights file ({path}: not found)")
+        if path.suffix or len(path.parts) > 1:  # meant as a file
+            raise WeightsUnavailableError(f"model.kwargs.weights: {path}: weights file not "
+                                          f"found (or use {choices})")
+        raise WeightsUnavailableError(f"model.kwargs.weights: {str(weights)!r} is not "
+                                      f"{choices}, nor a weights file")
     return path
 
 
