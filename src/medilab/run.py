@@ -58,7 +58,7 @@ from medilab.runfolder import (
 )
 from medilab.tasks.registry import get_task_family
 from medilab.trained import load_module, read_checkpoint_state
-from medilab.training_summary import EpochLines, training_summary
+from medilab.training_summary import EpochLines, PredictLines, training_summary
 
 RUN_DIR_ENV = "MEDILAB_RUN_DIR"
 EXTERNAL_LAUNCH_ENV = ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS")
@@ -276,7 +276,7 @@ def build_inference_trainer(
         accelerator=tcfg.accelerator,
         devices=1,
         precision=precision,
-        callbacks=[ChannelsLast()] if channels_last else None,
+        callbacks=[ChannelsLast(), PredictLines()] if channels_last else [PredictLines()],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -510,6 +510,9 @@ def predict(
     run_dir = Path(run_dir)
     inputs = Path(inputs)
     engine = options.pop("engine", "torch")
+    exported = options.pop("model", None)
+    if exported is not None and engine == "torch":
+        raise MedilabError("predict: --model names an exported model; add --engine onnxruntime")
     if not inputs.exists():
         raise InputFileError(inputs, "not found")
     config = load_run_config(run_dir)
@@ -519,7 +522,7 @@ def predict(
     if engine != "torch":
         from medilab.export import use_engine
 
-        module, trainer = use_engine(module, config, run_dir, engine)
+        module, trainer = use_engine(module, config, run_dir, engine, exported)
     module.to(trainer.strategy.root_device)
     return family.predict(module, config, inputs, Path(out), trainer, **options)
 

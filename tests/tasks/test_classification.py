@@ -7,7 +7,11 @@ import torch
 from torch import nn
 
 from medilab.config import validate_config
-from medilab.tasks.classification import ClassificationModule, decided_class, prediction_frame
+from medilab.tasks.classification import (
+    ClassificationModule,
+    class_probabilities,
+    prediction_frame,
+)
 
 
 class FixedLogits(nn.Module):
@@ -25,10 +29,10 @@ def _module() -> ClassificationModule:
 
 def test_prediction_explain_target_and_decide_follow_the_val_threshold():
     module = _module().eval()
-    image = torch.zeros(1, 4, 4)
-    assert decided_class(module, image, None) is None  # no threshold: the argmax rule
+    image_probs = class_probabilities(module, torch.zeros(1, 4, 4), None)[None]
+    assert module.decide(image_probs).tolist() == [0]  # no threshold: the argmax rule
     module.threshold = 0.3  # p1 = 0.4 >= 0.3: class 1, although the argmax is class 0
-    assert decided_class(module, image, None) == 1
+    assert module.decide(image_probs).tolist() == [1]  # what explain targets and titles
     probs = np.array([[0.6, 0.4], [0.8, 0.2]], np.float32)
     assert module.decide(probs).tolist() == [1, 0]
     frame = prediction_frame(["a", "b"], probs, np.array([1, 0]), threshold=module.threshold)

@@ -198,6 +198,9 @@ class ClassificationFamily(TaskFamily):
                                "gap": subgroups.pop("largest_gap", None), "subgroups": subgroups}
         frame = prediction_frame(datamodule.sample_ids(split), probs, labels, metadata,
                                  threshold=threshold)
+        if labels is not None:  # the true class by name, beside its index
+            frame.insert(list(frame.columns).index("label") + 1, "label_name",
+                         [datamodule.class_names[k] for k in labels])
         return frame, metrics
 
     def held_out_splits(self, datamodule: L.LightningDataModule) -> list[str]:
@@ -267,8 +270,10 @@ class ClassificationFamily(TaskFamily):
     ) -> dict[str, Any]:
         assert isinstance(datamodule, ArrayClassificationDataModule)
         has_groups = datamodule.table is not None and "patient_id" in datamodule.table.columns
+        names = datamodule.class_names
         return {
-            "class_names": datamodule.class_names,
+            "class_names": names,
+            **({"positive_class": names[1]} if len(names) == 2 else {}),
             "notes": [
                 "Intervals: percentile bootstrap over "
                 + ("patients (all images of a drawn patient kept)." if has_groups
@@ -292,6 +297,9 @@ class ClassificationFamily(TaskFamily):
         method: str, **options: Any,
     ) -> list[Path]:
         assert isinstance(module, ClassificationModule)
+        if options.pop("min_score", None) is not None:
+            raise MedilabError("explain: --min-score is for detection runs (the box score "
+                               "threshold); a classifier has no boxes")
         return explain_images(module, config, inputs, out, method, **options)
 
 
@@ -347,35 +355,41 @@ def explain_images(
     from medilab.explain import explain_classifier, overlay_png
 
     source = get_source(config.data.source)
-    if not hasattr(source, "explain_inputs"):
-        raise MedilabError(f"explain: runs on data.source {config.data.source!r} read no image "
-                           "files to explain (use an image_table run)")
     written = []
     out.mkdir(parents=True, exist_ok=True)
     for name, image, display, covariates in source.explain_inputs(
-            config, inputs, module.covariate_state):
-        target = target_class if target_class is not None else decided_class(
-            module, image, covariates)
-        cam = explain_classifier(module.model, image, method, target_class=target,
+            config, inputs, module.covariate_state, tuple(module.input_shape)):
+        probs = class_probabilities(module, image, covariates)
+        predicted = int(module.decide(probs[None])[0])  # at the operating point (threshold)
+        cam = explain_classifier(module.model, image, method,
+                                 target_class=predicted if target_class is None else target_class,
                                  covariates=covariates)
+        title = f"{method}: predicted {module.class_names[predicted]} (p {probs[predicted]:.2f})"
+        if target_class is not None and target_class != predicted:
+            title = (f"{method} of {module.class_names[target_class]}; predicted "
+                     f"{module.class_names[predicted]} (p {probs[predicted]:.2f})")
         written.append(overlay_png(display, cam, out / f"{Path(name).stem}_{method}.png",
-                                   save_raw=save_raw))
+                                   save_raw=save_raw, title=title, min_size=OVERLAY_MIN_SIZE,
+                                   colorbar=True))
     return written
 
 
-def decided_class(
-    module: ClassificationModule, image: torch.Tensor, covariates: torch.Tensor | None
-) -> int | None:
-    """The class ``module`` predicts for one image at its operating point when that differs
-    from the argmax rule (a binary threshold), else None (the CAM's own argmax)."""
-    if module.threshold is None or module.num_classes != 2:
-        return None
-    batch = {"image": image[None].float()}
-    if covariates is not None:
-        batch["covariates"] = covariates[None].float()
+OVERLAY_MIN_SIZE = 256  # CAM overlays of smaller images are enlarged to this (shorter side)
+
+
+def class_probabilities(module: ClassificationModule, image: torch.Tensor,
+                        covariates: torch.Tensor | None) -> np.ndarray:
+    """The module's class probabilities (temperature applied) for one (C, ...) image."""
+    model = module.model
+    device = next(model.parameters()).device
+    batch = image.detach().float().unsqueeze(0).to(device)
+    was_training = model.training
+    model.eval()
     with torch.no_grad():
-        probs = torch.softmax(module(batch).float() / module.temperature, dim=1)
-    return int(module.decide(probs.cpu().numpy())[0])
+        logits = model(batch) if covariates is None else model(
+            batch, torch.as_tensor(covariates, dtype=torch.float32).reshape(1, -1).to(device))
+    model.train(was_training)
+    return torch.softmax(logits.float() / module.temperature, dim=1)[0].cpu().numpy()
 
 
 def write_submission(
