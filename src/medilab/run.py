@@ -29,9 +29,10 @@ from medilab.config import (
 from medilab.data.splits import load_splits
 from medilab.data.verify import check_before_training
 from medilab.errors import InputFileError, MedilabError, storage_error_line
-from medilab.precision import precision_record, resolve_precision
+from medilab.precision import Choice, choice_record, phase_choice, resolve_precision
 from medilab.runfolder import (
     LOCK_FILE,
+    PRECISION_PROBE_FILE,
     SPLITS_FILE,
     acquire_lock,
     checkpoint_path,
@@ -151,10 +152,13 @@ def _flatten(loaders: Any) -> list[Any]:
     return [] if loaders is None else [loaders]
 
 
-def build_trainer(config: ExperimentConfig, run_dir: Path, **overrides: Any) -> L.Trainer:
-    """A Trainer with checkpoints (best + last), early stopping, loggers and devices from config."""
+def build_trainer(config: ExperimentConfig, run_dir: Path, choice: Choice | None = None,
+                  **overrides: Any) -> L.Trainer:
+    """A Trainer with checkpoints (best + last), early stopping, loggers and devices from config;
+    precision and weight layout from ``choice`` (see :func:`precision_choice`) when given."""
     tcfg = config.trainer
-    precision, channels_last = resolve_precision(config)
+    precision, channels_last = ((choice.precision, choice.channels_last) if choice
+                                else resolve_precision(config))
     best = cb.ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
@@ -219,11 +223,13 @@ def build_trainer(config: ExperimentConfig, run_dir: Path, **overrides: Any) -> 
     return L.Trainer(**options)
 
 
-def build_inference_trainer(config: ExperimentConfig) -> L.Trainer:
-    """A Trainer for ``Trainer.predict`` on the configured accelerator and precision, in one
-    process (every held-out sample is scored exactly once)."""
+def build_inference_trainer(config: ExperimentConfig, choice: Choice | None = None
+                            ) -> L.Trainer:
+    """A Trainer for ``Trainer.predict`` on the configured accelerator and precision (or
+    ``choice``'s), in one process (every held-out sample is scored exactly once)."""
     tcfg = config.trainer
-    precision, channels_last = resolve_precision(config)
+    precision, channels_last = ((choice.precision, choice.channels_last) if choice
+                                else resolve_precision(config))
     return L.Trainer(
         accelerator=tcfg.accelerator,
         devices=1,
@@ -235,6 +241,24 @@ def build_inference_trainer(config: ExperimentConfig) -> L.Trainer:
         enable_model_summary=False,
         inference_mode=True,
     )
+
+
+def precision_choice(config: ExperimentConfig, phase: str, run_dir: Path,
+                     module: L.LightningModule | None = None,
+                     loader: Any = None) -> Choice:
+    """``phase``'s precision and weight layout (:func:`medilab.precision.phase_choice`): on a
+    CPU with native bf16 ``auto`` times fp32 against bf16 + channels-last on the first batch of
+    ``loader`` (cached in the run folder)."""
+    return phase_choice(config, phase, run_dir / PRECISION_PROBE_FILE, module,
+                        (lambda: first_batch(loader)) if loader is not None else None,
+                        lambda m: ChannelsLast().on_fit_start(None, m))  # type: ignore[arg-type]
+
+
+def first_batch(loader: Any) -> Any:
+    """The first batch of a map-style loader, made in this process (no workers, no shuffling
+    of the order the loader would use)."""
+    count = min(loader.batch_size or 1, len(loader.dataset))
+    return loader.collate_fn([loader.dataset[i] for i in range(count)])
 
 
 def train(
@@ -307,15 +331,19 @@ def train(
     primary = is_primary_process()
     try:
         if not launched:  # status first: a folder killed from here on is known as a run
-            write_status(run_dir, "running", precision=precision_record(config))
+            write_status(run_dir, "running", precision={"configured": config.trainer.precision})
             write_run_files(run_dir, config, datamodule.splits, model_args)
-        trainer = build_trainer(config, run_dir)
+        choice = precision_choice(config, "train", run_dir, module, _val_loader(datamodule))
+        if not launched:
+            write_status(run_dir, "running", precision=choice_record(config, choice))
+        trainer = build_trainer(config, run_dir, choice)
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last else None,
                     weights_only=True)
         if earlier_curves is not None and primary:
             prepend_curves(run_dir, earlier_curves)
         if primary:
-            _finish_status(run_dir, trainer, config)
+            infer = precision_choice(config, "infer", run_dir, module, _val_loader(datamodule))
+            _finish_status(run_dir, trainer, config, choice_record(config, choice, infer))
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()  # evaluation runs in one process
     except MedilabError as exc:
@@ -378,7 +406,16 @@ def _check_fresh_folder(run_dir: Path) -> None:
     raise MedilabError(f"{run_dir}: run folder exists and is not empty ({hint})")
 
 
-def _finish_status(run_dir: Path, trainer: L.Trainer, config: ExperimentConfig) -> None:
+def _val_loader(datamodule: L.LightningDataModule) -> Any:
+    """The validation loader (fixed order, no augmentation) for a precision probe, or None."""
+    try:
+        return datamodule.val_dataloader()
+    except Exception:  # noqa: BLE001 - no validation data: no probe
+        return None
+
+
+def _finish_status(run_dir: Path, trainer: L.Trainer, config: ExperimentConfig,
+                   precision: dict[str, Any]) -> None:
     summary = training_summary(trainer, config, read_curves(run_dir))
     state = "interrupted" if trainer.interrupted else "finished"
     if trainer.interrupted:
@@ -386,7 +423,7 @@ def _finish_status(run_dir: Path, trainer: L.Trainer, config: ExperimentConfig) 
         hint = ("--resume continues from the last epoch" if checkpoint_path(run_dir, "last")
                 .is_file() else "no epoch finished: train again into the same --run-dir")
         summary["next"] = hint
-    write_status(run_dir, state, training=summary, precision=precision_record(config))
+    write_status(run_dir, state, training=summary, precision=precision)
 
 
 def resolve_config(
@@ -418,7 +455,8 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best") -> dict[str, Any]:
     family = get_task_family(config.task)
     datamodule = family.build_datamodule(config, load_splits(run_dir / SPLITS_FILE))
     module = load_module(run_dir, family, config, checkpoint)
-    trainer = build_inference_trainer(config)
+    choice = precision_choice(config, "infer", run_dir, module, _val_loader(datamodule))
+    trainer = build_inference_trainer(config, choice)
     body = family.evaluate(module, datamodule, config, run_dir, trainer)
     metrics = {
         "experiment": config.experiment,
@@ -447,7 +485,7 @@ def predict(
     config = load_run_config(run_dir)
     family = get_task_family(config.task)
     module = load_module(run_dir, family, config, checkpoint)
-    trainer = build_inference_trainer(config)
+    trainer = build_inference_trainer(config, precision_choice(config, "infer", run_dir))
     if engine != "torch":
         from medilab.export import use_engine
 
