@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from medilab.data.cache import ArrayCache, CachedReader
-from medilab.data.sources.loader import read_array
+from medilab.data.formats.pixels import read_array
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_FILES = ("RG1_UNCR.dcm", "RG1_J2KR.dcm", "RG3_UNCR.dcm", "CT_small.dcm", "MR_small.dcm")

@@ -50,8 +50,8 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from medilab.config import ExperimentConfig, validate_config
-from medilab.data.datasets import detection_collate
-from medilab.precision import Choice
+from medilab.data.datamodules.detection import detection_collate
+from medilab.precision import PrecisionChoice as Choice
 from medilab.run import ChannelsLast, build_inference_trainer, build_trainer, precision_choice
 from medilab.tasks.base import BaseModule
 from medilab.tasks.classification import ClassificationFamily
@@ -292,15 +292,15 @@ def medilab_rates(case: Case, config: ExperimentConfig, module: BaseModule,
     total = args.warmup + args.steps
     loader = SyntheticBatches(case, case.batch * total).loader(case.batch)
     clock = StepClock(args.device)
-    trainer = build_trainer(config, folder, choices["train"], limit_train_batches=total,
-                            limit_val_batches=0, logger=False)
+    trainer = build_trainer(config, folder, module, choices["train"],
+                            limit_train_batches=total, limit_val_batches=0, logger=False)
     # keep what shapes the steps (channels-last); drop checkpoints and the rate monitor
     trainer.callbacks = [c for c in trainer.callbacks if isinstance(c, ChannelsLast)] + [clock]
     module.train()
     trainer.fit(module, train_dataloaders=loader)
     train_rate = best_rate(clock.durations(), case.batch, args)
     clock = StepClock(args.device)
-    inference = build_inference_trainer(config, choices["infer"])
+    inference = build_inference_trainer(config, module, choices["infer"])
     inference.callbacks.append(clock)
     module.load_state_dict(initial)
     module.eval()

@@ -97,10 +97,23 @@ def no_loader_workers_unless_asked(monkeypatch):
     monkeypatch.setattr(loading, "available_cores", lambda: 2)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def fp32_in_every_process():
+    """``trainer.precision: auto`` picks bf16 on CPUs with native bf16 (AVX512-BF16, AMX) and on
+    GPUs: ``MEDILAB_PRECISION=32-true`` makes ``auto`` fp32 in this process and in every CLI
+    subprocess a test starts, so no expected number depends on the machine (tests of the choice
+    itself remove it)."""
+    from medilab.precision import PRECISION_ENV
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(PRECISION_ENV, "32-true")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def fp32_unless_asked(monkeypatch):
-    """``trainer.precision: auto`` picks bf16 on CPUs with AMX: keep the suite's numbers the
-    same on every machine (tests of the choice itself pass a cpuinfo file or patch it)."""
+    """No native bf16 in-process either, for code that asks the CPU directly (tests of the
+    choice itself pass a cpuinfo file or patch it)."""
     from medilab import precision
 
     real = precision.cpu_has_native_bf16

@@ -12,12 +12,19 @@ import torch
 from medilab import precision, precision_probe
 from medilab.config import validate_config
 from medilab.models.registry import create_model
-from medilab.precision import phase_choice
+from medilab.precision import PRECISION_ENV
+from medilab.precision_probe import phase_choice
 from medilab.run import ChannelsLast, build_inference_trainer, first_batch, train
 from medilab.runfolder import PRECISION_PROBE_FILE, read_status
 from medilab.tasks.classification import ClassificationFamily
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(autouse=True)
+def no_precision_override(monkeypatch):
+    """The suite's MEDILAB_PRECISION=32-true would decide before any probe."""
+    monkeypatch.delenv(PRECISION_ENV, raising=False)
 
 
 def _config(**trainer):
@@ -122,7 +129,16 @@ def test_an_explicit_precision_and_a_gpu_are_not_probed(monkeypatch, tmp_path):
     choice = phase_choice(_config(precision="bf16-mixed", channels_last=True), "infer",
                           tmp_path / "p.json", _module(_config()), _batch, _to_channels_last)
     assert (choice.precision, choice.channels_last, choice.reason) == ("bf16-mixed", True,
-                                                                       "configured")
+                                                                       "set in the config")
+    monkeypatch.setenv(PRECISION_ENV, "32-true")  # the override wins over a probe
+    override = phase_choice(_config(), "train", tmp_path / "p.json", _module(_config()), _batch,
+                            _to_channels_last)
+    assert (override.precision, override.reason) == ("32-true", f"{PRECISION_ENV}=32-true")
+    monkeypatch.delenv(PRECISION_ENV)
+    volume = create_model("cnn3d", in_channels=1, num_classes=2, width=2, depth=1)
+    kept = phase_choice(_config(), "infer", tmp_path / "p.json", volume, _batch,
+                        _to_channels_last)
+    assert kept.precision == "32-true" and "3D" in kept.reason  # fp32 for 3D, not probed
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     gpu = phase_choice(_config(accelerator="gpu"), "train", tmp_path / "p.json")
@@ -174,9 +190,9 @@ def test_train_records_both_choices_and_evaluate_reuses_the_cache(monkeypatch, t
     chosen = []
     real = run.build_inference_trainer
 
-    def spy(config, choice=None):
+    def spy(config, model=None, choice=None):
         chosen.append(choice)
-        return real(config, choice)
+        return real(config, model, choice)
 
     monkeypatch.setattr(precision_probe, "seconds_per_step", lambda step: 1 / 0)  # no re-probe
     monkeypatch.setattr(run, "build_inference_trainer", spy)

@@ -51,7 +51,7 @@ def test_quick_run_prints_and_writes_every_column(tmp_path, capsys):
                 row[f"{phase}_tflops"] / row[f"{phase}_ceiling"], rel=0.02, abs=2e-5)
             assert row[f"{phase}_ceiling"] == pytest.approx(written["ceilings_tflops"]["fp32"],
                                                             abs=1e-3)
-        assert row["why"] == {"train": "configured", "infer": "configured"}
+        assert row["why"] == {"train": "set in the config", "infer": "set in the config"}
         assert row["peak_rss_mb"] > 0
         assert any(line.startswith(row["model"] + " ") for line in printed)
 

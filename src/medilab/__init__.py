@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from medilab.version import package_version
+
+__version__ = package_version()
 __all__ = ["evaluate", "predict", "train"]
 
 

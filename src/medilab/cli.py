@@ -14,6 +14,9 @@ from medilab.errors import MedilabError, storage_error_line
 
 app = typer.Typer(
     help="medilab: train, evaluate, explain and compare deep-learning models for medical images.",
+    epilog="Environment: MEDILAB_PRECISION=32-true (or any Lightning precision) is what "
+           "trainer.precision: auto picks on every machine; MEDILAB_DEBUG=1 shows tracebacks; "
+           "MEDILAB_VERBOSE=1 keeps Lightning's own messages.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -25,9 +28,9 @@ RunDir = Annotated[Path, typer.Argument(help="A run folder made by `medilab trai
 
 def _print_version(value: bool) -> None:
     if value:
-        from importlib.metadata import version as package_version
+        from medilab.version import package_version
 
-        typer.echo(package_version("medilab"))
+        typer.echo(package_version())
         raise typer.Exit()
 
 

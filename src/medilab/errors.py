@@ -27,6 +27,14 @@ class ConfigError(MedilabError):
     """The experiment configuration is invalid."""
 
 
+class TrainingFailedError(MedilabError):
+    """Training stopped on an error inside the fit (the run folder is kept, marked failed)."""
+
+
+class NonFiniteLossError(TrainingFailedError):
+    """The training loss became NaN or infinite."""
+
+
 class WeightsUnavailableError(MedilabError):
     """Pretrained weights were asked for but cannot be found offline."""
 

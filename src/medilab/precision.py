@@ -1,25 +1,53 @@
 """``trainer.precision: auto``: bf16 mixed precision with channels-last weights where the
 hardware computes bf16 natively, full fp32 elsewhere (bf16 emulated on a CPU without AVX512-BF16
-or AMX is several times slower than fp32)."""
+or AMX is several times slower than fp32).
+
+Models with volume (5D) convolution weights stay in fp32 under ``auto``: on an AVX512-BF16 CPU
+the Lab 3 3D CNN's loss was NaN from the first epoch under bf16 (issue #21), and the bf16
+kernels of conv3d could not be checked on every CPU. ``MEDILAB_PRECISION`` overrides what
+``auto`` picks (for example ``32-true`` to keep every machine's numbers alike).
+"""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
+from torch import nn
 
-from medilab import precision_probe as probe_cache
 from medilab.config import ExperimentConfig
-from medilab.precision_probe import Choice
+from medilab.errors import ConfigError
 
 AUTO = "auto"
 BF16 = "bf16-mixed"
 FP32 = "32-true"
+PRECISION_ENV = "MEDILAB_PRECISION"
+# what Lightning accepts as ``precision`` (spelled as its docs spell them)
+LIGHTNING_PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true",
+                        "32", "bf16", "16", "64")
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 CPUINFO = Path("/proc/cpuinfo")
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """What a run computes in: Lightning ``precision``, channels-last weights, and why."""
+
+    precision: str
+    channels_last: bool
+    reason: str
+    seconds: dict[str, float] | None = None  # a timed probe's seconds per step, by candidate
+
+    def record(self, configured: str | None = None) -> dict[str, object]:
+        """The entry written to status.json (``configured`` first when given)."""
+        body: dict[str, object] = {} if configured is None else {"configured": configured}
+        body.update(precision=self.precision, channels_last=self.channels_last,
+                    reason=self.reason)
+        if self.seconds:
+            body["probe_seconds"] = self.seconds
+        return body
 
 
 def cpu_has_native_bf16(cpuinfo: Path = CPUINFO) -> bool:
@@ -57,80 +85,55 @@ def native_bf16(accelerator: str) -> bool:
     return False  # mps, tpu, ...: keep fp32
 
 
-def resolve_precision(config: ExperimentConfig) -> tuple[str, bool]:
-    """(Lightning ``precision``, channels-last weights) for the run. ``auto`` becomes
-    ``bf16-mixed`` with channels-last on hardware with native bf16, else ``32-true`` with the
-    configured ``channels_last``; an explicit precision is kept as it is."""
-    tcfg = config.trainer
-    if tcfg.precision != AUTO:
-        return tcfg.precision, tcfg.channels_last
-    if native_bf16(tcfg.accelerator):
-        return BF16, True
-    return FP32, tcfg.channels_last
+def has_volume_weights(model: nn.Module | None) -> bool:
+    """Whether ``model`` has 5D (3D convolution) weights."""
+    return model is not None and any(p.dim() == 5 for p in model.parameters())
 
 
-def precision_record(config: ExperimentConfig) -> dict[str, object]:
-    """What the run chose, for status.json: ``{configured, precision, channels_last}``."""
-    precision, channels_last = resolve_precision(config)
-    return {"configured": config.trainer.precision, "precision": precision,
-            "channels_last": channels_last}
+def precision_override() -> str | None:
+    """``MEDILAB_PRECISION`` when set: the precision ``auto`` takes on every machine."""
+    value = os.environ.get(PRECISION_ENV, "").strip()
+    if not value:
+        return None
+    if value not in LIGHTNING_PRECISIONS:
+        raise ConfigError(f"{PRECISION_ENV}: unknown precision {value!r}; use one of "
+                          f"{', '.join(LIGHTNING_PRECISIONS)}")
+    return value
 
 
-def phase_choice(config: ExperimentConfig, phase: str, probe_file: Path | None = None,
-                 module: torch.nn.Module | None = None,
-                 batch: Callable[[], Any] | None = None,
-                 to_channels_last: Callable[[torch.nn.Module], None] | None = None) -> Choice:
-    """Precision and weight layout of one phase (``train`` / ``infer``), with the reason.
+def choose_precision(config: ExperimentConfig, model: nn.Module | None = None) -> PrecisionChoice:
+    """The precision a run of ``config`` (with network ``model``, when known) computes in.
 
-    An explicit precision is kept. ``auto`` is fp32 where bf16 is not native (no probe: emulated
-    bf16 is always slower) and bf16 + channels-last on a CUDA GPU with bf16. On a CPU with
-    native bf16 the phase's answer comes from ``probe_file`` when it was probed on this machine,
-    else from a timed probe of ``module`` on ``batch()`` (stored in ``probe_file``); without a
-    module or batch, training takes bf16 and inference fp32 (bf16 inference can be slower).
+    An explicit ``trainer.precision`` is kept as it is. ``auto`` becomes ``MEDILAB_PRECISION``
+    when set; else ``32-true`` for models with 3D convolutions; else ``bf16-mixed`` with
+    channels-last weights on hardware with native bf16; else ``32-true``. ``channels_last`` is
+    the configured one except where bf16 turns it on.
     """
     tcfg = config.trainer
     if tcfg.precision != AUTO:
-        return Choice(tcfg.precision, tcfg.channels_last, "configured")
-    if not native_bf16(tcfg.accelerator):
-        return Choice(FP32, tcfg.channels_last,
-                      "no native bf16 on this device: emulated bf16 is slower than fp32")
-    if uses_cuda(tcfg.accelerator):
-        return Choice(BF16, True, "CUDA GPU with bf16")
-    cached = probe_cache.cached_choice(probe_file, phase)
-    if cached is not None:
-        return cached
-    example = _probe_batch(batch) if module is not None and to_channels_last else None
-    if example is None or module is None or to_channels_last is None:
-        if phase == "train":
-            return Choice(BF16, True, "native bf16 CPU, not probed")
-        return Choice(FP32, tcfg.channels_last, "native bf16 CPU, inference not probed: fp32 "
-                                                "(bf16 inference can be slower)")
-    try:
-        choice = probe_cache.probe(module, example, phase, to_channels_last)
-    except Exception as exc:  # noqa: BLE001 - a failed probe must not stop a run
-        reason = f"probe failed ({type(exc).__name__}: {exc})"
-        return (Choice(BF16, True, reason) if phase == "train" else
-                Choice(FP32, tcfg.channels_last, reason))
-    if probe_file is not None:
-        with contextlib.suppress(OSError):
-            probe_cache.store_choice(probe_file, phase, choice, probe_cache.shape_of(example))
-    return choice
+        return PrecisionChoice(tcfg.precision, tcfg.channels_last, "set in the config")
+    override = precision_override()
+    if override is not None:
+        return PrecisionChoice(override, tcfg.channels_last, f"{PRECISION_ENV}={override}")
+    if has_volume_weights(model):
+        return PrecisionChoice(FP32, tcfg.channels_last,
+                               "3D convolutions: kept in fp32 (bf16 diverged, issue #21)")
+    if native_bf16(tcfg.accelerator):
+        return PrecisionChoice(BF16, True, "native bf16 on this device")
+    return PrecisionChoice(FP32, tcfg.channels_last, "no native bf16 on this device")
 
 
-def _probe_batch(batch: Callable[[], Any] | None) -> Any:
-    if batch is None:
-        return None
-    try:
-        return batch()
-    except Exception:  # noqa: BLE001 - no batch: no probe
-        return None
+def resolve_precision(
+    config: ExperimentConfig, model: nn.Module | None = None
+) -> tuple[str, bool]:
+    """(Lightning ``precision``, channels-last weights) for the run: see
+    :func:`choose_precision`."""
+    choice = choose_precision(config, model)
+    return choice.precision, choice.channels_last
 
 
-def choice_record(config: ExperimentConfig, train: Choice, infer: Choice | None = None
-                  ) -> dict[str, Any]:
-    """status.json's ``precision``: ``configured``, the training choice (``precision``,
-    ``channels_last``, ``reason``, probe seconds) and ``inference`` (the same keys)."""
-    body: dict[str, Any] = {"configured": config.trainer.precision, **train.record()}
-    if infer is not None:
-        body["inference"] = infer.record()
-    return body
+def precision_record(
+    config: ExperimentConfig, model: nn.Module | None = None
+) -> dict[str, object]:
+    """What the run chose, for status.json: ``{configured, precision, channels_last, reason}``."""
+    return choose_precision(config, model).record(config.trainer.precision)

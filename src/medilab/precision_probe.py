@@ -15,38 +15,28 @@ import platform
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.utilities import move_data_to_device
 
+from medilab.config import ExperimentConfig
 from medilab.io.atomic import write_text
+from medilab.precision import (
+    AUTO,
+    BF16,
+    FP32,
+    PrecisionChoice,
+    choose_precision,
+    precision_override,
+    uses_cuda,
+)
 
 PHASES = ("train", "infer")
-BF16 = "bf16-mixed"
-FP32 = "32-true"
 CANDIDATES = ((FP32, False), (BF16, True))  # (precision, channels-last weights)
 PROBE_STEPS = 2  # timed calls per candidate (after one untimed), the fastest counts
 CPUINFO = Path("/proc/cpuinfo")
-
-
-@dataclass(frozen=True)
-class Choice:
-    """A phase's precision and weight layout, why, and the probe's seconds per step."""
-
-    precision: str
-    channels_last: bool
-    reason: str
-    seconds: dict[str, float] | None = None
-
-    def record(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"precision": self.precision, "channels_last": self.channels_last,
-                                "reason": self.reason}
-        if self.seconds:
-            body["probe_seconds"] = self.seconds
-        return body
 
 
 def label(precision: str, channels_last: bool) -> str:
@@ -76,7 +66,7 @@ def read_cache(path: Path) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def cached_choice(path: Path | None, phase: str) -> Choice | None:
+def cached_choice(path: Path | None, phase: str) -> PrecisionChoice | None:
     """The phase's cached choice when it was probed on this machine, else None."""
     if path is None:
         return None
@@ -84,13 +74,13 @@ def cached_choice(path: Path | None, phase: str) -> Choice | None:
     if not isinstance(entry, dict) or entry.get("machine") != machine_key():
         return None
     try:
-        return Choice(str(entry["precision"]), bool(entry["channels_last"]),
+        return PrecisionChoice(str(entry["precision"]), bool(entry["channels_last"]),
                       f"cached probe ({entry['reason']})", entry.get("probe_seconds"))
     except KeyError:
         return None
 
 
-def store_choice(path: Path, phase: str, choice: Choice, shape: list[Any]) -> None:
+def store_choice(path: Path, phase: str, choice: PrecisionChoice, shape: list[Any]) -> None:
     body = read_cache(path)
     body[phase] = {**choice.record(), "machine": machine_key(), "input_shape": shape}
     write_text(path, json.dumps(body, indent=2) + "\n")
@@ -160,7 +150,7 @@ def step_function(module: Any, batch: Any, phase: str, precision: str) -> Callab
 
 
 def probe(module: Any, batch: Any, phase: str,
-          to_channels_last: Callable[[torch.nn.Module], None]) -> Choice:
+          to_channels_last: Callable[[torch.nn.Module], None]) -> PrecisionChoice:
     """Time each candidate on ``batch`` and keep the faster (fp32 on a tie)."""
     seconds: dict[str, float] = {}
     batch = move_data_to_device(batch, torch.device("cpu"))
@@ -174,9 +164,9 @@ def probe(module: Any, batch: Any, phase: str,
             seconds[label(precision, channels_last)] = round(seconds_per_step(step), 5)
     fp32, bf16 = (seconds[label(p, c)] for p, c in CANDIDATES)
     if bf16 < fp32:
-        return Choice(BF16, True, f"probe: bf16 + channels-last {fp32 / bf16:.2f}x faster "
+        return PrecisionChoice(BF16, True, f"probe: bf16 + channels-last {fp32 / bf16:.2f}x faster "
                                   f"than fp32 for {phase}", seconds)
-    return Choice(FP32, False, f"probe: fp32 {bf16 / max(fp32, 1e-12):.2f}x faster than "
+    return PrecisionChoice(FP32, False, f"probe: fp32 {bf16 / max(fp32, 1e-12):.2f}x faster than "
                                f"bf16 + channels-last for {phase}", seconds)
 
 
@@ -190,3 +180,62 @@ def shape_of(batch: Any) -> list[Any]:
         found = [shape_of(v) for v in batch[:1]]
         return [len(batch), *found] if batch else []
     return []
+
+
+# ----------------------------------------------------------------------------- choosing
+def phase_choice(config: ExperimentConfig, phase: str, probe_file: Path | None = None,
+                 module: torch.nn.Module | None = None,
+                 batch: Callable[[], Any] | None = None,
+                 to_channels_last: Callable[[torch.nn.Module], None] | None = None
+                 ) -> PrecisionChoice:
+    """Precision and weight layout of one phase (``train`` / ``infer``), with the reason.
+
+    :func:`medilab.precision.choose_precision` decides, except where ``auto`` would take bf16
+    on a CPU: there the phase's answer comes from ``probe_file`` when it was probed on this
+    machine, else from a timed probe of ``module`` on ``batch()`` (then stored in
+    ``probe_file``). Without a module or batch to probe, training takes bf16 and inference
+    fp32 (bf16 inference can be slower than fp32).
+    """
+    chosen = choose_precision(config, module)
+    tcfg = config.trainer
+    if (chosen.precision != BF16 or tcfg.precision != AUTO or precision_override() is not None
+            or uses_cuda(tcfg.accelerator)):
+        return chosen
+    cached = cached_choice(probe_file, phase)
+    if cached is not None:
+        return cached
+    example = _call(batch) if module is not None and to_channels_last is not None else None
+    if example is None or module is None or to_channels_last is None:
+        if phase == "train":
+            return PrecisionChoice(BF16, True, "native bf16 CPU, not probed")
+        return PrecisionChoice(FP32, tcfg.channels_last, "native bf16 CPU, inference not "
+                                                         "probed: fp32 (bf16 can be slower)")
+    try:
+        choice = probe(module, example, phase, to_channels_last)
+    except Exception as exc:  # noqa: BLE001 - a failed probe must not stop a run
+        reason = f"probe failed ({type(exc).__name__}: {exc})"
+        return (PrecisionChoice(BF16, True, reason) if phase == "train" else
+                PrecisionChoice(FP32, tcfg.channels_last, reason))
+    if probe_file is not None:
+        with contextlib.suppress(OSError):
+            store_choice(probe_file, phase, choice, shape_of(example))
+    return choice
+
+
+def _call(batch: Callable[[], Any] | None) -> Any:
+    if batch is None:
+        return None
+    try:
+        return batch()
+    except Exception:  # noqa: BLE001 - no batch: no probe
+        return None
+
+
+def choice_record(config: ExperimentConfig, train: PrecisionChoice,
+                  infer: PrecisionChoice | None = None) -> dict[str, Any]:
+    """status.json's ``precision``: ``configured``, the training choice (``precision``,
+    ``channels_last``, ``reason``, probe seconds) and ``inference`` (the same keys)."""
+    body: dict[str, Any] = train.record(config.trainer.precision)
+    if infer is not None:
+        body["inference"] = infer.record()
+    return body

@@ -30,14 +30,15 @@ from medilab.config import (
 )
 from medilab.data.splits import load_splits
 from medilab.data.verify import check_before_training
-from medilab.errors import InputFileError, MedilabError, storage_error_line
-from medilab.precision import (
-    Choice,
-    choice_record,
-    phase_choice,
-    resolve_precision,
-    uses_cuda,
+from medilab.errors import (
+    InputFileError,
+    MedilabError,
+    NonFiniteLossError,
+    TrainingFailedError,
+    storage_error_line,
 )
+from medilab.precision import PrecisionChoice, resolve_precision, uses_cuda
+from medilab.precision_probe import choice_record, phase_choice
 from medilab.runfolder import (
     LOCK_FILE,
     PRECISION_PROBE_FILE,
@@ -81,14 +82,46 @@ def quiet_lightning(verbose: bool = False) -> None:
 quiet_lightning(os.environ.get("MEDILAB_VERBOSE") == "1")
 
 
+CHANNELS_LAST_FORMATS = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def to_channels_last(module: torch.nn.Module) -> None:
+    """Put 4D weights in channels-last and 5D weights in channels-last-3d layout, in place;
+    other tensors stay as they are (``Module.to(memory_format=...)`` refuses 5D weights).
+    Measured on the Lab 3 3D CNN (fp32, 2 CPU cores): channels-last-3d trains about twice
+    as fast at 28³ and 64³ and infers as fast at 28³, faster at 64³."""
+    for tensor in [*module.parameters(), *module.buffers()]:
+        layout = CHANNELS_LAST_FORMATS.get(tensor.dim())
+        if layout is not None:
+            tensor.data = tensor.data.contiguous(memory_format=layout)
+
+
 class ChannelsLast(cb.Callback):
-    """Put the model's 4D weights in channels-last layout when fitting starts."""
+    """Put the model's convolution weights in channels-last layout when fitting or predicting
+    starts (:func:`to_channels_last`)."""
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        pl_module.to(memory_format=torch.channels_last)
+        to_channels_last(pl_module)
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        pl_module.to(memory_format=torch.channels_last)
+        to_channels_last(pl_module)
+
+
+class StopOnNonFiniteLoss(cb.Callback):
+    """Stop training at once when a step's loss is NaN or infinite (a diverged run would
+    otherwise train on, and checkpoint, garbage for the remaining epochs)."""
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int,
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all()):
+            raise NonFiniteLossError(
+                f"training loss is {loss.detach().float().item()} at epoch "
+                f"{trainer.current_epoch + 1}, step {batch_idx + 1} (precision "
+                f"{trainer.precision}): lower optimizer.lr, set trainer.gradient_clip_val, "
+                "or train with trainer.precision=32-true")
 
 
 def compile_network(module: L.LightningModule) -> None:
@@ -160,13 +193,17 @@ def _flatten(loaders: Any) -> list[Any]:
     return [] if loaders is None else [loaders]
 
 
-def build_trainer(config: ExperimentConfig, run_dir: Path, choice: Choice | None = None,
-                  **overrides: Any) -> L.Trainer:
+def build_trainer(
+    config: ExperimentConfig, run_dir: Path, model: torch.nn.Module | None = None,
+    choice: PrecisionChoice | None = None, **overrides: Any,
+) -> L.Trainer:
     """A Trainer with checkpoints (best + last), early stopping, loggers and devices from config;
-    precision and weight layout from ``choice`` (see :func:`precision_choice`) when given."""
+    the precision is ``choice`` (see :func:`precision_choice`) or chosen for ``model`` when given
+    (:func:`medilab.precision.choose_precision`).
+    """
     tcfg = config.trainer
     precision, channels_last = ((choice.precision, choice.channels_last) if choice
-                                else resolve_precision(config))
+                                else resolve_precision(config, model))
     best = cb.ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
@@ -179,7 +216,7 @@ def build_trainer(config: ExperimentConfig, run_dir: Path, choice: Choice | None
         dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False
     )
     callbacks: list[cb.Callback] = [best, latest, cb.LearningRateMonitor("epoch"),
-                                    EpochSeeds(config.seed)]
+                                    EpochSeeds(config.seed), StopOnNonFiniteLoss()]
     if tcfg.early_stopping.enabled:
         callbacks.append(
             cb.EarlyStopping(
@@ -231,15 +268,17 @@ def build_trainer(config: ExperimentConfig, run_dir: Path, choice: Choice | None
     return L.Trainer(**options)
 
 
-def build_inference_trainer(config: ExperimentConfig, choice: Choice | None = None
-                            ) -> L.Trainer:
-    """A Trainer for ``Trainer.predict`` on the configured accelerator and precision (or
-    ``choice``'s), in one process (every held-out sample is scored exactly once). Under mixed
-    precision the weights are cast to the low precision once per ``predict``, not per batch
-    (:class:`CastWeightsOnce`)."""
+def build_inference_trainer(
+    config: ExperimentConfig, model: torch.nn.Module | None = None,
+    choice: PrecisionChoice | None = None,
+) -> L.Trainer:
+    """A Trainer for ``Trainer.predict`` on the configured accelerator and precision (``choice``,
+    or chosen for ``model`` when given), in one process (every held-out sample is scored exactly
+    once). Under mixed precision the weights are cast to the low precision once per ``predict``,
+    not per batch (:class:`CastWeightsOnce`)."""
     tcfg = config.trainer
     precision, channels_last = ((choice.precision, choice.channels_last) if choice
-                                else resolve_precision(config))
+                                else resolve_precision(config, model))
     callbacks: list[cb.Callback] = [ChannelsLast()] if channels_last else []
     options: dict[str, Any] = {"precision": precision}
     mixed = precision in MIXED_PRECISIONS
@@ -307,20 +346,28 @@ class CastWeightsOnce(cb.Callback):
 
 def precision_choice(config: ExperimentConfig, phase: str, run_dir: Path,
                      module: L.LightningModule | None = None,
-                     loader: Any = None) -> Choice:
-    """``phase``'s precision and weight layout (:func:`medilab.precision.phase_choice`): on a
-    CPU with native bf16 ``auto`` times fp32 against bf16 + channels-last on the first batch of
-    ``loader`` (cached in the run folder)."""
+                     loader: Any = None) -> PrecisionChoice:
+    """``phase``'s precision and weight layout (:func:`medilab.precision_probe.phase_choice`):
+    on a CPU with native bf16 ``auto`` times fp32 against bf16 + channels-last on the first
+    batch of ``loader`` (cached in the run folder)."""
     return phase_choice(config, phase, run_dir / PRECISION_PROBE_FILE, module,
                         (lambda: first_batch(loader)) if loader is not None else None,
-                        lambda m: ChannelsLast().on_fit_start(None, m))  # type: ignore[arg-type]
+                        to_channels_last)
 
 
 def first_batch(loader: Any) -> Any:
-    """The first batch of a map-style loader, made in this process (no workers, no shuffling
-    of the order the loader would use)."""
+    """The first samples of a map-style loader's dataset as one batch, made in this process
+    (no workers started, no shuffling RNG drawn)."""
     count = min(loader.batch_size or 1, len(loader.dataset))
     return loader.collate_fn([loader.dataset[i] for i in range(count)])
+
+
+def _val_loader(datamodule: L.LightningDataModule) -> Any:
+    """The validation loader (fixed order, no augmentation) for a precision probe, or None."""
+    try:
+        return datamodule.val_dataloader()
+    except Exception:  # noqa: BLE001 - no validation data: no probe
+        return None
 
 
 def train(
@@ -398,7 +445,7 @@ def train(
         choice = precision_choice(config, "train", run_dir, module, _val_loader(datamodule))
         if not launched:
             write_status(run_dir, "running", precision=choice_record(config, choice))
-        trainer = build_trainer(config, run_dir, choice)
+        trainer = build_trainer(config, run_dir, module, choice)
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last else None,
                     weights_only=True)
         if earlier_curves is not None and primary:
@@ -409,7 +456,8 @@ def train(
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()  # evaluation runs in one process
     except MedilabError as exc:
-        if created:
+        keep = isinstance(exc, TrainingFailedError) or checkpoint_path(run_dir, "last").is_file()
+        if created and not keep:  # bad input found before any epoch: nothing worth keeping
             shutil.rmtree(run_dir, ignore_errors=True)
         elif primary and run_dir.is_dir():
             write_status(run_dir, "failed", reason=str(exc))
@@ -431,6 +479,12 @@ def train(
         if isinstance(exc, SystemExit):
             raise KeyboardInterrupt from None
         raise
+    except Exception as exc:  # a crash inside training (a kernel error, a bug): one line
+        reason = f"{type(exc).__name__}: {_first_line(exc)}"
+        if primary and run_dir.is_dir():
+            write_status(run_dir, "failed", reason=reason)
+        raise TrainingFailedError(f"{run_dir}: training failed: {reason} (status.json marked "
+                                  "failed; --debug shows the traceback)") from exc
     finally:
         if not launched:
             os.environ.pop(RUN_DIR_ENV, None)
@@ -468,16 +522,15 @@ def _check_fresh_folder(run_dir: Path) -> None:
     raise MedilabError(f"{run_dir}: run folder exists and is not empty ({hint})")
 
 
-def _val_loader(datamodule: L.LightningDataModule) -> Any:
-    """The validation loader (fixed order, no augmentation) for a precision probe, or None."""
-    try:
-        return datamodule.val_dataloader()
-    except Exception:  # noqa: BLE001 - no validation data: no probe
-        return None
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else "(no message)"
 
 
-def _finish_status(run_dir: Path, trainer: L.Trainer, config: ExperimentConfig,
-                   precision: dict[str, Any]) -> None:
+def _finish_status(
+    run_dir: Path, trainer: L.Trainer, config: ExperimentConfig, precision: dict[str, Any]
+) -> None:
     summary = training_summary(trainer, config, read_curves(run_dir))
     state = "interrupted" if trainer.interrupted else "finished"
     if trainer.interrupted:
@@ -518,7 +571,7 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best") -> dict[str, Any]:
     datamodule = family.build_datamodule(config, load_splits(run_dir / SPLITS_FILE))
     module = load_module(run_dir, family, config, checkpoint)
     choice = precision_choice(config, "infer", run_dir, module, _val_loader(datamodule))
-    trainer = build_inference_trainer(config, choice)
+    trainer = build_inference_trainer(config, module, choice)
     body = family.evaluate(module, datamodule, config, run_dir, trainer)
     metrics = {
         "experiment": config.experiment,
@@ -547,7 +600,8 @@ def predict(
     config = load_run_config(run_dir)
     family = get_task_family(config.task)
     module = load_module(run_dir, family, config, checkpoint)
-    trainer = build_inference_trainer(config, precision_choice(config, "infer", run_dir))
+    trainer = build_inference_trainer(config, module, precision_choice(config, "infer", run_dir,
+                                                                       module))
     if engine != "torch":
         from medilab.export import use_engine
 

@@ -15,12 +15,12 @@ import torch
 from PIL import Image
 
 from medilab.config import check_data_paths, validate_config
-from medilab.data import detection, segmentation
 from medilab.data.cache import ArrayCache, data_cache, default_cache_dir
-from medilab.data.detection import DetectionDataModule, DetectionImages, Preprocess
-from medilab.data.preprocess import ImagePrep, PrepConfig
+from medilab.data.datamodules import detection, segmentation
+from medilab.data.datamodules.detection import DetectionDataModule, DetectionImages, Preprocess
 from medilab.data.sources import image_table, slice_table
 from medilab.data.sources.image_table import ImageTableSource, read_images
+from medilab.data.transforms.prep import ImagePrep, PrepConfig
 from medilab.errors import ConfigError, MedilabError
 from segmentation_samples import circles_config, write_circles
 

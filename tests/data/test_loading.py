@@ -8,8 +8,8 @@ import pytest
 
 from medilab.config import validate_config
 from medilab.data import loading
-from medilab.data.array_datamodule import ArrayClassificationDataModule
-from medilab.data.digits import ImageArrays
+from medilab.data.datamodules.classification import ArrayClassificationDataModule
+from medilab.data.formats.arrays import ImageArrays
 from medilab.data.loading import auto_workers, loader_options, pins_memory
 from medilab.errors import ConfigError
 

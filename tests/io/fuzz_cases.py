@@ -160,7 +160,7 @@ def _read_image(path: Path) -> object:
 
 
 def _read_pixels(path: Path) -> object:
-    from medilab.data.digits import read_pixel_csv
+    from medilab.data.formats.pixel_tables import read_pixel_csv
 
     return read_pixel_csv(path, labelled=True, pixel_scale=16)
 

@@ -15,8 +15,7 @@ from torch.utils.data import DataLoader
 from torchvision.ops import box_iou
 
 from medilab.config import ExperimentConfig
-from medilab.data.datasets import detection_collate
-from medilab.data.detection import DetectionDataModule, Preprocess
+from medilab.data.datamodules.detection import DetectionDataModule, Preprocess, detection_collate
 from medilab.models.detection import fasterrcnn_small
 from medilab.tasks.detection_metrics import detection_scores
 from medilab.tasks.detection_module import (

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from medilab.io.atomic import atomic_path
+from medilab.version import package_version
 
 CACHE_DIR_ENV = "MEDILAB_CACHE_DIR"
 
@@ -66,10 +67,8 @@ def source_fingerprint(ref: str | os.PathLike[str]) -> dict[str, Any]:
 def cache_key(ref: str | os.PathLike[str], params: Mapping[str, Any] | None = None) -> str:
     """A hex key of the source fingerprint, the preprocessing parameters and medilab's
     version (a new release may prepare pixels differently)."""
-    from medilab import __version__
-
     payload = {"source": source_fingerprint(ref), "params": dict(params or {}),
-               "medilab": __version__}
+               "medilab": package_version()}
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -144,7 +143,7 @@ class CachedReader:
         params: Mapping[str, Any] | None = None,
     ) -> None:
         if reader is None:
-            from medilab.data.sources.loader import read_array
+            from medilab.data.formats.pixels import read_array
 
             reader = read_array
         self.reader = reader

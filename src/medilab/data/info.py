@@ -27,10 +27,10 @@ import pandas as pd
 
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.messages import short_list
+from medilab.io.reader import is_image_file, is_volume_file, volume_stem
 from medilab.io.tables import read_csv_table
 
 SPLIT_COLUMNS = ("split", "repo_split", "fold")
-VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz")
 LABEL_MAP_WORDS = ("label", "labels", "seg", "segmentation", "mask", "masks")
 
 
@@ -102,7 +102,7 @@ def dataset_info(path: str | Path, *, max_images: int = 1000) -> DatasetInfo:
 
 
 def _folder_info(path: Path, max_images: int) -> DatasetInfo:
-    from medilab.data.sources.image_folder import METADATA_NAMES
+    from medilab.data.formats.image_folder import METADATA_NAMES
 
     if any((path / name).is_file() for name in METADATA_NAMES):
         return _table_info(path, max_images)
@@ -110,7 +110,7 @@ def _folder_info(path: Path, max_images: int) -> DatasetInfo:
         return _boxes_info(path, max_images)
     if (path / "images").is_dir():
         return _mask_folder_info(path, max_images)
-    volumes = sorted(p for p in path.iterdir() if p.is_file() and _is_volume_file(p))
+    volumes = sorted(p for p in path.iterdir() if p.is_file() and is_volume_file(p))
     if volumes:
         return _volume_folder_info(path, volumes, max_images)
     return _dicom_info(path, max_images)
@@ -137,7 +137,7 @@ def _add_dtype(info: DatasetInfo, dtype: object) -> None:
 
 
 def _npz_info(path: Path) -> DatasetInfo:
-    from medilab.data.sources.medmnist import load_medmnist
+    from medilab.data.formats.medmnist import load_medmnist
 
     splits = load_medmnist(path)
     info = DatasetInfo(str(path), "medmnist npz", sum(len(s.labels) for s in splits.values()))
@@ -159,7 +159,7 @@ def _npz_info(path: Path) -> DatasetInfo:
 
 def _pixel_csv_info(path: Path, columns: list[str]) -> DatasetInfo:
     """A Kaggle-style pixel table, read (and checked) as training would read it."""
-    from medilab.data.digits import read_pixel_csv
+    from medilab.data.formats.pixel_tables import read_pixel_csv
 
     labelled = "label" in columns
     arrays = read_pixel_csv(path, labelled=labelled)
@@ -181,7 +181,7 @@ def _pixel_csv_info(path: Path, columns: list[str]) -> DatasetInfo:
 def _scan_images(info: DatasetInfo, refs: list[str], max_images: int) -> None:
     """Shapes, dtypes, spacings and value range of up to ``max_images`` images; unreadable
     ones are counted in ``info.details`` instead of stopping the scan."""
-    from medilab.data.sources.loader import read_array
+    from medilab.data.formats.pixels import read_array
     from medilab.io.reader import read_image
 
     shapes: Counter[str] = Counter()
@@ -216,7 +216,7 @@ def _scan_images(info: DatasetInfo, refs: list[str], max_images: int) -> None:
 
 
 def _table_info(path: Path, max_images: int) -> DatasetInfo:
-    from medilab.data.sources.image_folder import find_metadata, image_folder_manifest
+    from medilab.data.formats.image_folder import find_metadata, image_folder_manifest
     from medilab.data.splits import check_leakage
 
     csv = find_metadata(path)
@@ -246,7 +246,7 @@ def _table_info(path: Path, max_images: int) -> DatasetInfo:
 
 def _boxes_info(path: Path, max_images: int) -> DatasetInfo:
     """``boxes.csv`` (+ ``images.csv`` listing every image): images, boxes and box classes."""
-    from medilab.data.sources.boxes import boxes_csv_manifest
+    from medilab.data.formats.boxes import boxes_csv_manifest
 
     images_csv = path / "images.csv"
     manifest = boxes_csv_manifest(
@@ -268,10 +268,7 @@ def _boxes_info(path: Path, max_images: int) -> DatasetInfo:
 
 
 def _mask_folder_info(path: Path, max_images: int) -> DatasetInfo:
-    from medilab.data.sources.masks import IMAGE_SUFFIXES
-
-    images = sorted(p for p in (path / "images").iterdir()
-                    if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    images = sorted(p for p in (path / "images").iterdir() if p.is_file() and is_image_file(p))
     others = sorted(p.name for p in path.iterdir() if p.is_dir() and p.name != "images")
     info = DatasetInfo(str(path), "image folder + masks", len(images),
                        columns=["images", *others])
@@ -279,27 +276,15 @@ def _mask_folder_info(path: Path, max_images: int) -> DatasetInfo:
     return info
 
 
-def _is_volume_file(path: Path) -> bool:
-    return path.name.lower().endswith(VOLUME_SUFFIXES)
-
-
-def _volume_stem(path: Path) -> str:
-    name = path.name
-    for suffix in VOLUME_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
 def _is_label_map(path: Path) -> bool:
-    words = _volume_stem(path).lower().replace("-", "_").replace(".", "_").split("_")
+    words = volume_stem(path).lower().replace("-", "_").replace(".", "_").split("_")
     return any(word in LABEL_MAP_WORDS for word in words)
 
 
 def _case_name(path: Path) -> str:
-    words = _volume_stem(path).replace("-", "_").split("_")
+    words = volume_stem(path).replace("-", "_").split("_")
     kept = [w for w in words if w.lower() not in (*LABEL_MAP_WORDS, "image", "img", "volume")]
-    return "_".join(kept) or _volume_stem(path)
+    return "_".join(kept) or volume_stem(path)
 
 
 def _volume_folder_info(path: Path, files: list[Path], max_images: int) -> DatasetInfo:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medilab.data.digits import ImageArrays
+from medilab.data.formats.arrays import ImageArrays
 
 FILE_COLUMNS = ("image", "mask", "fov")  # columns holding files that verify reads
 

@@ -163,14 +163,6 @@ def check_leakage(
     return leaks
 
 
-def split_summary(manifest: pd.DataFrame, splits: pd.DataFrame, stratify: str | None = "label"):
-    """Counts per split (and per class when ``stratify`` is a manifest column)."""
-    merged = apply_splits(manifest, splits)
-    if stratify and stratify in merged.columns:
-        return pd.crosstab(merged["split"], merged[stratify])
-    return merged["split"].value_counts().to_frame("n")
-
-
 def apply_splits(manifest: pd.DataFrame, splits: pd.DataFrame) -> pd.DataFrame:
     """The manifest with a ``split`` column taken from a splits table (by ``sample_id``)."""
     lookup = dict(zip(splits["sample_id"].astype(str), splits["split"], strict=True))

@@ -155,7 +155,7 @@ def table_problems(samples: SampleTable) -> list[Problem]:
 
 
 def _box_problems(samples: SampleTable) -> list[Problem]:
-    from medilab.data.detection import box_errors
+    from medilab.data.datamodules.detection import box_errors
 
     problems = []
     has_labels = "box_labels" in samples.table.columns
@@ -256,7 +256,7 @@ def _facts_of(ref_values: tuple[str, bool]) -> dict[str, Any]:
 def file_facts(ref: str, *, values: bool = False) -> dict[str, Any]:
     """``shape`` (spatial, colour axis dropped), ``spacing``, ``finite`` and (``values``) the
     distinct values of one file; or ``error``, why it cannot be read."""
-    from medilab.data.sources.loader import read_array, read_image
+    from medilab.data.formats.pixels import read_array, read_image
 
     try:
         if "::" in ref:
@@ -358,7 +358,7 @@ def _mask_problems(sample: str, ref: str, found: dict[str, Any], classes: int | 
 
 def _boxes_outside(sample: str, row: pd.Series, shape: tuple[int, ...]) -> list[Problem]:
     """Boxes that are sound on their own (see ``_box_problems``) but leave their image."""
-    from medilab.data.detection import box_errors
+    from medilab.data.datamodules.detection import box_errors
 
     boxes = _boxes(row["boxes"])
     outside = [e for e in box_errors(boxes, shape[:2]) if e not in box_errors(boxes)]

@@ -14,10 +14,39 @@ from medilab.io.image_data import ImageData
 from medilab.io.images import PIL_SUFFIXES, TIFF_SUFFIXES, read_numpy, read_raster
 from medilab.io.volumes import read_nifti, read_nrrd
 
+# every file suffix medilab reads (one owner: the other modules ask here)
+RASTER_SUFFIXES = PIL_SUFFIXES | TIFF_SUFFIXES
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr")
+ARRAY_SUFFIXES = frozenset({".npy"})
+IMAGE_SUFFIXES = RASTER_SUFFIXES | DICOM_SUFFIXES | ARRAY_SUFFIXES | frozenset(VOLUME_SUFFIXES)
+
 SUPPORTED = (
     "DICOM file (.dcm/.dicom/.ima, no suffix, or DICM magic), DICOM series folder, "
     ".nii/.nii.gz, .nrrd/.nhdr, .png/.jpg/.jpeg/.gif/.bmp/.tif/.tiff, .npy/.npz"
 )
+
+
+def file_suffix(path: str | os.PathLike[str]) -> str:
+    """The lower-case suffix, with ``.nii.gz`` as one suffix."""
+    name = Path(path).name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
+
+
+def is_volume_file(path: str | os.PathLike[str]) -> bool:
+    """A NIfTI or NRRD file, by name."""
+    return file_suffix(path) in VOLUME_SUFFIXES
+
+
+def is_image_file(path: str | os.PathLike[str]) -> bool:
+    """An image, volume, DICOM or ``.npy`` file, by suffix (see :data:`IMAGE_SUFFIXES`)."""
+    return file_suffix(path) in IMAGE_SUFFIXES
+
+
+def volume_stem(path: str | os.PathLike[str]) -> str:
+    """The file name without its volume suffix (``ct.nii.gz`` → ``ct``)."""
+    name = Path(path).name
+    suffix = file_suffix(path)
+    return name[: -len(suffix)] if suffix in VOLUME_SUFFIXES else Path(name).stem
 
 
 def reader_for(path: str | os.PathLike[str]) -> Callable[..., ImageData]:

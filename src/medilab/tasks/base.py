@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from medilab.config import ExperimentConfig, OptimizerConfig, SchedulerConfig
+from medilab.errors import MedilabError
 from medilab.io.atomic import write_csv
 
 
@@ -191,6 +192,7 @@ class TaskFamily(ABC):
         counts: dict[str, int] = {}
         for split in self.held_out_splits(datamodule):
             outputs = trainer.predict(module, dataloaders=self.prediction_loader(datamodule, split))
+            check_finite_outputs(outputs or [], split)
             frame, metrics = self.score_split(module, datamodule, split, outputs or [], config,
                                               run_dir)
             write_csv(frame, run_dir / f"predictions_{split}.csv")
@@ -212,3 +214,26 @@ class TaskFamily(ABC):
         from medilab.errors import MedilabError
 
         raise MedilabError(f"explain: task {self.name!r} has no CAM explanations")
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    """Every floating-point tensor inside a predict output (tensors, dicts, lists, tuples)."""
+    if isinstance(value, torch.Tensor):
+        return [value] if value.is_floating_point() else []
+    if isinstance(value, dict):
+        return [t for item in value.values() for t in _tensors(item)]
+    if isinstance(value, list | tuple):
+        return [t for item in value for t in _tensors(item)]
+    return []
+
+
+def check_finite_outputs(outputs: list[Any], split: str) -> None:
+    """Refuse, in one line, model outputs with NaN or infinite values (a diverged model):
+    no metric or plot can be computed from them."""
+    bad = sum(1 for batch in outputs if any(not bool(torch.isfinite(t).all())
+                                            for t in _tensors(batch)))
+    if bad:
+        raise MedilabError(
+            f"{split}: the model's outputs are NaN or infinite in {bad} of {len(outputs)} "
+            "batches (training diverged): retrain with a lower optimizer.lr, "
+            "trainer.gradient_clip_val or trainer.precision=32-true")

@@ -14,7 +14,7 @@ import torchmetrics
 from torch import nn
 
 from medilab.config import ExperimentConfig
-from medilab.data.array_datamodule import ArrayClassificationDataModule, ArrayImageDataset
+from medilab.data.datamodules.classification import ArrayClassificationDataModule, ArrayImageDataset
 from medilab.data.sources.base import get_source
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_csv

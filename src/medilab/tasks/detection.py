@@ -13,9 +13,8 @@ import pandas as pd
 import torch
 
 from medilab.config import ExperimentConfig
-from medilab.data.detection import DetectionDataModule, prepare_for_prediction
-from medilab.data.sources.box_table import BoxTableData
-from medilab.data.sources.loader import input_image_files, read_array
+from medilab.data.datamodules.detection import DetectionDataModule, prepare_for_prediction
+from medilab.data.formats.pixels import input_image_files, read_array
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_csv, write_text
 from medilab.io.messages import one_line
@@ -23,6 +22,7 @@ from medilab.models import create_model
 from medilab.models.registry import checkpoint_model_args
 from medilab.tasks.base import BaseModule, TaskFamily
 from medilab.tasks.detection_cases import write_cases
+from medilab.tasks.detection_contract import detection_inputs
 from medilab.tasks.detection_metrics import detection_curves, detection_scores
 from medilab.tasks.detection_module import PREDICTION_COLUMNS, DetectionModule, prediction_frame
 from medilab.tasks.registry import register_task
@@ -38,8 +38,7 @@ class DetectionFamily(TaskFamily):
 
     def model_args(self, config: ExperimentConfig, datamodule: L.LightningDataModule) -> dict:
         assert isinstance(datamodule, DetectionDataModule)
-        data = config.data
-        assert isinstance(data, BoxTableData)
+        data = detection_inputs(config)
         if config.trainer.monitor not in ("val/ap50", "val/map"):
             raise MedilabError(f"trainer.monitor: {config.trainer.monitor!r} is not logged by "
                                "detection runs; use val/ap50 or val/map (monitor_mode: max)")
@@ -119,8 +118,7 @@ class DetectionFamily(TaskFamily):
         (default 0.05) in original pixels; an image without boxes gets one empty row, an
         unreadable input one row with the reason."""
         assert isinstance(module, DetectionModule)
-        data = config.data
-        assert isinstance(data, BoxTableData)
+        data = detection_inputs(config)
         min_score = float(options.get("min_score", 0.05))
         rows = []
         module.eval()
@@ -149,8 +147,7 @@ class DetectionFamily(TaskFamily):
         from medilab.explain import explain_detector, overlay_png
 
         assert isinstance(module, DetectionModule)
-        data = config.data
-        assert isinstance(data, BoxTableData)
+        data = detection_inputs(config)
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for path in image_files(inputs):
@@ -179,7 +176,7 @@ def image_files(inputs: Path) -> list[Path]:
 
 
 def _mapped(output: dict[str, torch.Tensor], info: Any) -> dict[str, Any]:
-    from medilab.data.detection import boxes_to_original
+    from medilab.data.datamodules.detection import boxes_to_original
 
     boxes = boxes_to_original(output["boxes"], info, info.in_shape)
     return {"boxes": boxes, "scores": output["scores"].numpy(), "labels": output["labels"].numpy()}

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from medilab.data.sources.loader import read_array
+from medilab.data.formats.pixels import read_array
 from medilab.explain.overlay import display_rgb, draw_boxes
 from medilab.io.atomic import atomic_path, write_csv
 from medilab.tasks.detection_metrics import match_image

@@ -13,11 +13,11 @@ from torch import nn
 from torchmetrics.detection import MeanAveragePrecision
 
 from medilab.config import ExperimentConfig
-from medilab.data.datasets import detection_collate
-from medilab.data.detection import (
+from medilab.data.datamodules.detection import (
     DetectionDataModule,
     Preprocess,
     boxes_to_original,
+    detection_collate,
     prediction_rows,
     prepare_for_prediction,
 )

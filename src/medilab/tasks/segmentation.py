@@ -17,17 +17,17 @@ from monai.inferers import sliding_window_inference
 from torch import nn
 
 from medilab.config import ExperimentConfig
-from medilab.data import segmentation as seg_data
-from medilab.data.sources.masks import IMAGE_SUFFIXES
-from medilab.data.sources.segmentation_folder import SegmentationFolderData
+from medilab.data.datamodules import segmentation as seg_data
 from medilab.errors import ConfigError, InputFileError
 from medilab.io.atomic import write_csv
 from medilab.io.images import write_png
+from medilab.io.reader import is_image_file
 from medilab.models import create_model
 from medilab.models.registry import checkpoint_model_args
 from medilab.tasks.base import BaseModule, TaskFamily
 from medilab.tasks.bootstrap import bootstrap
 from medilab.tasks.registry import register_task
+from medilab.tasks.segmentation_contract import SegmentationInputs, segmentation_inputs
 from medilab.tasks.segmentation_loss import SegmentationLoss
 from medilab.tasks.segmentation_metrics import (
     EMPTY_MASK_NOTE,
@@ -55,9 +55,7 @@ class SegmentationModule(BaseModule):
         self, config: ExperimentConfig, model: nn.Module, num_classes: int, in_channels: int,
     ) -> None:
         super().__init__(config, model)
-        data = config.data
-        if not isinstance(data, SegmentationFolderData):
-            raise ConfigError(f"data.source {data.source!r} is not a segmentation source")
+        data = segmentation_inputs(config)
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.spatial_dims = data.spatial_dims
@@ -260,13 +258,12 @@ class SegmentationFamily(TaskFamily):
         or is estimated from the image (bright disc on black); ``fov.csv`` in ``out`` says
         which per image."""
         assert isinstance(module, SegmentationModule)
-        data = config.data
-        assert isinstance(data, SegmentationFolderData)
-        uses_fov = bool(data.fov or (data.layout == "drive" and data.manifest is None))
+        data = segmentation_inputs(config)
+        uses_fov = data.uses_field_of_view
         fov_dir = options.get("fov")
         files = [inputs] if inputs.is_file() else sorted(
             p for p in inputs.iterdir()
-            if p.is_file() and (p.suffix.lower() in IMAGE_SUFFIXES or _is_nifti(p))
+            if p.is_file() and is_image_file(p)
         )
         if not files:
             raise InputFileError(inputs, "no image files to predict")
@@ -282,7 +279,7 @@ class SegmentationFamily(TaskFamily):
         return out
 
     def _predict_one(
-        self, module: SegmentationModule, data: SegmentationFolderData, path: Path, out: Path,
+        self, module: SegmentationModule, data: SegmentationInputs, path: Path, out: Path,
         probabilities: bool, fov: np.ndarray | None = None,
     ) -> None:
         from medilab.io.reader import read_image

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from medilab.data.sources.segmentation_folder import SegmentationFolderData
 from medilab.errors import InputFileError
+from medilab.tasks.segmentation_contract import SegmentationInputs
 
 
 def mask_values(pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -41,11 +41,11 @@ def middle(array: np.ndarray, spatial_dims: int) -> np.ndarray:
 
 
 def _field_of_view(
-    path: Path, data: SegmentationFolderData, fov_dir: str | Path | None
+    path: Path, data: SegmentationInputs, fov_dir: str | Path | None
 ) -> tuple[np.ndarray, str]:
     """The image's FOV mask from ``fov_dir`` (paired by the run's key rule), or estimated."""
-    from medilab.data.sources.loader import read_array
-    from medilab.data.sources.masks import key_function
+    from medilab.data.formats.mask_folders import key_function
+    from medilab.data.formats.pixels import read_array
     from medilab.io.fov import estimate_fov
 
     image = np.asarray(read_array(str(path)))

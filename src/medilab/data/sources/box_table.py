@@ -13,11 +13,11 @@ from pydantic import Field
 
 from medilab.config import DataCommon, ExperimentConfig
 from medilab.data.cache import data_cache
-from medilab.data.detection import DetectionDataModule, Preprocess, parse_boxes
+from medilab.data.datamodules.detection import DetectionDataModule, Preprocess, parse_boxes
+from medilab.data.formats.boxes import boxes_csv_manifest, read_coco
 from medilab.data.loading import pins_memory
 from medilab.data.sample_table import SampleTable
 from medilab.data.sources.base import DataSource, register_source
-from medilab.data.sources.boxes import boxes_csv_manifest, read_coco
 from medilab.data.splits import training_splits
 from medilab.errors import InputFileError
 

@@ -9,13 +9,18 @@ import pandas as pd
 from pydantic import Field
 
 from medilab.config import DataCommon, ExperimentConfig
-from medilab.data.array_datamodule import ArrayClassificationDataModule
-from medilab.data.digits import ImageArrays, load_sklearn_digits, read_mnist_idx, read_pixel_csv
+from medilab.data.datamodules.classification import ArrayClassificationDataModule
+from medilab.data.formats.pixel_tables import (
+    ImageArrays,
+    load_sklearn_digits,
+    read_mnist_idx,
+    read_pixel_csv,
+)
 from medilab.data.loading import pins_memory
 from medilab.data.sample_table import SampleTable, array_sample_table
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.splits import training_splits
-from medilab.data.transforms import build_image_augmentation
+from medilab.data.transforms.augment import build_image_augmentation
 from medilab.errors import InputFileError
 
 

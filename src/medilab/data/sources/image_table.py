@@ -14,18 +14,18 @@ import torch
 from pydantic import Field
 
 from medilab.config import DataCommon, ExperimentConfig
-from medilab.data.array_datamodule import ArrayClassificationDataModule, ArrayImageDataset
 from medilab.data.cache import ArrayCache, cached, data_cache
 from medilab.data.covariates import CovariateEncoder
-from medilab.data.digits import ImageArrays
+from medilab.data.datamodules.classification import ArrayClassificationDataModule, ArrayImageDataset
+from medilab.data.formats.arrays import ImageArrays
+from medilab.data.formats.image_folder import images_base
+from medilab.data.formats.pixels import input_image_files, read_array
 from medilab.data.loading import pins_memory
-from medilab.data.preprocess import ImagePrep, PrepConfig
 from medilab.data.sample_table import SampleTable
 from medilab.data.sources.base import DataSource, register_source
-from medilab.data.sources.image_folder import images_base
-from medilab.data.sources.loader import input_image_files, read_array
 from medilab.data.splits import training_splits
-from medilab.data.transforms import build_image_augmentation
+from medilab.data.transforms.augment import build_image_augmentation
+from medilab.data.transforms.prep import ImagePrep, PrepConfig
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_csv
 from medilab.io.messages import one_line, short_list

@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 
 from medilab.config import DataCommon, ExperimentConfig
-from medilab.data.array_datamodule import ArrayClassificationDataModule
-from medilab.data.digits import ImageArrays
+from medilab.data.datamodules.classification import ArrayClassificationDataModule
+from medilab.data.formats.arrays import ImageArrays
+from medilab.data.formats.medmnist import load_medmnist
 from medilab.data.loading import pins_memory
 from medilab.data.sample_table import SampleTable, array_sample_table
 from medilab.data.sources.base import DataSource, register_source
-from medilab.data.sources.medmnist import load_medmnist
 from medilab.data.splits import training_splits
-from medilab.data.transforms import build_image_augmentation
+from medilab.data.transforms.augment import build_image_augmentation
 from medilab.errors import InputFileError
 
 

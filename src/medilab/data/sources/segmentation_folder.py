@@ -10,12 +10,12 @@ from pydantic import Field, model_validator
 
 from medilab.config import DataCommon, ExperimentConfig
 from medilab.data.cache import data_cache
+from medilab.data.datamodules.segmentation import SegmentationDataModule, load_sample
+from medilab.data.formats.manifest import load_manifest
+from medilab.data.formats.mask_folders import mask_folder_manifest
 from medilab.data.loading import pins_memory
-from medilab.data.manifest import load_manifest
 from medilab.data.sample_table import SampleTable
-from medilab.data.segmentation import SegmentationDataModule, load_sample
 from medilab.data.sources.base import DataSource, register_source
-from medilab.data.sources.masks import mask_folder_manifest
 from medilab.data.splits import training_splits
 from medilab.errors import InputFileError
 
@@ -54,6 +54,16 @@ class SegmentationFolderData(DataCommon):
     mirror_tta: bool = False  # evaluate/predict: average over all spatial flips (nnU-Net style)
     # only these spatial axes (0 = rows, i.e. vertical flips; 1 = columns; 2 = …); None = all
     mirror_tta_axes: list[int] | None = None
+
+    @property
+    def mask_inverted(self) -> bool:
+        """``invert_mask``, or the layout's default (ISBI: membrane = 0 is the foreground)."""
+        return self.invert_mask if self.invert_mask is not None else self.layout == "isbi"
+
+    @property
+    def uses_field_of_view(self) -> bool:
+        """Whether predictions are blanked outside a field of view (DRIVE's FOV masks)."""
+        return bool(self.fov or (self.layout == "drive" and self.manifest is None))
 
     @model_validator(mode="after")
     def _tta_axes_exist(self) -> SegmentationFolderData:

@@ -18,15 +18,15 @@ import pandas as pd
 from pydantic import Field
 
 from medilab.config import DataCommon, ExperimentConfig
-from medilab.data.array_datamodule import ArrayClassificationDataModule
 from medilab.data.cache import ArrayCache, cached, data_cache
-from medilab.data.datasets import stack_slices
-from medilab.data.digits import ImageArrays
+from medilab.data.datamodules.classification import ArrayClassificationDataModule
+from medilab.data.formats.arrays import ImageArrays
 from medilab.data.loading import pins_memory
 from medilab.data.sample_table import SampleTable
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.splits import training_splits
-from medilab.data.transforms import build_image_augmentation
+from medilab.data.transforms.augment import build_image_augmentation
+from medilab.data.transforms.prep import stack_slices
 from medilab.errors import InputFileError
 from medilab.io.intensity import percentile_normalise, resize
 from medilab.io.reader import read_image

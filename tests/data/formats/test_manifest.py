@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from medilab.data.manifest import (
+from medilab.data.formats.manifest import (
     load_manifest,
     save_manifest,
     validate_manifest,

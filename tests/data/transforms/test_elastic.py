@@ -3,9 +3,9 @@
 import torch
 
 from medilab.config import AugmentConfig
-from medilab.data.elastic import RandomElastic
-from medilab.data.segmentation import JointAugment
-from medilab.data.transforms import build_image_augmentation
+from medilab.data.datamodules.segmentation import JointAugment
+from medilab.data.transforms.augment import build_image_augmentation
+from medilab.data.transforms.elastic import RandomElastic
 
 
 def _ramp(size: int) -> torch.Tensor:

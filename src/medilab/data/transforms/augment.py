@@ -6,7 +6,7 @@ import torch
 from torchvision.transforms import v2
 
 from medilab.config import AugmentConfig
-from medilab.data.elastic import RandomElastic
+from medilab.data.transforms.elastic import RandomElastic
 
 
 class RandomRot90(torch.nn.Module):

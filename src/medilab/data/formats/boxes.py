@@ -9,7 +9,7 @@ from typing import Literal
 
 import pandas as pd
 
-from medilab.data.manifest import validate_manifest
+from medilab.data.formats.manifest import validate_manifest
 from medilab.errors import InputFileError
 
 BoxFormat = Literal["auto", "xyxy", "xywh"]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from medilab.data.sources import (
+from medilab.data.formats import (
     boxes_csv_manifest,
     image_folder_manifest,
     mask_folder_manifest,

@@ -29,9 +29,8 @@ from torchvision.transforms import v2
 
 from medilab.config import AugmentConfig
 from medilab.data.cache import ArrayCache, cached
-from medilab.data.datasets import detection_collate
+from medilab.data.formats.pixels import read_array
 from medilab.data.loading import loader_options, resolve_workers
-from medilab.data.sources.loader import read_array
 from medilab.errors import MedilabError
 from medilab.io.intensity import (
     ResizeInfo,
@@ -395,3 +394,9 @@ def prediction_rows(
         rows.append({"image": image, "label": name, "score": float(score),
                      **dict(zip(("x1", "y1", "x2", "y2"), map(float, box), strict=True))})
     return rows
+
+
+def detection_collate(batch: list) -> tuple[tuple, tuple]:
+    """Keep images and targets as tuples (detection models take lists of any size)."""
+    images, targets = zip(*batch, strict=True)
+    return images, targets

@@ -4,7 +4,7 @@ Standard columns (only ``image`` is always required):
 
 ``sample_id``  unique id of the sample (derived from the image file stem when absent)
 ``image``      path of the image / volume / DICOM series folder, or an npz reference
-               ``file.npz::split::index`` (see :mod:`medilab.data.sources.loader`)
+               ``file.npz::split::index`` (see :mod:`medilab.data.formats.pixels`)
 ``label``      class index (classification)
 ``patient_id`` pseudonymous patient id, used to group splits
 ``mask``       path of a segmentation mask
@@ -230,7 +230,7 @@ def check_mask_shapes(
 ) -> None:
     """Raise when a mask's height/width differs from its image's."""
     if reader is None:
-        from medilab.data.sources.loader import read_array
+        from medilab.data.formats.pixels import read_array
 
         reader = read_array
     for position, (image, mask) in enumerate(zip(df["image"], df[mask_column], strict=True)):
@@ -292,11 +292,3 @@ def save_manifest(df: pd.DataFrame, path: str | Path) -> Path:
             out[column] = [json.dumps(list(v)) if isinstance(v, list | tuple) else v
                            for v in out[column]]
     return write_csv(out, path)
-
-
-def covariate_columns(df: pd.DataFrame) -> list[str]:
-    """Columns that are not standard manifest columns nor ``*_missing`` flags."""
-    return [
-        c for c in df.columns
-        if c not in STANDARD_COLUMNS and not str(c).endswith("_missing")
-    ]

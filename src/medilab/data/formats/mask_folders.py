@@ -14,13 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from medilab.data.manifest import validate_manifest
+from medilab.data.formats.manifest import validate_manifest
 from medilab.errors import InputFileError
+from medilab.io.reader import is_image_file
 
-IMAGE_SUFFIXES = {
-    ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".npy", ".dcm", ".nii", ".gz",
-    ".nrrd",
-}
 KeyRule = str | Callable[[str], str | None]
 
 
@@ -46,7 +43,7 @@ def _keyed_files(folder: Path, key: Callable[[str], str | None]) -> dict[str, Pa
         raise InputFileError(folder, "folder not found")
     files: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+        if not path.is_file() or not is_image_file(path):
             continue
         k = key(path.name)
         if k is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medilab.data.manifest import NanPolicy, validate_manifest
+from medilab.data.formats.manifest import NanPolicy, validate_manifest
 from medilab.errors import InputFileError
 
 METADATA_NAMES = ("metadata.csv", "manifest.csv", "labels.csv")

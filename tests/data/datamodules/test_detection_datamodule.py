@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from medilab.config import AugmentConfig
-from medilab.data.detection import (
+from medilab.data.datamodules.detection import (
     DetectionDataModule,
     DetectionImages,
     Preprocess,
@@ -135,7 +135,7 @@ def test_bad_boxes_are_one_line_errors_naming_the_image(manifest: pd.DataFrame) 
 
 
 def test_tbx11k_boxes_validate_and_merge_into_one_class(medilab_data: Path) -> None:
-    from medilab.data.sources.boxes import boxes_csv_manifest
+    from medilab.data.formats.boxes import boxes_csv_manifest
 
     root = medilab_data / "tbx11k"
     if not root.is_dir():

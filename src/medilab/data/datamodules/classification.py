@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from medilab.data.covariates import CovariateEncoder
-from medilab.data.digits import ImageArrays
+from medilab.data.formats.arrays import ImageArrays
 from medilab.data.loading import loader_options, resolve_workers
 from medilab.errors import MedilabError
 

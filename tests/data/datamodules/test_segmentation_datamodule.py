@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from medilab.config import AugmentConfig, validate_config
-from medilab.data.segmentation import (
+from medilab.data.datamodules.segmentation import (
     JointAugment,
     PatchDataset,
     SegSample,

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medilab.data.sources import loader
-from medilab.data.sources.loader import npz_reference, read_array
-from medilab.data.sources.medmnist import load_medmnist
+from medilab.data.formats import pixels as loader
+from medilab.data.formats.medmnist import load_medmnist
+from medilab.data.formats.pixels import npz_reference, read_array
 from medilab.errors import InputFileError
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from medilab.config import Strict
-from medilab.data.datasets import channels_first, to_float
+from medilab.errors import MedilabError
 from medilab.io.intensity import log_transform, minmax_normalise, resize, simplest_color_balance
 
 
@@ -53,3 +53,48 @@ class ImagePrep:
         elif cfg.normalize == "minmax":
             image = minmax_normalise(image)
         return np.ascontiguousarray(image, dtype=np.float32)
+
+
+def to_float(array: np.ndarray) -> np.ndarray:
+    """float32 pixels; uint8 is scaled to 0..1, booleans to 0/1."""
+    array = np.asarray(array)
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    return array.astype(np.float32)
+
+
+def channels_first(array: np.ndarray, channels: int | None = None) -> np.ndarray:
+    """(H, W) → (1, H, W); (H, W, C) with C ≤ 4 → (C, H, W); an alpha channel is dropped.
+
+    ``channels`` 1 averages colour channels, 3 repeats a grey channel; None keeps them.
+    """
+    if array.ndim == 2:
+        array = array[None]
+    elif array.ndim == 3 and array.shape[-1] <= 4 and array.shape[0] > 4:
+        array = np.moveaxis(array, -1, 0)
+    elif not (array.ndim == 3 and array.shape[0] <= 4):
+        raise MedilabError(f"expected a 2D image (H, W) or (H, W, C), got shape {array.shape}")
+    if array.shape[0] in (2, 4):  # grey + alpha or RGBA
+        array = array[: array.shape[0] - 1]
+    if channels == 1 and array.shape[0] == 3:
+        array = array.mean(axis=0, keepdims=True)
+    elif channels == 3 and array.shape[0] == 1:
+        array = np.repeat(array, 3, axis=0)
+    elif channels is not None and array.shape[0] != channels:
+        raise MedilabError(f"cannot make {channels} channels from shape {array.shape}")
+    return array
+
+
+def stack_slices(volume: np.ndarray, index: int, k: int = 3, axis: int = 0) -> np.ndarray:
+    """The ``k`` slices centred on ``index`` along ``axis`` as channels (k, H, W).
+
+    k=3 gives previous, current, next; slices beyond the edges repeat the edge slice.
+    """
+    if k < 1 or k % 2 == 0:
+        raise MedilabError(f"2.5D: k={k} must be an odd number of slices")
+    volume = np.moveaxis(np.asarray(volume), axis, 0)
+    depth = volume.shape[0]
+    if not 0 <= index < depth:
+        raise MedilabError(f"2.5D: slice {index} outside 0..{depth - 1}")
+    positions = np.clip(np.arange(index - k // 2, index + k // 2 + 1), 0, depth - 1)
+    return volume[positions]

@@ -4,7 +4,7 @@ import struct
 import numpy as np
 import pytest
 
-from medilab.data.digits import load_sklearn_digits, read_mnist_idx, read_pixel_csv
+from medilab.data.formats.pixel_tables import load_sklearn_digits, read_mnist_idx, read_pixel_csv
 from medilab.errors import InputFileError
 
 

@@ -12,7 +12,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol, runtime_checkable
 
 import lightning as L
 import numpy as np
@@ -25,13 +25,32 @@ from torchvision.transforms import v2
 
 from medilab.config import AugmentConfig
 from medilab.data.cache import ArrayCache, cached
-from medilab.data.elastic import RandomElastic
+from medilab.data.formats.pixels import read_array
 from medilab.data.loading import loader_options, resolve_workers
-from medilab.data.sources.loader import read_array
+from medilab.data.transforms.elastic import RandomElastic
 from medilab.errors import ConfigError, InputFileError, MedilabError
 
-if TYPE_CHECKING:  # the config section lives with its source
-    from medilab.data.sources.segmentation_folder import SegmentationFolderData
+
+@runtime_checkable
+class SegmentationData(Protocol):
+    """What the segmentation data pipeline reads from a source's ``data:`` section: a source
+    whose config provides these trains through it (no concrete source is imported here)."""
+
+    root: Path
+    channels: str
+    spatial_dims: int
+    normalize: str
+    num_classes: int
+    patch_size: list[int]
+    patches_per_image: int
+    augment: AugmentConfig
+    batch_size: int
+    num_workers: int | str
+
+    @property
+    def mask_inverted(self) -> bool:
+        """Whether mask value 0 is the foreground (ISBI membranes)."""
+        ...
 
 
 
@@ -114,7 +133,7 @@ def display_copy(array: np.ndarray, spatial_dims: int) -> np.ndarray:
 
 
 def load_sample(
-    data: SegmentationFolderData, sample_id: str, image_path: str,
+    data: SegmentationData, sample_id: str, image_path: str,
     mask_path: str | None = None, fov_path: str | None = None,
     cache: ArrayCache | None = None,
 ) -> SegSample:
@@ -132,7 +151,7 @@ def load_sample(
     shape = image.shape[1:]
     mask = None
     if mask_path:
-        invert = data.invert_mask if data.invert_mask is not None else data.layout == "isbi"
+        invert = data.mask_inverted
         mask = _in_memory(cached(
             cache, mask_path, {"step": "segmentation.mask", "num_classes": data.num_classes,
                                "invert": invert},
@@ -296,7 +315,7 @@ class SegmentationDataModule(L.LightningDataModule):
     """Samples in memory, split into train (patches) and val (whole images)."""
 
     def __init__(self, samples: Sequence[SegSample], splits: pd.DataFrame,
-                 data: SegmentationFolderData, *, pin_memory: bool = False) -> None:
+                 data: SegmentationData, *, pin_memory: bool = False) -> None:
         super().__init__()
         self.data = data
         self.num_workers = resolve_workers(data.num_workers)

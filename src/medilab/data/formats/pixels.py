@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from medilab.io.dicom import DICOM_SUFFIXES, has_dicom_magic
 from medilab.io.image_data import ImageData
 from medilab.io.images import npz_array, open_npz
+from medilab.io.reader import RASTER_SUFFIXES
 from medilab.io.reader import read_image as _io_read_image
 
 
@@ -43,7 +45,7 @@ def read_image(path: str | Path) -> ImageData:
     return _io_read_image(path)
 
 
-INPUT_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"}
+INPUT_SUFFIXES = RASTER_SUFFIXES | DICOM_SUFFIXES  # 2D images to predict or explain
 
 
 def input_image_files(inputs: Path) -> list[Path]:
@@ -52,12 +54,4 @@ def input_image_files(inputs: Path) -> list[Path]:
     if inputs.is_file():
         return [inputs]
     return sorted(p for p in inputs.rglob("*") if p.is_file()
-                  and (p.suffix.lower() in INPUT_SUFFIXES or _is_dicom(p)))
-
-
-def _is_dicom(path: Path) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(132)[128:132] == b"DICM"
-    except OSError:
-        return False
+                  and (p.suffix.lower() in INPUT_SUFFIXES or has_dicom_magic(p)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medilab.data.sources import load_medmnist, medmnist_manifest, read_array
+from medilab.data.formats import load_medmnist, medmnist_manifest, read_array
 from medilab.errors import InputFileError
 
 

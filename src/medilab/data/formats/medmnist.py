@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medilab.data.sources.loader import npz_reference
+from medilab.data.formats.pixels import npz_reference
 from medilab.errors import InputFileError
 from medilab.io.images import npz_array, open_npz
 from medilab.io.messages import short_list

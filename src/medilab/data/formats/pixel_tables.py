@@ -1,30 +1,17 @@
-"""Lab 1 sources: Kaggle "Digit Recognizer" pixel CSVs, MNIST idx files, scikit-learn digits."""
+"""Lab 1 formats: Kaggle "Digit Recognizer" pixel CSVs, MNIST idx files, scikit-learn digits."""
 
 from __future__ import annotations
 
 import gzip
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from medilab.data.formats.arrays import ImageArrays
 from medilab.errors import InputFileError
 from medilab.io.tables import read_csv_table
-
-
-@dataclass
-class ImageArrays:
-    """Images (N, C, H, W) float32 in [0, 1], labels (N,) or None, and one id per sample."""
-
-    images: np.ndarray
-    labels: np.ndarray | None
-    sample_ids: list[str]
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
 
 def read_pixel_csv(path: str | Path, *, labelled: bool, pixel_scale: float = 255.0) -> ImageArrays:

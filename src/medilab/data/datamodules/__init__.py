@@ -1,0 +1,2 @@
+"""LightningDataModules per task family: classification arrays, segmentation image/mask pairs,
+detection images with boxes."""

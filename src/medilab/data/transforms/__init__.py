@@ -1,0 +1,1 @@
+"""Pixel preparation (one module for every source) and augmentation."""
