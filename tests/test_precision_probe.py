@@ -118,7 +118,9 @@ def test_a_tie_keeps_fp32_and_no_batch_means_no_probe(monkeypatch, tmp_path):
                         _to_channels_last).precision == "32-true"
     calls.clear()
     unprobed = {phase: phase_choice(_config(), phase, None) for phase in ("train", "infer")}
-    assert calls == []
+    compiled = phase_choice(_config(compile=True), "infer", tmp_path / "c.json", _module(config),
+                            _batch, _to_channels_last)
+    assert calls == [] and compiled.precision == "32-true"
     assert (unprobed["train"].precision, unprobed["train"].channels_last) == ("bf16-mixed", True)
     assert unprobed["infer"].precision == "32-true"
     assert "not probed" in unprobed["infer"].reason

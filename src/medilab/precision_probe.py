@@ -193,8 +193,8 @@ def phase_choice(config: ExperimentConfig, phase: str, probe_file: Path | None =
     :func:`medilab.precision.choose_precision` decides, except where ``auto`` would take bf16
     on a CPU: there the phase's answer comes from ``probe_file`` when it was probed on this
     machine, else from a timed probe of ``module`` on ``batch()`` (then stored in
-    ``probe_file``). Without a module or batch to probe, training takes bf16 and inference
-    fp32 (bf16 inference can be slower than fp32).
+    ``probe_file``). Without a module or batch to probe (or with ``trainer.compile``), training
+    takes bf16 and inference fp32 (bf16 inference can be slower than fp32).
     """
     chosen = choose_precision(config, module)
     tcfg = config.trainer
@@ -204,7 +204,8 @@ def phase_choice(config: ExperimentConfig, phase: str, probe_file: Path | None =
     cached = cached_choice(probe_file, phase)
     if cached is not None:
         return cached
-    example = _call(batch) if module is not None and to_channels_last is not None else None
+    can_probe = module is not None and to_channels_last is not None and not tcfg.compile
+    example = _call(batch) if can_probe else None  # a compiled network would compile per try
     if example is None or module is None or to_channels_last is None:
         if phase == "train":
             return PrecisionChoice(BF16, True, "native bf16 CPU, not probed")
