@@ -27,8 +27,8 @@ def _load():
 def test_quick_run_prints_and_writes_every_column(tmp_path, capsys):
     bench = _load()
     out = tmp_path / "throughput.json"
-    rows = bench.main(["--quick", "--threads", "1", "--precision", "32-true", "--steps", "1",
-                       "--warmup", "0", "--json", str(out)])
+    rows = bench.main(["--quick", "--threads", "1", "--clock", "thread", "--precision",
+                       "32-true", "--steps", "1", "--warmup", "0", "--json", str(out)])
     printed = capsys.readouterr().out.splitlines()
     header = next(line for line in printed if line.startswith("model"))
     assert header.split() == list(bench.COLUMNS)
@@ -79,6 +79,8 @@ def test_rates_leave_out_the_warmup():
     # warm-up 9 s dropped; 2 batches of 2 images in 1 s
     assert bench.best_rate([9.0, 0.25, 0.75], 2, args) == pytest.approx(4.0)
     assert bench._faster((1.0, 5.0), (2.0, 3.0)) == (2.0, 5.0)
+    with pytest.raises(SystemExit):  # thread CPU time measures one thread only
+        bench.parse_args(["--clock", "thread", "--threads", "2"])
 
 
 def test_flops_of_a_linear_model_are_counted_forward_and_backward():
