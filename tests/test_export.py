@@ -132,3 +132,48 @@ def test_without_the_runs_data_the_check_uses_random_inputs(digits_run, tmp_path
     monkeypatch.setattr(medilab.config, "check_data_paths", missing)
     result = export(digits_run, "torchscript", tmp_path / "model.pt")
     assert result.checked_on == "random inputs" and result.max_abs_diff <= 1e-4
+
+
+def test_predict_finds_an_export_written_elsewhere_or_takes_model(digits_run, tmp_path,
+                                                                  capsys):
+    from digits_samples import write_digits_csv
+
+    elsewhere = tmp_path / "shipped" / "digits.onnx"
+    assert main_code(["export", str(digits_run), "--format", "onnx", "--out",
+                      str(elsewhere)]) == 0
+    assert "precision: both sides fp32 (onnx runs fp32); `predict --engine torch` here runs " \
+        "32-true" in capsys.readouterr().out
+    inputs = write_digits_csv(tmp_path / "test.csv", n=20, labelled=False, seed=4)
+    by_torch = pd.read_csv(predict(digits_run, inputs, tmp_path / "torch.csv"))
+    recorded = pd.read_csv(predict(digits_run, inputs, tmp_path / "onnx.csv",
+                                   engine="onnxruntime"))  # where export wrote, recorded
+    pd.testing.assert_frame_equal(recorded, by_torch)
+    moved = tmp_path / "moved.onnx"
+    elsewhere.rename(moved)
+    with pytest.raises(MedilabError, match="digits.onnx: exported model not found"):
+        predict(digits_run, inputs, tmp_path / "x.csv", engine="onnxruntime")
+    given = pd.read_csv(predict(digits_run, inputs, tmp_path / "given.csv",
+                                engine="onnxruntime", model=moved))
+    pd.testing.assert_frame_equal(given, by_torch)
+    with pytest.raises(MedilabError, match="--model names an exported model"):
+        predict(digits_run, inputs, tmp_path / "y.csv", model=moved)
+    export(digits_run, "onnx")  # the default place again, for the other tests
+
+
+def test_parity_is_fp32_against_fp32_and_the_predict_precision_is_stated(digits_run, tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.setattr(export_module, "resolve_precision", lambda *a: ("bf16-mixed", False))
+    result = export(digits_run, "onnx", tmp_path / "m.onnx")
+    assert result.compared_precision == "32-true" and result.max_abs_diff <= 1e-5
+    assert result.predict_precision == "bf16-mixed"
+    assert result.predict_max_abs_diff > 10 * max(result.max_abs_diff, 1e-7)
+    assert "runs bf16-mixed" in result.precision_line()
+    export(digits_run, "onnx")
+
+
+def main_code(args):
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from cli_samples import run_cli
 from medilab import api
 from medilab.errors import ConfigError
-from medilab.study import load_study, paired_auroc
+from medilab.study import load_study, mismatch_notices, paired_auroc
 from study_samples import write_npz
 
 
@@ -45,7 +46,7 @@ def test_member_model_replaces_base_model(tmp_path):
     assert configs["narrow"].experiment == "tiny_narrow"
 
 
-def test_study_trains_summarizes_and_resumes(tmp_path):
+def test_study_trains_summarizes_and_resumes(tmp_path, capsys):
     out = tmp_path / "out"
     summary = api.study(write_study(tmp_path), out)
     assert list(summary["member"]) == ["narrow", "wide"]
@@ -61,6 +62,21 @@ def test_study_trains_summarizes_and_resumes(tmp_path):
     stamp = os.path.getmtime(out / "narrow" / "checkpoints" / "best.ckpt")
     api.study(write_study(tmp_path), out)  # again: finished members are kept
     assert os.path.getmtime(out / "narrow" / "checkpoints" / "best.ckpt") == stamp
+    # again with another epoch budget: refused naming the field, nothing trained
+    assert run_cli("study", write_study(tmp_path), "--out", out,
+                   "-o", "trainer.max_epochs=2") == 2
+    assert "trainer.max_epochs=1, the study now asks 2" in capsys.readouterr().err
+    assert os.path.getmtime(out / "narrow" / "checkpoints" / "best.ckpt") == stamp
+    # with force: every changed member trained again with the new budget
+    with pytest.warns(UserWarning, match="config changed"):
+        api.study(write_study(tmp_path), out, ["trainer.max_epochs=2"], force=True)
+    for member in ("narrow", "wide"):
+        status = json.loads((out / member / "status.json").read_text())
+        assert status["training"]["epochs_run"] == 2
+    assert "Warning" not in (out / "study.html").read_text()
+    assert run_cli("evaluate", out) == 2  # a study folder is not a run folder: say what to run
+    assert f"a study folder, not a run folder; evaluate one member (`medilab evaluate " \
+        f"{out / 'narrow'}" in capsys.readouterr().err
     (out / "study.html").unlink()
     (out / "wide" / "report.html").unlink()
     assert api.write_report(out) == out / "study.html"  # `medilab report` on the folder
@@ -79,5 +95,45 @@ def test_paired_bootstrap_finds_a_real_difference():
     table = paired_auroc(frames, ["good", "noise", "good2"], num_bootstraps=300)
     row = table[(table.a == "good") & (table.b == "noise")].iloc[0]
     assert row["significant"] and row["auroc_difference"] > 0.3 and row["p_value"] < 0.01
+    assert row["p_holm"] <= 3 * row["p_value"] + 1e-12 and row["p_holm"] < 0.05
     same = table[(table.a == "good") & (table.b == "good2")].iloc[0]
     assert not same["significant"] and same["auroc_difference"] == 0
+
+
+def test_members_at_different_precisions_or_budgets_are_named():
+    settings = {"a": {"max_epochs": 3, "precision": "32-true", "seed": 0},
+                "b": {"max_epochs": 3, "precision": "bf16-mixed", "seed": 0},
+                "c": {"max_epochs": 2, "precision": "32-true", "seed": 0}}
+    notices = mismatch_notices(settings)
+    assert len(notices) == 2
+    assert "epoch budget" in notices[0] and "c 2" in notices[0]
+    assert "precision" in notices[1] and "b bf16-mixed" in notices[1]
+    assert mismatch_notices({m: {**s, "max_epochs": 3, "precision": "32-true"}
+                             for m, s in settings.items()}) == []
+
+
+def test_misspelled_fusion_kwarg_exits_2_naming_it(tmp_path, capsys):
+    config = {"task": "classification",
+              "data": {"source": "medmnist", "path": str(write_npz(tmp_path / "d.npz"))},
+              "model": {"name": "fusion_early", "kwargs": {"slicez": 3}},
+              "trainer": {"max_epochs": 1, "progress_bar": False}}
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert run_cli("train", path, "--run-dir", tmp_path / "run") == 2
+    assert "model.kwargs.slicez: unknown argument for model 'fusion_early'" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    study = write_study(tmp_path, {"early": {"model": {"name": "fusion_early",
+                                                       "kwargs": {"slicez": 3}}}})
+    assert run_cli("study", study, "--out", tmp_path / "s") == 2
+    assert "member 'early': model.kwargs.slicez" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def test_holm_correction_of_the_pairwise_p_values():
+    from medilab.study import holm_adjust
+
+    np.testing.assert_allclose(holm_adjust(np.array([0.01, 0.04, 0.03])), [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(holm_adjust(np.array([0.5, 0.001])), [0.5, 0.002])
+    # ten pairs at p = 0.02 each: none survives the correction
+    assert (holm_adjust(np.full(10, 0.02)) == 0.2).all()

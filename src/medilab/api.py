@@ -24,8 +24,33 @@ def train(
     return folder
 
 
+def group_folder_notice(folder: str | Path, command: str) -> None:
+    """A study or cross-validation folder given where one run folder is needed: a one-line
+    error naming what it is and what to run instead."""
+    from medilab import crossval, study
+    from medilab.errors import MedilabError
+    from medilab.runfolder import CONFIG_FILE
+
+    folder = Path(folder)
+    if not folder.is_dir() or (folder / CONFIG_FILE).is_file():
+        return
+    if (folder / study.STUDY_FILE).is_file() or (folder / study.SUMMARY_FILE).is_file():
+        members = sorted(p.name for p in folder.iterdir() if (p / CONFIG_FILE).is_file())
+        raise MedilabError(
+            f"{folder}: a study folder, not a run folder; {command} one member "
+            f"(`medilab {command} {folder / (members[0] if members else '<member>')} …`; "
+            f"members: {', '.join(members) or 'none yet'}), or rebuild the study's pages with "
+            f"`medilab report {folder}`")
+    if (folder / crossval.FOLDS_FILE).is_file():
+        raise MedilabError(
+            f"{folder}: a cross-validation folder, not a run folder; {command} one fold "
+            f"(`medilab {command} {folder / 'fold0'} …`), or rebuild its pages with "
+            f"`medilab report {folder}`")
+
+
 def evaluate(run_dir: str | Path, checkpoint: str = "best") -> dict[str, Any]:
     """metrics.json, predictions_<split>.csv, plots and report.html for a run folder."""
+    group_folder_notice(run_dir, "evaluate")
     metrics = run.evaluate(run_dir, checkpoint=checkpoint)
     write_report(run_dir)
     return metrics
@@ -35,6 +60,7 @@ def predict(
     run_dir: str | Path, inputs: str | Path, out: str | Path, **options: Any
 ) -> Path:
     """Predict new inputs with a trained run. A failed prediction leaves no new empty folder."""
+    group_folder_notice(run_dir, "predict")
     out = Path(out)
     existed = out.exists()
     try:
@@ -46,11 +72,15 @@ def predict(
 
 
 def explain(
-    run_dir: str | Path, inputs: str | Path, out: str | Path, method: str = "eigencam",
-    **options: Any,
+    run_dir: str | Path, inputs: str | Path | list[str | Path], out: str | Path,
+    method: str = "eigencam", **options: Any,
 ) -> list[Path]:
-    """CAM overlay PNGs of ``inputs`` (a file, folder or table) in the folder ``out``."""
-    return run.explain(run_dir, inputs, out, method, **options)
+    """CAM overlay PNGs of ``inputs`` (a file, folder or table, or a list of them) in the
+    folder ``out``."""
+    group_folder_notice(run_dir, "explain")
+    several = inputs if isinstance(inputs, list | tuple) else [inputs]
+    return [path for item in several
+            for path in run.explain(run_dir, item, out, method, **options)]
 
 
 def ensemble(
@@ -89,13 +119,15 @@ def _compare_folds(folder: Path, folds: int) -> Path:
 
 
 def study(
-    study_file: str | Path, out: str | Path, overrides: list[str] | None = None
+    study_file: str | Path, out: str | Path, overrides: list[str] | None = None,
+    force: bool = False,
 ) -> Any:
     """Train and evaluate every member of a study file into ``out``; summary.csv, paired.csv,
-    predictions/<member>.csv and study.html. Run again to continue after a stop."""
+    predictions/<member>.csv and study.html. Run again to continue after a stop; a member
+    trained with another config is refused, or trained again with ``force``."""
     from medilab.study import run_study
 
-    return run_study(study_file, out, overrides, evaluate=evaluate)
+    return run_study(study_file, out, overrides, evaluate=evaluate, force=force)
 
 
 def export(
@@ -107,6 +139,7 @@ def export(
     returns an :class:`~medilab.export.ExportResult` (path, max_abs_diff)."""
     from medilab.export import export_run
 
+    group_folder_notice(run_dir, "export")
     return export_run(run_dir, fmt, out, checkpoint=checkpoint, tolerance=tolerance)
 
 

@@ -114,16 +114,27 @@ def predict(
         float, typer.Option(help="Detection: keep boxes scoring at least this.")
     ] = 0.05,
     engine: Annotated[
-        str, typer.Option(help="torch, or onnxruntime (classification: runs RUN/export/"
-                               "model.onnx written by `medilab export`).")
+        str, typer.Option(help="torch (the run's precision), or onnxruntime (fp32; "
+                               "classification: runs the model `medilab export` wrote last, "
+                               "or --model).")
     ] = "torch",
+    model: Annotated[
+        Path | None, typer.Option("--model", help="With --engine onnxruntime: the exported "
+                                                  ".onnx file to run.")
+    ] = None,
+    image_dir: Annotated[
+        Path | None, typer.Option(help="Classification CSV input: the folder its image "
+                                       "column is relative to (default: beside the CSV, or "
+                                       "its images/ folder).")
+    ] = None,
 ) -> None:
-    """Predict new data with a trained run (digits: submission CSV; segmentation: masks)."""
+    """Predict new data with a trained run (digits: submission CSV; segmentation: masks).
+    Inputs that cannot be used are listed with their reason; none usable is an error."""
     from medilab import api
 
     written = api.predict(
         run_dir, inputs, out, checkpoint=checkpoint, probabilities=probabilities, fov=fov,
-        min_score=min_score, engine=engine,
+        min_score=min_score, engine=engine, image_dir=image_dir, model=model,
     )
     typer.echo(f"wrote {written}")
 
@@ -149,13 +160,15 @@ def export_command(
     result = api.export(run_dir, fmt, out, checkpoint=checkpoint, tolerance=tolerance)
     typer.echo(f"max abs probability difference vs PyTorch: {result.max_abs_diff:.2e} on "
                f"{result.checked_on} (tolerance {result.tolerance:.0e})")
+    typer.echo(f"precision: {result.precision_line()}")
     typer.echo(f"wrote {result.path}")
 
 
 @app.command()
 def explain(
     run_dir: RunDir,
-    inputs: Annotated[Path, typer.Argument(help="Image file(s): a file, a folder or a table.")],
+    inputs: Annotated[list[Path], typer.Argument(
+        help="Image file(s): one or more files, folders or tables.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the overlay PNGs.")],
     method: Annotated[str, typer.Option(help="gradcam, eigencam or ablationcam (detectors: "
                                              "eigencam, ablationcam).")] = "eigencam",
@@ -165,14 +178,22 @@ def explain(
     save_raw: Annotated[bool, typer.Option("--save-raw", help="Also write each map as .npy.")
                         ] = False,
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
+    min_score: Annotated[
+        float | None, typer.Option(help="Detection: explain the boxes scoring at least this "
+                                        "(default 0.5); with none, ablationcam falls back to "
+                                        "eigencam and names the file so.")
+    ] = None,
 ) -> None:
     """Where the model looks: one CAM overlay PNG per input, at the input's size."""
     from medilab import api
 
-    options = {"save_raw": save_raw}
+    options: dict[str, object] = {"save_raw": save_raw}
     if target_class is not None:
         options["target_class"] = target_class
-    written = api.explain(run_dir, inputs, out, method, checkpoint=checkpoint, **options)
+    if min_score is not None:
+        options["min_score"] = min_score
+    written = api.explain(run_dir, list(inputs), out, method, checkpoint=checkpoint,
+                          **options)
     typer.echo(f"wrote {len(written)} overlay(s) to {out}")
 
 
@@ -220,12 +241,16 @@ def study(
         list[str] | None,
         typer.Option("--override", "-o", help="KEY.SUB=VALUE for every member."),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Train again the members whose saved config differs "
+                                           "from the request (else such a rerun is refused).")
+    ] = False,
 ) -> None:
     """Train and compare several models the same way (Lab 3: single / early / late / 3D):
     one run folder per member, summary.csv, paired tests and study.html. Run again to continue."""
     from medilab import api
 
-    summary = api.study(study_file, out, override or [])
+    summary = api.study(study_file, out, override or [], force=force)
     for row in summary.itertuples(index=False):
         typer.echo(f"{row.member:<12} {row.split:<5} accuracy {row.accuracy:.4f}  "
                    f"AUROC {row.auroc:.4f}  (n={row.n})")
@@ -321,6 +346,17 @@ def data_info(
     Console().print(table)
 
 
+VERIFY_LISTED = 50  # problems listed one per row; more are grouped by kind
+
+
+def _wide_console() -> object:
+    """A rich Console whose tables wrap long cells on a terminal and, off one (CI logs,
+    ``| tee``), are as wide as their content: a file path is never cut."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=100_000)
+
+
 @data_app.command("verify")
 def data_verify(
     config: Annotated[Path, typer.Argument(help="Experiment YAML whose data section to check.")],
@@ -334,23 +370,32 @@ def data_verify(
         Path | None, typer.Option(help="Also write every problem, one row each, to this CSV.")
     ] = None,
 ) -> None:
-    """Read every sample once and list every problem in one table; exit 1 when one is fatal."""
-    from rich.console import Console
+    """Read every sample once and list every problem in one table (grouped by kind above 50;
+    --out lists every one); exit 1 when one is fatal."""
     from rich.table import Table
 
     from medilab import api
 
     report = api.verify_data(config, override or [], workers=workers, out=out)
-    console = Console()
+    console = _wide_console()
     if not report.balance.empty:
         balance = Table("split", *map(str, report.balance.columns), title="samples per class")
         for split, counts in report.balance.iterrows():
             balance.add_row(str(split), *map(str, counts))
         console.print(balance)
-    grouped = report.grouped()
-    if len(grouped):
-        problems = Table("severity", "check", "count", "example", title="problems")
-        for row in grouped.itertuples():
+    every = report.table().sort_values("severity", key=lambda s: s != "fatal", kind="stable")
+    if 0 < len(every) <= VERIFY_LISTED:
+        problems = Table("severity", "check", title="problems")
+        problems.add_column("file or sample", overflow="fold")
+        problems.add_column("problem", overflow="fold")
+        for row in every.itertuples():
+            problems.add_row(row.severity, row.check, row.file or row.sample or "–", row.message)
+        console.print(problems)
+    elif len(every):
+        problems = Table("severity", "check", "count", title="problems (by kind; every one "
+                         "with --out FILE)")
+        problems.add_column("example", overflow="fold")
+        for row in report.grouped().itertuples():
             problems.add_row(row.severity, row.check, str(row.count), row.example)
         console.print(problems)
     typer.echo(f"{report.samples} samples, {report.files_read} files read in "
@@ -430,27 +475,33 @@ app.add_typer(weights_app, name="weights")
 @weights_app.command("import")
 def weights_import(
     file: Annotated[Path, typer.Argument(help="A torchvision weight file, e.g. "
-                                              "resnet50-11ad3fa6.pth (hash checked).")],
+                                              "resnet50-11ad3fa6.pth (hash checked), or with "
+                                              "--model a timm model's model.safetensors.")],
+    model: Annotated[
+        str | None, typer.Option("--model", help="The timm model the file is for (swin: "
+                                                 "medilab's default Swin-T).")
+    ] = None,
 ) -> None:
-    """Check a weight file's hash against its name and place it in the local weights cache."""
+    """Check a weight file (its hash against its name; a timm file: readable) and place it
+    where `weights: imagenet` (or coco) looks, in the local weights cache."""
     from medilab.models.weights import import_weights
 
-    typer.echo(f"imported: {import_weights(file)}")
+    typer.echo(f"imported: {import_weights(file, model)}")
 
 
 @weights_app.command("list")
 def weights_list() -> None:
     """Which pretrained weight files medilab knows, and which are available offline."""
-    from rich.console import Console
     from rich.table import Table
 
     from medilab.models.weights import list_weights
 
-    table = Table("model", "weights", "available", "path")
+    table = Table("model", "weights", "available")
+    table.add_column("path", overflow="fold")
     for row in list_weights():
         table.add_row(str(row["model"] or "–"), str(row["weights"] or "–"),
                       "yes" if row["available"] else "no", str(row["path"]))
-    Console().print(table)
+    _wide_console().print(table)
 
 
 @app.command()
@@ -459,7 +510,7 @@ def report(run_dir: RunDir) -> None:
     crossval or study folder, its summary page (compare.html / study.html) and every run's."""
     from medilab import api
 
-    typer.echo(api.write_report(run_dir))
+    typer.echo(f"report: {api.write_report(run_dir)}")
 
 
 @app.command()

@@ -51,6 +51,13 @@ class DataCommon(Strict):
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     splits_csv: Path | None = None  # reuse a saved splits.csv instead of splitting
     balanced_sampler: bool = False  # classification: draw training samples class-balanced
+    # classification: names of the classes in label order (0, 1, …), shown on every page and
+    # CSV; default: the source's own (MedMNIST: the dataset's label dictionary; image tables:
+    # the label texts; else "0", "1", …)
+    class_names: list[str] | None = None
+    # binary classification: the class sensitivity, the ROC curve and the threshold are about
+    # (one of the class names); default: class 1. It is served to the model as class 1.
+    positive_class: str | None = None
     # decoded + prepared pixels of image files kept as .npy under cache_dir (None:
     # $MEDILAB_CACHE_DIR, else ~/.cache/medilab/arrays), keyed by file path, size, mtime and the
     # preparation settings, so later epochs, runs and folds do not decode again
@@ -216,6 +223,11 @@ def validate_config(
     if config.task not in TASKS:
         raise ConfigError(f"{origin}: field 'task': unknown task {config.task!r}; available: "
                           f"{', '.join(TASKS.names())}")
+    if config.task != "classification":
+        for name in ("class_names", "positive_class"):
+            if getattr(config.data, name) is not None:
+                raise ConfigError(f"{origin}: data.{name} is for classification; "
+                                  f"{config.task} runs name their classes otherwise")
     served = SOURCES.get(config.data.source).tasks
     if config.task not in served:
         raise ConfigError(f"{origin}: data.source {config.data.source!r} serves "

@@ -21,9 +21,11 @@ from torch import nn
 
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_text
+from medilab.precision import resolve_precision
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}
 EXPORT_DIR = "export"
+EXPORTS_RECORD = "export/exports.json"  # format → where the latest export of the run went
 TOLERANCE = 1e-4
 CHECK_BATCH = 4
 SPATIAL_NAMES = ("depth", "height", "width")
@@ -39,6 +41,22 @@ class ExportResult:
     max_abs_diff: float
     tolerance: float
     checked_on: str = "random inputs"
+    # the parity check compares like with like: PyTorch in fp32 against the exported model
+    # (onnxruntime / TorchScript run fp32); `predict --engine torch` runs the run's precision
+    # (trainer.precision resolved on this machine) and, when that is not fp32, differs by
+    # predict_max_abs_diff from the exported model on the same inputs
+    compared_precision: str = "32-true"
+    predict_precision: str = "32-true"
+    predict_max_abs_diff: float | None = None
+
+    def precision_line(self) -> str:
+        """Which precision each path runs, in one line."""
+        line = (f"both sides fp32 ({self.format} runs fp32); `predict --engine torch` here "
+                f"runs {self.predict_precision}")
+        if self.predict_max_abs_diff is not None:
+            line += (f", {self.predict_max_abs_diff:.2e} from the exported model on the same "
+                     "inputs")
+        return line
 
     def to_json(self) -> str:
         body = {**asdict(self), "path": str(self.path)}
@@ -48,6 +66,32 @@ class ExportResult:
 def default_export_path(run_dir: Path, fmt: str) -> Path:
     """``RUN/export/model.onnx`` or ``RUN/export/model.pt``."""
     return run_dir / EXPORT_DIR / FORMATS[fmt]
+
+
+def exported_model_path(run_dir: Path, fmt: str) -> Path:
+    """Where the run's latest ``fmt`` export went (``RUN/export/exports.json``, written by
+    :func:`export_run`, also for ``--out`` elsewhere), else the default path."""
+    record = run_dir / EXPORTS_RECORD
+    if record.is_file():
+        try:
+            recorded = json.loads(record.read_text(encoding="utf-8")).get(fmt)
+        except (ValueError, AttributeError):
+            recorded = None
+        if isinstance(recorded, str):
+            return Path(recorded)
+    return default_export_path(run_dir, fmt)
+
+
+def record_export(run_dir: Path, fmt: str, path: Path) -> None:
+    """Note in ``RUN/export/exports.json`` where the ``fmt`` export was written."""
+    record = run_dir / EXPORTS_RECORD
+    try:
+        saved = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+    except ValueError:
+        saved = {}
+    saved = saved if isinstance(saved, dict) else {}
+    saved[fmt] = str(path.resolve())
+    write_text(record, json.dumps(saved, indent=2) + "\n")
 
 
 def export_run(
@@ -88,8 +132,13 @@ def export_run(
                 torch.jit.save(torch.jit.trace(model, example), str(partial))
         exported = load_exported(partial, fmt)
         checked = validation_inputs(config, run_dir, spec) if not segmentation else None
-        diff = max_probability_difference(
-            model, exported, checked or sample_inputs(spec, CHECK_BATCH, generator))
+        compared = checked or sample_inputs(spec, CHECK_BATCH, generator)
+        diff = max_probability_difference(model, exported, compared)
+        predict_precision, _ = resolve_precision(config, model)
+        predict_diff = None
+        if not predict_precision.startswith("32"):  # what `predict --engine torch` runs
+            with autocast_for(predict_precision):
+                predict_diff = max_probability_difference(model, exported, compared)
         if segmentation:  # the spatial axes are dynamic: check a larger window too
             larger = {"image": [spec["image"][0], *(2 * int(d) for d in spec["image"][1:])]}
             diff = max(diff, max_probability_difference(model, exported,
@@ -110,9 +159,22 @@ def export_run(
         shapes["image"] = ["batch", spec["image"][0],
                            *SPATIAL_NAMES[-(len(spec["image"]) - 1):]]
     result = ExportResult(path, fmt, shapes, diff, tolerance,
-                          "validation samples" if checked else "random inputs")
+                          "validation samples" if checked else "random inputs",
+                          predict_precision=predict_precision,
+                          predict_max_abs_diff=predict_diff)
     write_text(path.with_suffix(".json"), result.to_json())
+    record_export(run_dir, fmt, path)
     return result
+
+
+def autocast_for(precision: str) -> Any:
+    """CPU autocast for a Lightning ``*-mixed`` / ``*-true`` reduced precision (bf16 or fp16);
+    a no-op context for anything else."""
+    import contextlib
+
+    dtype = torch.bfloat16 if precision.startswith("bf16") else (
+        torch.float16 if precision.startswith("16") else None)
+    return torch.autocast("cpu", dtype=dtype) if dtype else contextlib.nullcontext()
 
 
 def input_spec(module: nn.Module, run_dir: Path) -> dict[str, list[int | str]]:
@@ -198,7 +260,8 @@ class OnnxModel(nn.Module):
                                ) from None
         path = Path(path)
         if not path.is_file():
-            raise InputFileError(path, "exported model not found (run `medilab export` first)")
+            raise InputFileError(path, "exported model not found (run `medilab export` first, "
+                                 "or give the exported file with --model)")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         try:
@@ -229,10 +292,11 @@ def max_probability_difference(
 
 
 def use_engine(
-    module: Any, config: Any, run_dir: Path, engine: str
+    module: Any, config: Any, run_dir: Path, engine: str, model: str | Path | None = None
 ) -> tuple[Any, Any]:
-    """(module, CPU fp32 inference Trainer) with the module's model replaced by the run's ONNX
-    export run by onnxruntime (classification runs), so predictions keep their columns."""
+    """(module, CPU fp32 inference Trainer) with the module's model replaced by an ONNX export
+    run by onnxruntime (classification runs), so predictions keep their columns: ``model``, or
+    where the run's latest export went (:func:`exported_model_path`)."""
     import lightning as L
 
     if engine != "onnxruntime":
@@ -240,7 +304,8 @@ def use_engine(
     if config.task != "classification":
         raise MedilabError(f"predict --engine onnxruntime: only classification runs, not "
                            f"{config.task!r}")
-    module.model = OnnxModel(default_export_path(run_dir, "onnx"))
+    module.model = OnnxModel(Path(model) if model is not None
+                             else exported_model_path(run_dir, "onnx"))
     trainer = L.Trainer(accelerator="cpu", devices=1, precision="32-true", logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, inference_mode=True)

@@ -59,7 +59,7 @@ from medilab.runfolder import (
 )
 from medilab.tasks.registry import get_task_family
 from medilab.trained import load_module, read_checkpoint_state
-from medilab.training_summary import EpochLines, training_summary
+from medilab.training_summary import EpochLines, PredictLines, training_summary
 
 RUN_DIR_ENV = "MEDILAB_RUN_DIR"
 EXTERNAL_LAUNCH_ENV = ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS")
@@ -279,7 +279,8 @@ def build_inference_trainer(
     tcfg = config.trainer
     precision, channels_last = ((choice.precision, choice.channels_last) if choice
                                 else resolve_precision(config, model))
-    callbacks: list[cb.Callback] = [ChannelsLast()] if channels_last else []
+    callbacks: list[cb.Callback] = [ChannelsLast(), PredictLines()] if channels_last else [
+        PredictLines()]
     options: dict[str, Any] = {"precision": precision}
     mixed = precision in MIXED_PRECISIONS
     if mixed:
@@ -289,7 +290,7 @@ def build_inference_trainer(
     return L.Trainer(
         accelerator=tcfg.accelerator,
         devices=1,
-        callbacks=callbacks or None,
+        callbacks=callbacks,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -595,6 +596,9 @@ def predict(
     run_dir = Path(run_dir)
     inputs = Path(inputs)
     engine = options.pop("engine", "torch")
+    exported = options.pop("model", None)
+    if exported is not None and engine == "torch":
+        raise MedilabError("predict: --model names an exported model; add --engine onnxruntime")
     if not inputs.exists():
         raise InputFileError(inputs, "not found")
     config = load_run_config(run_dir)
@@ -605,7 +609,7 @@ def predict(
     if engine != "torch":
         from medilab.export import use_engine
 
-        module, trainer = use_engine(module, config, run_dir, engine)
+        module, trainer = use_engine(module, config, run_dir, engine, exported)
     module.to(trainer.strategy.root_device)
     return family.predict(module, config, inputs, Path(out), trainer, **options)
 

@@ -16,13 +16,19 @@ and its own ordinary run folder ``OUT/<member>``. OUT then holds ``predictions/<
 ``paired.csv`` (paired bootstrap of AUROC differences between members on the same samples) and
 ``study.html``. Running the same command again keeps finished members (``study_member.json``
 is written last), evaluates a member whose training finished, resumes one with a ``last.ckpt``
-and starts the others again, so a stopped (even killed) study ends as an uninterrupted one.
+and starts the others again, so a stopped (even killed) study ends as an uninterrupted one. A
+member folder whose saved config differs from what the study now asks (another
+``-o trainer.max_epochs``, an edited study file) is refused before anything trains, naming the
+field, or trained again from scratch with ``force=True``; members that ran at different
+precisions or epoch budgets are warned about and named on the page.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
+import warnings
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -35,7 +41,15 @@ from medilab import run
 from medilab.config import ExperimentConfig, apply_overrides, read_yaml, validate_config
 from medilab.errors import ConfigError, InputFileError
 from medilab.io.atomic import write_bytes, write_csv, write_text
-from medilab.runfolder import METRICS_FILE, SPLITS_FILE, checkpoint_path, read_status
+from medilab.models.registry import check_model_kwargs
+from medilab.runfolder import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    SPLITS_FILE,
+    checkpoint_path,
+    load_run_config,
+    read_status,
+)
 from medilab.tasks.bootstrap import resample_indices
 
 SUMMARY_FILE = "summary.csv"
@@ -78,14 +92,34 @@ def load_study(path: str | Path, overrides: list[str] | None = None
                                                    f"{path} member {member!r}")
         except ConfigError as exc:
             raise ConfigError(str(exc)) from None
+        model = configs[str(member)].model
+        try:  # a typo in a member's model kwargs stops the study before any training
+            check_model_kwargs(model.name, model.kwargs)
+        except ConfigError as exc:
+            raise ConfigError(f"{path} member {member!r}: {exc}") from None
     return name, configs
 
 
 def run_study(path: str | Path, out: str | Path, overrides: list[str] | None = None,
-              evaluate: Any = run.evaluate) -> pd.DataFrame:
-    """Train and evaluate every member into ``out``; write and return the summary table."""
+              evaluate: Any = run.evaluate, force: bool = False) -> pd.DataFrame:
+    """Train and evaluate every member into ``out``; write and return the summary table.
+    A member folder trained with another config is refused (``force``: trained again)."""
     out = Path(out)
     name, configs = load_study(path, overrides)
+    changed = changed_members(out, configs)
+    if changed and not force:
+        member, fields = next(iter(changed.items()))
+        others = f" (and {len(changed) - 1} more member(s))" if len(changed) > 1 else ""
+        raise ConfigError(
+            f"{out / member / CONFIG_FILE}: member {member!r} was trained with "
+            f"{fields[0]}{others}; rerun with --force to train the changed members again, "
+            "or choose another --out")
+    for member, fields in changed.items():
+        warnings.warn(f"{out / member}: config changed ({'; '.join(fields)}); training the "
+                      "member again", UserWarning, stacklevel=2)
+        shutil.rmtree(out / member)
+        if any(f.startswith(("data.", "seed=")) for f in fields):
+            (out / SPLITS_FILE).unlink(missing_ok=True)  # the shared split is made again
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / STUDY_FILE, json.dumps({"study": name, "members": list(configs)},
                                             indent=2) + "\n")
@@ -112,6 +146,41 @@ def run_study(path: str | Path, out: str | Path, overrides: list[str] | None = N
             {"member": member, "train_seconds": round(seconds, 1),
              "parameters": _parameters(member_dir)}, indent=2) + "\n")
     return summarize(name, out, list(configs))
+
+
+IGNORED_FIELDS = ("experiment", "data.splits_csv")  # set per member by the study itself
+
+
+def changed_members(out: Path, configs: dict[str, ExperimentConfig]) -> dict[str, list[str]]:
+    """Members of ``out`` whose saved config.yaml differs from the requested config, each with
+    its differing fields as ``"key: saved X, now Y"`` (study-set fields ignored)."""
+    changed = {}
+    for member, config in configs.items():
+        member_dir = out / member
+        if not (member_dir / CONFIG_FILE).is_file():
+            continue
+        try:
+            saved = _flatten(load_run_config(member_dir).model_dump(mode="json"))
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; remove {member_dir} to train the member again") from None
+        requested = _flatten(config.model_dump(mode="json"))
+        fields = [f"{key}={saved.get(key)!r}, the study now asks {requested.get(key)!r}"
+                  for key in sorted(set(saved) | set(requested))
+                  if key not in IGNORED_FIELDS and saved.get(key) != requested.get(key)]
+        if fields:
+            changed[member] = [field.replace("'", "") for field in fields]
+    return changed
+
+
+def _flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}`` (lists kept as values)."""
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def rebuild(out: Path) -> Path:
@@ -165,8 +234,52 @@ def summarize(name: str, out: Path, members: list[str]) -> pd.DataFrame:
     write_csv(paired, out / PAIRED_FILE)
     from medilab.reports.study import write_study_page
 
-    write_study_page(name, out, summary, paired, predictions, members)
+    settings = member_settings(out, members)
+    notices = mismatch_notices(settings)
+    for notice in notices:
+        warnings.warn(f"{out}: {notice}", UserWarning, stacklevel=2)
+    write_study_page(name, out, summary, paired, predictions, members, settings, notices)
     return summary
+
+
+def member_settings(out: Path, members: list[str]) -> dict[str, dict[str, Any]]:
+    """Per member what should be shared: ``max_epochs``, ``epochs_run``, ``precision`` (as
+    trained, from status.json), ``seed`` and the model (name and kwargs), for the page."""
+    settings = {}
+    for member in members:
+        member_dir = out / member
+        status = read_status(member_dir) or {}
+        try:
+            config = load_run_config(member_dir)
+        except ConfigError:
+            continue
+        metrics_path = member_dir / METRICS_FILE
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8")) \
+            if metrics_path.is_file() else {}
+        settings[member] = {
+            "class_names": metrics.get("class_names"),
+            "positive_class": metrics.get("positive_class"),
+            "max_epochs": config.trainer.max_epochs,
+            "epochs_run": (status.get("training") or {}).get("epochs_run"),
+            "precision": (status.get("precision") or {}).get("precision"),
+            "seed": config.seed,
+            "model": config.model.name,
+            "kwargs": config.model.kwargs,
+        }
+    return settings
+
+
+def mismatch_notices(settings: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per shared setting (epoch budget, precision, seed) on which members differ."""
+    notices = []
+    for key, label in (("max_epochs", "epoch budget (trainer.max_epochs)"),
+                       ("precision", "precision"), ("seed", "seed")):
+        values = {m: s.get(key) for m, s in settings.items() if s.get(key) is not None}
+        if len(set(map(str, values.values()))) > 1:
+            listed = ", ".join(f"{m} {v}" for m, v in values.items())
+            notices.append(f"members differ in {label}: {listed}; their comparison is not "
+                           "like with like")
+    return notices
 
 
 def paired_auroc(
@@ -174,8 +287,9 @@ def paired_auroc(
     num_bootstraps: int = 2000, seed: int = 0,
 ) -> pd.DataFrame:
     """For every split and pair of members scored on the same samples: AUROC difference
-    (a − b), its 95 % paired-bootstrap interval and two-sided p-value (samples resampled
-    together for both members; patients when a patient column exists)."""
+    (a − b), its 95 % paired-bootstrap interval, two-sided p-value (samples resampled
+    together for both members; patients when a patient column exists), the p-value corrected
+    for the split's several comparisons (Holm) and ``significant``: corrected p < 0.05."""
     rows = []
     splits = sorted({split for _, split in predictions})
     for split in splits:
@@ -203,9 +317,30 @@ def paired_auroc(
             p = min(1.0, 2 * min((draws_array <= 0).mean(), (draws_array >= 0).mean()))
             rows.append({"split": split, "a": a, "b": b, "auroc_difference": diff,
                          "low": float(low), "high": float(high), "p_value": float(p),
-                         "significant": bool(low > 0 or high < 0), "n": len(y)})
-    return pd.DataFrame(rows, columns=["split", "a", "b", "auroc_difference", "low", "high",
-                                       "p_value", "significant", "n"])
+                         "n": len(y)})
+    table = pd.DataFrame(rows, columns=["split", "a", "b", "auroc_difference", "low", "high",
+                                        "p_value", "n"])
+    # several pairs per split: Holm's step-down correction keeps the chance of any false
+    # "significant" among them at 5 %
+    table.insert(7, "p_holm", np.nan)
+    for _, part in table.groupby("split"):
+        table.loc[part.index, "p_holm"] = holm_adjust(part["p_value"].to_numpy())
+    table.insert(8, "significant", table["p_holm"] < ALPHA)
+    return table
+
+
+ALPHA = 0.05
+
+
+def holm_adjust(p_values: np.ndarray) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values: the k-th smallest of m times (m − k + 1), made
+    non-decreasing in that order and capped at 1."""
+    p = np.asarray(p_values, float)
+    order = np.argsort(p, kind="stable")
+    scaled = np.minimum(1.0, p[order] * (len(p) - np.arange(len(p))))
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.maximum.accumulate(scaled)
+    return adjusted
 
 
 def binary_auroc(labels: np.ndarray, scores: np.ndarray) -> float:

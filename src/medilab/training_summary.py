@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import lightning as L
@@ -12,17 +13,113 @@ from lightning.pytorch import callbacks as cb
 
 from medilab.config import ExperimentConfig
 
+PROGRESS_EVERY_S = 30.0  # off a terminal: a progress line inside a long epoch at most this often
+
 
 class EpochLines(cb.Callback):
-    """Print one line per epoch (for logs and CI, where a progress bar wraps into many)."""
+    """Off a terminal (logs, CI): a start banner (samples and batches per split, device,
+    precision), one line per finished epoch with that epoch's train and val metrics, and a
+    progress line at most every :data:`PROGRESS_EVERY_S` seconds inside a long epoch.
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+    An epoch's line is printed once all of its metrics are logged: when the next epoch starts,
+    or when training ends (the module logs its epoch metrics after the callbacks' epoch-end
+    hooks, so printing there would show the previous epoch's values).
+    """
+
+    def __init__(self) -> None:
+        self.finished: int | None = None  # the 1-based epoch whose line is due
+        self.last_line = 0.0
+        self.epoch_start = 0.0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            print(start_banner(trainer), flush=True)
+        self.last_line = time.monotonic()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.print_finished(trainer)
+        self.epoch_start = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.finished = trainer.current_epoch + 1
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.print_finished(trainer)
+
+    def print_finished(self, trainer: L.Trainer) -> None:
+        if self.finished is None or not trainer.is_global_zero:
             return
         shown = {k: float(v) for k, v in trainer.callback_metrics.items()
                  if k.startswith(("train/", "val/")) and v.numel() == 1}
         values = "  ".join(f"{k} {v:.4f}" for k, v in sorted(shown.items()))
-        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {values}", flush=True)
+        seconds = time.monotonic() - self.epoch_start
+        print(f"epoch {self.finished}/{trainer.max_epochs}  {values}  ({seconds:.0f} s)",
+              flush=True)
+        self.finished = None
+        self.last_line = time.monotonic()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.progress(trainer, f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: "
+                      f"training batch {batch_idx + 1}/{_count(trainer.num_training_batches)}")
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                                outputs: Any, batch: Any, batch_idx: int,
+                                dataloader_idx: int = 0) -> None:
+        if not trainer.sanity_checking:
+            total = _count(sum(trainer.num_val_batches))
+            self.progress(trainer, f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: "
+                          f"validation batch {batch_idx + 1}/{total}")
+
+    def progress(self, trainer: L.Trainer, text: str) -> None:
+        now = time.monotonic()
+        if trainer.is_global_zero and now - self.last_line >= PROGRESS_EVERY_S:
+            print(f"{text} ({now - self.epoch_start:.0f} s into the epoch)", flush=True)
+            self.last_line = now
+
+
+class PredictLines(cb.Callback):
+    """Evaluation and prediction: a progress line at most every :data:`PROGRESS_EVERY_S`
+    seconds (scoring a large split on a CPU takes minutes)."""
+
+    def __init__(self, what: str = "scoring") -> None:
+        self.what = what
+        self.start = self.last_line = 0.0
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start = self.last_line = time.monotonic()
+
+    def on_predict_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                             outputs: Any, batch: Any, batch_idx: int,
+                             dataloader_idx: int = 0) -> None:
+        now = time.monotonic()
+        if now - self.last_line >= PROGRESS_EVERY_S:
+            total = _count(sum(trainer.num_predict_batches))
+            print(f"{self.what}: batch {batch_idx + 1}/{total} ({now - self.start:.0f} s)",
+                  flush=True)
+            self.last_line = now
+
+
+def start_banner(trainer: L.Trainer) -> str:
+    """``training: N train / M val samples (B / V batches per epoch), device, precision``."""
+    def samples(loader: Any) -> str:
+        dataset = getattr(loader, "dataset", None)
+        try:
+            return str(len(dataset)) if dataset is not None else "?"
+        except TypeError:
+            return "?"
+
+    val = trainer.val_dataloaders
+    val_loader = val[0] if isinstance(val, list | tuple) and val else val
+    return (f"training: {samples(trainer.train_dataloader)} train / {samples(val_loader)} val "
+            f"samples ({_count(trainer.num_training_batches)} / "
+            f"{_count(sum(trainer.num_val_batches))} batches per epoch), "
+            f"{trainer.max_epochs} epochs, device {trainer.strategy.root_device}, "
+            f"precision {trainer.precision}")
+
+
+def _count(value: float) -> str:
+    return str(int(value)) if math.isfinite(value) else "?"
 
 
 def training_summary(

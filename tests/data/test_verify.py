@@ -3,6 +3,8 @@ and severity; clean data passes; ``train`` refuses fatal table problems before a
 
 from __future__ import annotations
 
+import re
+
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -12,6 +14,7 @@ from PIL import Image
 from medilab import api
 from medilab.cli import main
 from medilab.config import validate_config
+from medilab.data.sources.box_table import BoxTableSource
 from medilab.data.verify import FATAL, WARNING, verify_dataset
 from medilab.errors import MedilabError
 from segmentation_samples import circles_config, write_circles
@@ -224,3 +227,72 @@ def test_train_warns_once_per_kind_of_warning(tmp_path):
         api.train(table_config(root, batch_size=8), run_dir=tmp_path / "run",
                   evaluate_after=False)
     assert sum("data check" in str(w.message) for w in record) == 1
+
+
+def test_every_box_problem_and_a_missing_image_in_one_run_off_a_terminal(tmp_path, capsys):
+    """x2 < x1, a box outside its image, a label typo and a missing image: all four listed in
+    one run, each with its image's full path, though stdout is not a terminal."""
+    root = tmp_path / ("a_long_folder_name_that_a_narrow_table_would_cut" * 2) / "tbx_copy"
+    (root / "images").mkdir(parents=True)
+    for i in range(8):
+        if i != 7:  # 7.png is listed but missing
+            Image.fromarray(np.zeros((32, 40), np.uint8)).save(root / "images" / f"{i}.png")
+    pd.DataFrame({"image": [f"{i}.png" for i in range(8)]}).to_csv(root / "images.csv",
+                                                                   index=False)
+    pd.DataFrame({"image": ["0.png", "1.png", "2.png", "3.png", "4.png", "5.png"],
+                  "label": ["tb", "tb", "tb", "Pneumonia", "tb", "tb"],
+                  "x1": [1, 20, 30, 2, 3, 4], "y1": [1, 5, 20, 2, 3, 4],
+                  "x2": [10, 12, 45, 9, 9, 9], "y2": [10, 30, 30, 9, 9, 9]}
+                 ).to_csv(root / "boxes.csv", index=False)
+    config = tmp_path / "det.yaml"
+    config.write_text(f"task: detection\ndata: {{source: box_table, root: {root}, size: 64, "
+                      "classes: [tb]}\nmodel: {name: fasterrcnn_small}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "verify", str(config), "--workers", "1"])
+    assert exit_info.value.code == 1
+    printed = capsys.readouterr().out
+    lines = {check: next(line for line in printed.splitlines()
+                         if re.search(rf"│ {check}\s+│", line))
+             for check in ("box", "box outside image", "box label", "unreadable")}
+    for check, image in (("box", "1.png"), ("box outside image", "2.png"),
+                         ("box label", "3.png"), ("unreadable", "7.png")):
+        assert str(root / "images" / image) in lines[check]
+    assert "needs x2 > x1" in lines["box"] and "'Pneumonia' is not one of" in lines["box label"]
+    assert "8 samples, 8 files read" in printed
+    assert "has box" in printed and "no box" in printed  # the class table says what 0/1 mean
+
+
+def test_training_refuses_a_bad_box_naming_its_image(tmp_path):
+    (tmp_path / "images").mkdir()
+    for i in range(4):
+        Image.fromarray(np.zeros((32, 40), np.uint8)).save(tmp_path / "images" / f"{i}.png")
+    pd.DataFrame({"image": ["0.png", "1.png"], "label": ["tb", "tb"], "x1": [1, 20],
+                  "y1": [1, 5], "x2": [10, 12], "y2": [10, 30]}).to_csv(
+        tmp_path / "boxes.csv", index=False)
+    config = validate_config({"experiment": "det", "task": "detection",
+                              "data": {"source": "box_table", "root": str(tmp_path),
+                                       "images_csv": None, "size": 64},
+                              "model": {"name": "fasterrcnn_small"}})
+    with pytest.raises(MedilabError, match=r"data check: box: .*images/1.png: box 0 "
+                                           r"\[20, 5, 12, 30\] needs x2 > x1"):
+        api.train(config, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(MedilabError, match=r"row 2 \(image 1.png\): box \[20, 5, 12, 30\] has "
+                                           r"no area"):
+        BoxTableSource().build_datamodule(config, None)
+
+
+def test_a_rare_box_label_beside_common_ones_is_a_warning(tmp_path):
+    (tmp_path / "images").mkdir()
+    for i in range(5):
+        Image.fromarray(np.zeros((32, 40), np.uint8)).save(tmp_path / "images" / f"{i}.png")
+    pd.DataFrame({"image": [f"{i}.png" for i in range(5)], "label": ["tb"] * 4 + ["Tb"],
+                  "x1": [1] * 5, "y1": [1] * 5, "x2": [9] * 5, "y2": [9] * 5}).to_csv(
+        tmp_path / "boxes.csv", index=False)
+    config = validate_config({"experiment": "det", "task": "detection",
+                              "data": {"source": "box_table", "root": str(tmp_path),
+                                       "images_csv": None, "size": 64},
+                              "model": {"name": "fasterrcnn_small"}})
+    report = verify_dataset(config, workers=1)
+    assert checks(report) == {"rare box label": 1} and not report.fatal
+    assert "'Tb' is on 1 box(es) only" in report.table()["message"].iloc[0]

@@ -65,3 +65,19 @@ def test_a_cam_that_is_not_2d_is_refused(tmp_path):
     with pytest.raises(MedilabError, match="CAM must be"):
         overlay_png(np.zeros((4, 4)), np.zeros((1, 4, 4)), tmp_path / "cam.png")
     assert not list(tmp_path.iterdir())
+
+
+def test_small_overlays_are_enlarged_titled_and_get_a_colour_scale(tmp_path):
+    from medilab.explain.overlay import colour_scale
+
+    image = np.zeros((64, 48), np.uint8)
+    cam = np.zeros((8, 6), np.float32)
+    cam[:, 3:] = 1.0
+    out = overlay_png(image, cam, tmp_path / "x.png", save_raw=True, min_size=256,
+                      title="gradcam: predicted finding (p 0.87)", colorbar=True)
+    picture = np.asarray(Image.open(out))
+    assert picture.shape[1] == 256 and picture.shape[0] > 256 * 64 / 48  # enlarged, + bands
+    assert np.load(tmp_path / "x.npy").shape == (64, 48)  # the raw map keeps the image's size
+    assert (picture[:10] == 255).mean() < 1  # the title band holds dark text
+    scale = colour_scale(100, 4)
+    assert scale[0, 0, 2] > scale[0, 0, 0] and scale[0, -1, 0] > scale[0, -1, 2]  # blue → red

@@ -157,7 +157,7 @@ def _train(model: nn.Module, steps: int) -> list[float]:
         ("fusion_single", {}),
         ("fusion_early", {"slices": 3}),
         ("fusion_late", {"slices": 3, "shared": True}),
-        ("fusion_late", {"slices": 2, "shared": False, "weights": "learned"}),
+        ("fusion_late", {"slices": 2, "shared": False, "fusion_weights": "learned"}),
     ],
 )
 def test_every_member_trains_on_tiny_volumes(name, kwargs):
@@ -173,3 +173,13 @@ def test_late_fusion_with_separate_models_has_one_per_slice():
     separate = _create("fusion_late", slices=4, shared=False, backbone_kwargs=TINY)
     assert isinstance(shared, LateFusion) and len(shared.members) == 1
     assert len(separate.members) == 4
+
+
+def test_misspelled_kwarg_is_refused_naming_it():
+    with pytest.raises(ConfigError, match=r"model.kwargs.slicez: unknown argument for model "
+                                          r"'fusion_early' \(it takes: slices"):
+        _create("fusion_early", slicez=3)
+    with pytest.raises(ConfigError, match="model.kwargs.backbone_kwargs.widht"):
+        _create("fusion_late", backbone="convnet", backbone_kwargs={"widht": [4]})
+    with pytest.raises(ConfigError, match="takes no covariates"):
+        create_model("fusion_single", in_channels=1, num_classes=2, num_covariates=2)

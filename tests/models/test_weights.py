@@ -114,3 +114,46 @@ def test_read_state_dict_reads_safetensors_and_refuses_other_files(tmp_path):
     broken.write_bytes(b"nonsense")
     with pytest.raises(WeightsUnavailableError, match="not a readable weights file"):
         read_state_dict(broken)
+
+
+def test_a_misspelled_weights_name_names_the_field_and_values():
+    from medilab.models import create_model
+
+    with pytest.raises(WeightsUnavailableError, match=r"model.kwargs.weights: 'imagnet' is not "
+                                                      r"none or imagenet, nor a weights file"):
+        create_model("resnet18", in_channels=1, num_classes=2, weights="imagnet")
+    with pytest.raises(WeightsUnavailableError, match=r"'cocoa' is not none or coco"):
+        create_model("fasterrcnn_small", weights="cocoa")
+
+
+def test_detection_coco_weights_say_how_to_import_them(torch_home):
+    from medilab.models import create_model
+
+    with pytest.raises(WeightsUnavailableError) as info:
+        create_model("fasterrcnn_mobilenet_v3_large_fpn", weights="coco")
+    message = str(info.value)
+    assert "medilab weights import FILE" in message and "weights: none" in message
+    assert "weights_path" not in message and "pretrained" not in message.split("available")[1]
+    rows = {row["model"]: row for row in list_weights()}
+    assert rows["fasterrcnn_mobilenet_v3_large_fpn"]["path"] in message
+
+
+def test_swin_weights_are_listed_imported_and_found(tmp_path, torch_home, monkeypatch):
+    from huggingface_hub import constants
+
+    from medilab.models.backbones import SWIN_DEFAULT
+    from medilab.models.weights import timm_weights_file
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))  # none cached here
+    swin = next(row for row in list_weights() if row["model"] == "swin")
+    assert not swin["available"] and swin["path"].endswith(f"{SWIN_DEFAULT}.safetensors")
+    with pytest.raises(WeightsUnavailableError, match=r"medilab weights import FILE --model "
+                                                      rf"{SWIN_DEFAULT}"):
+        timm_weights_file(SWIN_DEFAULT)
+    file = tmp_path / "model.safetensors"
+    save_file({"w": torch.zeros(2)}, str(file))
+    placed = import_weights(file, "swin")
+    assert str(placed) == swin["path"] and timm_weights_file(SWIN_DEFAULT) == placed
+    assert next(row for row in list_weights() if row["model"] == "swin")["available"]
+    with pytest.raises(InputFileError, match="not a timm model"):
+        import_weights(file, "no_such_net")

@@ -32,6 +32,7 @@ def cell_texts(html: str) -> list[str]:
 
 def test_compare_ranks_and_writes_csv(two_binary_runs: tuple[Path, Path], tmp_path: Path) -> None:
     weak, strong = two_binary_runs
+    (strong / "report.html").write_text("<html></html>")
     out = compare_runs([weak, strong], tmp_path / "fusion.html")
     html = out.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and 'src="http' not in html
@@ -41,10 +42,16 @@ def test_compare_ranks_and_writes_csv(two_binary_runs: tuple[Path, Path], tmp_pa
     # higher is better for accuracy, lower for loss: the strong run wins both, in bold
     for name in ("accuracy", "auroc", "loss"):
         good, bad = strong_metrics[name], weak_metrics[name]
-        good_text = f"{good['value']:.3f} [{good['low']:.3f}, {good['high']:.3f}]"
-        bad_text = f"{bad['value']:.3f} [{bad['low']:.3f}, {bad['high']:.3f}]"
-        assert f"<strong>{good_text}</strong>" in html
+        # the value, and under it its interval (narrow columns: no horizontal scroll)
+        good_text = (f"<strong>{good['value']:.3f}</strong><br><span class=\"ci\">"
+                     f"[{good['low']:.3f}, {good['high']:.3f}]</span>")
+        bad_text = (f"{bad['value']:.3f}<br><span class=\"ci\">[{bad['low']:.3f}, "
+                    f"{bad['high']:.3f}]</span>")
+        assert good_text in html
         assert bad_text in cell_texts(html)
+    # a run's name links to its report, when it has one
+    assert f'<a href="runs/{strong.parent.name}/{strong.name}/report.html">' in html
+    assert f"runs/{weak.parent.name}/{weak.name}/report.html" not in html
     assert "<strong>" + weak.name not in html
     assert html.count("data:image/png;base64,") == 4  # loss, main metric, ROC, bars
     assert "main metric: auroc" in html
@@ -116,7 +123,7 @@ def test_compare_segmentation_uses_dice(segmentation_run: Path, tmp_path: Path) 
     html = out.read_text(encoding="utf-8")
     assert "main metric: dice" in html and "ROC" not in html
     dice = json.loads((segmentation_run / "metrics.json").read_text())["splits"]["val"]["dice"]
-    assert f"<strong>{dice['value']:.3f} [" in html  # a single run is the best of itself
+    assert f"<strong>{dice['value']:.3f}</strong><br>" in html  # the best of itself
     assert html.count("data:image/png;base64,") == 3  # loss, dice curve, bars
 
 
@@ -189,7 +196,9 @@ def test_lower_is_better_note_only_when_there_is_one(two_binary_runs, segmentati
 
 
 def best_cells(html: str) -> list[str]:
-    return re.findall(r"<td[^>]*><strong>([^<]*)</strong></td>", html)
+    return [f"{value} {interval}" for value, interval in re.findall(
+        r"<td[^>]*><strong>([^<]*)</strong>(?:<br><span class=\"ci\">([^<]*)</span>)?</td>",
+        html)]
 
 
 def test_engine_compare_monitored_metric_and_roc(engine_runs, tmp_path: Path) -> None:

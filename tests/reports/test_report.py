@@ -70,7 +70,7 @@ def test_classification_report(multiclass_run: Path) -> None:
     assert expected in html
     assert "0.971 [0.956, 0.986]" in html  # test split
     assert "n = 120" in html and "n = 60" in html
-    assert "sex=F" in html and "0.800 [0.780, 0.820]" in html  # subgroup table
+    assert "sex=F" in html and "0.800<br><span class=\"ci\">[0.780, 0.820]" in html  # subgroups
     assert "1000 bootstrap resamples of patients" in html  # notes
     assert "<details>" in html and "num_classes: 3" in html  # resolved config
     assert "num_classes=3, in_chans=1" in html  # config summary
@@ -140,7 +140,7 @@ def test_cli_report(tmp_path: Path, multiclass_run: Path,
     with pytest.raises(SystemExit) as exit_info:
         main(["report", str(run)])
     assert exit_info.value.code == 0
-    assert capsys.readouterr().out.strip() == str(run / "report.html")
+    assert capsys.readouterr().out.strip() == f"report: {run / 'report.html'}"
     assert "0.971 [0.956, 0.986]" in (run / "report.html").read_text(encoding="utf-8")
     with pytest.raises(SystemExit) as exit_info:
         main(["report", str(tmp_path / "missing")])
@@ -315,3 +315,50 @@ def test_every_template_autoescapes() -> None:
     env = _environment()
     assert env.autoescape is True  # not only for *.html names
     assert env.from_string("{{ value }}").render(value="<b>&") == "&lt;b&gt;&amp;"
+
+
+def test_lab2_page_subgroups_gaps_config_and_operating_point(binary_run: Path) -> None:
+    """Subgroup cells stack the interval under the value (no horizontal scroll), the largest
+    gap is said, the config summary names covariates, group and data root, and the ROC marks
+    the operating point; classes and the positive one are named."""
+    from medilab.reports.plots import operating_point
+
+    def entry(value):
+        return {"value": value, "low": round(value - 0.02, 4), "high": round(value + 0.02, 4)}
+
+    metrics = json.loads((binary_run / "metrics.json").read_text())
+    metrics["subgroups"]["val"]["age=<40 years"] = {"accuracy": entry(0.9), "n": 30}
+    metrics["subgroup_gaps"] = {"val": {"column": "sex", "metric": "accuracy",
+                                        "difference": 0.1, "best": "F", "worst": "M"}}
+    metrics["threshold"] = {"value": 0.6, "chosen_on": "val", "rule": "Youden"}
+    metrics["class_names"], metrics["positive_class"] = ["normal", "malignant"], "malignant"
+    (binary_run / "metrics.json").write_text(json.dumps(metrics))
+    config = (binary_run / "config.yaml").read_text().replace(
+        "  batch_size: 32\n", "  batch_size: 32\n  root: /data/nih1000\n"
+        "  covariates: [age, sex]\n  group: patient_id\n")
+    (binary_run / "config.yaml").write_text(config)
+    html = build_report(binary_run).read_text(encoding="utf-8")
+    assert '<div class="scroll">' not in html.split('id="subgroups"')[1].split("</section>")[0]
+    assert "0.800<br><span class=\"ci\">[0.780, 0.820]</span>" in html
+    assert "Largest gap: accuracy differs by 0.100 between sex = F (highest) and sex = M" in html
+    for key, value in (("data.root", "/data/nih1000"), ("data.covariates", "age, sex"),
+                       ("data.group", "patient_id")):
+        assert f'<th scope="row">{key}</th><td>{value}</td>' in html
+    assert "0 = normal · 1 = malignant" in html and "malignant (sensitivity, ROC" in html
+    y, score = np.array([0, 0, 1, 1]), np.array([0.2, 0.7, 0.6, 0.9])
+    assert operating_point(y, score, 0.6) == (0.5, 0.5)  # 0.6 itself is not above it
+
+
+def test_age_bands_are_ordered_with_units():
+    from medilab.config import EvaluationConfig
+    from medilab.tasks.classification_metrics import subgroup_tables
+
+    rng = np.random.default_rng(0)
+    ages = np.array([25, 35, 45, 55, 65, 75, 39, 40, 59, 60] * 6)
+    labels = np.arange(len(ages)) % 2
+    probs = np.stack([1 - (p := rng.random(len(ages))), p], axis=1)
+    tables = subgroup_tables(probs, labels, pd.DataFrame({"age": ages}),
+                             EvaluationConfig(subgroups=["age"], bootstrap_samples=5))
+    names = [k for k in tables if k.startswith("age=")]
+    assert names == ["age=<40 years", "age=40 to <60 years", "age=≥60 years"]
+    assert tables["age=40 to <60 years"]["n"] == 24  # 45, 55, 40, 59: 40 in, 60 out

@@ -65,7 +65,7 @@ def test_subgroup_metrics_equal_metrics_on_the_subgroup_alone():
     alone = score_table(probs[women], target[women], evaluation=evaluation, seed=0)
     assert groups["sex=F"]["n"] == women.sum()
     assert groups["sex=F"]["auroc"] == alone["auroc"]
-    assert {"age=<40", "age=40–60", "age=≥60"} <= set(groups)
+    assert {"age=<40 years", "age=40 to <60 years", "age=≥60 years"} <= set(groups)
     gap = groups["largest_gap"]
     assert gap["column"] in ("sex", "age") and gap["difference"] >= 0
 
@@ -73,4 +73,5 @@ def test_subgroup_metrics_equal_metrics_on_the_subgroup_alone():
 def test_age_bands_and_missing_values():
     metadata = pd.DataFrame({"age": [10, 45, 60, 80, None, 30, 50, 70]})
     bands = subgroup_labels(metadata, "age", [40, 60]).tolist()
-    assert bands == ["<40", "40–60", "≥60", "≥60", "missing", "<40", "40–60", "≥60"]
+    assert bands == ["<40 years", "40 to <60 years", "≥60 years", "≥60 years", "missing",
+                     "<40 years", "40 to <60 years", "≥60 years"]

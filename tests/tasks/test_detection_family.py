@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,10 @@ def test_train_evaluate_predict_explain(tmp_path):
     assert Image.open(run / drawn["overlay"].iloc[0]).size == (64, 64)
     report = (run / "report.html").read_text()
     assert "by matched boxes, of 6 images" in report and "Ground-truth boxes green" in report
+    assert "Gallery: cases_val" not in report  # the cases are shown once, with their legend
+    assert "loss.name" not in report  # a detector has its own losses
+    assert "ap50 / ap40: average precision" in report and "recall50@k:" in report
+    assert re.search(r"truth_boxes \d+(,|<)", report) and "truth_boxes 1.000" not in report
 
     (root / "new").mkdir()
     Image.open(root / "images" / "im01.png").resize((128, 96)).save(root / "new" / "a.png")
@@ -93,7 +98,12 @@ def test_train_evaluate_predict_explain(tmp_path):
         assert (found[["x2", "y2"]].astype(float).max() <= [128, 96]).all()  # original pixels
 
     cams = api.explain(run, root / "new" / "a.png", tmp_path / "cams", "eigencam")
-    assert Image.open(cams[0]).size == (128, 96)
+    width, height = Image.open(cams[0]).size  # the image's size, a title above, a colour bar
+    assert width == 128 and height > 96
+    with pytest.warns(UserWarning, match=r"no box scored ≥ 1.5.*\(a_eigencam.png\)"):
+        fallback = api.explain(run, root / "new" / "a.png", tmp_path / "fb", "ablationcam",
+                               min_score=1.5)  # no box: named for the EigenCAM it shows
+    assert [p.name for p in fallback] == ["a_eigencam.png"]
 
     # real CR DICOMs (MONOCHROME1 with VOI LUT, JPEG 2000): read, predicted, boxes on their grid
     import pydicom
@@ -118,7 +128,7 @@ def test_bad_boxes_and_missing_images_are_one_line_errors(tmp_path):
     boxes = pd.read_csv(root / "boxes.csv")
     boxes.loc[0, "x2"] = boxes.loc[0, "x1"] - 3
     boxes.to_csv(root / "boxes.csv", index=False)
-    with pytest.raises(MedilabError, match=r"boxes.csv: row 1, .*no area"):
+    with pytest.raises(MedilabError, match=r"boxes.csv: row 1 \(image im01.png\): .*no area"):
         BoxTableSource().build_datamodule(config(root), None)
     boxes.loc[0, "x2"] = 500  # outside the 64 px image
     boxes.to_csv(root / "boxes.csv", index=False)

@@ -86,6 +86,25 @@ class CovariateEncoder:
             return np.zeros((len(df), 0), dtype=np.float32)
         return np.concatenate([*parts, *flags], axis=1).astype(np.float32)
 
+    def problems(self, df: pd.DataFrame) -> list[str | None]:
+        """Per row None, or why its covariates cannot be encoded as in training: a numeric
+        value that is not a number, a category training never saw (missing values are fine:
+        they have their flag)."""
+        self._check_columns(df)
+        found: list[str | None] = [None] * len(df)
+        for column in self.numeric:
+            values = df[column]
+            bad = values.notna() & pd.to_numeric(values, errors="coerce").isna()
+            for row in np.flatnonzero(bad.to_numpy()):
+                found[row] = found[row] or f"{column} {values.iloc[row]!r} is not a number"
+        for column in self.categorical:
+            seen = self.categories.get(column, [])
+            for row, value in enumerate(df[column]):
+                if not pd.isna(value) and str(value) not in seen:
+                    found[row] = found[row] or (f"{column} {str(value)!r} was not seen in "
+                                                f"training (seen: {', '.join(seen)})")
+        return found
+
     def fit_transform(self, train: pd.DataFrame) -> np.ndarray:
         return self.fit(train).transform(train)
 

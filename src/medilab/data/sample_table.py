@@ -29,7 +29,9 @@ class SampleTable:
     table: pd.DataFrame
     split_table: pd.DataFrame
     split_options: dict[str, Any] = field(default_factory=dict)
-    classes: list[str] | None = None  # the class names labels (and box labels) must be one of
+    classes: list[str] | None = None  # the class names labels must be one of
+    box_classes: list[str] | None = None  # detection: the names box labels must be one of
+    label_names: dict[str, str] = field(default_factory=dict)  # split label → what it means
     mask_classes: int | None = None  # segmentation: mask values lie in 0..mask_classes-1
     covariates: list[str] = field(default_factory=list)
     same_size: bool = False  # every image must have one size (no resize configured)

@@ -154,21 +154,42 @@ def table_problems(samples: SampleTable) -> list[Problem]:
     return problems
 
 
+RARE_BOX_LABEL = 3  # a box label on fewer boxes than this, beside common ones, looks like a typo
+
+
 def _box_problems(samples: SampleTable) -> list[Problem]:
     from medilab.data.datamodules.detection import box_errors
 
     problems = []
     has_labels = "box_labels" in samples.table.columns
+    counts: Counter[str] = Counter()
+    first_image: dict[str, tuple[str, str]] = {}
     for _, row in samples.table.iterrows():
         sample, image = str(row["sample_id"]), str(row.get("image", ""))
+        if bool(row.get("unlisted", False)):
+            problems.append(Problem(FATAL, "box image", sample, image, "has boxes but is not "
+                                    "listed in the images table"))
         problems += [Problem(FATAL, "box", sample, image, message)
                      for _, message in box_errors(_boxes(row["boxes"]))]
-        labels = list(row["box_labels"]) if has_labels and isinstance(
+        labels = [str(n) for n in row["box_labels"]] if has_labels and isinstance(
             row["box_labels"], list | np.ndarray) else []
-        if samples.classes is not None:
-            for name in {str(n) for n in labels} - set(samples.classes):
+        counts.update(labels)
+        for name in labels:
+            first_image.setdefault(name, (sample, image))
+        if samples.box_classes is not None:
+            for name in sorted(set(labels) - set(samples.box_classes)):
                 problems.append(Problem(FATAL, "box label", sample, image, f"box label {name!r} "
-                                        f"is not one of {short_list(samples.classes)}"))
+                                        f"is not one of data.classes "
+                                        f"{short_list(samples.box_classes)}"))
+    common = [name for name, n in counts.items() if n >= RARE_BOX_LABEL]
+    if samples.box_classes is None and common:
+        for name, n in counts.items():
+            if n < RARE_BOX_LABEL:
+                sample, image = first_image[name]
+                problems.append(Problem(WARNING, "rare box label", sample, image, f"box label "
+                                        f"{name!r} is on {n} box(es) only, beside "
+                                        f"{short_list(sorted(common))}: a typo? List the "
+                                        "classes in data.classes to refuse unknown labels"))
     return problems
 
 
@@ -202,10 +223,11 @@ def class_balance(samples: SampleTable, splits: pd.DataFrame | None) -> pd.DataF
     label_column = "label" if "label" in samples.split_table.columns else None
     split_of = dict(zip(splits["sample_id"].astype(str), splits["split"].astype(str),
                         strict=True))
+    labels = (samples.split_table[label_column].astype(str) if label_column
+              else pd.Series("all", index=samples.split_table.index))
     frame = pd.DataFrame({
         "split": [split_of.get(str(s), "unused") for s in samples.split_table["sample_id"]],
-        "class": (samples.split_table[label_column].astype(str) if label_column
-                  else "all"),
+        "class": labels.map(lambda v: samples.label_names.get(v, v)),
     })
     return pd.crosstab(frame["split"], frame["class"])
 

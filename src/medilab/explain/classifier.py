@@ -43,6 +43,28 @@ def check_method(method: str, choices: tuple[str, ...], what: str) -> str:
     return name
 
 
+class _NoBar:
+    """Stands in for the ``tqdm`` module inside pytorch-grad-cam's AblationCAM: the channel
+    batches are iterated without a progress bar (one bar per image flooded the console)."""
+
+    @staticmethod
+    def tqdm(iterable: object, *args: object, **kwargs: object) -> object:
+        return iterable
+
+
+@contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """AblationCAM without its per-image tqdm bar, for the duration of the block."""
+    from pytorch_grad_cam import ablation_cam
+
+    saved = ablation_cam.tqdm
+    ablation_cam.tqdm = _NoBar  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        ablation_cam.tqdm = saved
+
+
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Run in eval mode, then restore the model's train/eval state."""
@@ -131,7 +153,7 @@ def explain_classifier(
         if method == "gradcam":
             batch = batch.clone().requires_grad_(True)  # gradients reach frozen backbones too
         cam = _make_cam(method, wrapped, layer, batch_size, ratio_channels_to_ablate)
-        with cam, torch.enable_grad():  # GradCAM works even when called under no_grad
+        with cam, torch.enable_grad(), no_progress_bars():  # GradCAM: even under no_grad
             grayscale = cam(input_tensor=batch, targets=targets)
     return np.clip(np.nan_to_num(grayscale[0]), 0.0, 1.0).astype(np.float32)
 

@@ -3,7 +3,8 @@
 The CAM looks at ``model.backbone`` (the FPN): its levels are cropped to the un-padded image,
 resized to the finest level, and stacked as channels. The target scores the predicted boxes
 (``FasterRCNNBoxScoreTarget``). AblationCAM with no box above ``min_score`` has nothing to ablate
-against, so it falls back to EigenCAM and says so in ``DetectorExplanation.notice``.
+against, so it falls back to EigenCAM, says so in ``DetectorExplanation.notice`` and reports
+``method`` "eigencam" (the overlay is then named for EigenCAM, not AblationCAM).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch import nn
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
 from medilab.errors import MedilabError
-from medilab.explain.classifier import check_method, eval_mode
+from medilab.explain.classifier import check_method, eval_mode, no_progress_bars
 from medilab.explain.eigen import SignedEigenCAM
 
 DETECTOR_METHODS = ("eigencam", "ablationcam")
@@ -156,7 +157,7 @@ def explain_detector(
                 batch_size=batch_size,
                 ratio_channels_to_ablate=ratio_channels_to_ablate,
             )
-        with cam:
+        with cam, no_progress_bars():
             grayscale = cam(input_tensor=image.unsqueeze(0), targets=targets)
     return DetectorExplanation(
         cam=np.clip(np.nan_to_num(grayscale[0]), 0.0, 1.0).astype(np.float32),

@@ -25,6 +25,8 @@ from medilab.models.fusion_head import FeatureClassifier
 from medilab.models.registry import register_model
 from medilab.models.vgg_layers import vgg16_conv_layers
 from medilab.models.weights import (
+    SWIN_DEFAULT,
+    named_weights_file,
     read_state_dict,
     timm_weights_file,
     torchvision_state_dict,
@@ -44,7 +46,7 @@ def _weights_state(weights: Weights, imagenet: Any) -> State | None:
         return None
     if str(weights).lower() == "imagenet":
         return imagenet()
-    return read_state_dict(weights)
+    return read_state_dict(named_weights_file(weights, ("none", "imagenet")))
 
 
 def backbone_state(state: State) -> State:
@@ -399,7 +401,6 @@ def timm_model(
     return _classifier(backbone, int(backbone.num_features), num_covariates, num_classes, head)
 
 
-SWIN_DEFAULT = "swin_tiny_patch4_window7_224"
 
 
 @register_model("swin")

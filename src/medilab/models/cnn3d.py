@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from medilab.errors import ConfigError
-from medilab.models.registry import register_model
+from medilab.models.registry import no_covariates, register_model
 
 
 class SmallCNN3D(nn.Module):
@@ -77,9 +77,11 @@ def cnn3d(
     max_width: int = 256,
     dropout: float = 0.2,
     stem_stride: int = 2,
-    **_: Any,
+    image_size: Sequence[int] | None = None,
+    num_covariates: int = 0,
 ) -> SmallCNN3D:
-    """Our small 3D CNN for (N, C, D, H, W) volumes; other engine kwargs are ignored."""
+    """Our small 3D CNN for (N, C, D, H, W) volumes (any ``image_size``)."""
+    no_covariates("cnn3d", num_covariates)
     return SmallCNN3D(
         in_channels, num_classes, width, depth, convs_per_stage, max_width, dropout, stem_stride
     )
@@ -97,13 +99,15 @@ def monai_resnet3d(
     conv1_t_size: int = 7,
     conv1_t_stride: int = 1,
     no_max_pool: bool = False,
-    **_: Any,
+    image_size: Sequence[int] | None = None,
+    num_covariates: int = 0,
 ) -> nn.Module:
     """MONAI's 3D ResNet (``variant`` in resnet10/18/34/50), random init. ``widen_factor`` scales
     every stage (0.25 makes a tiny one); ``conv1_t_*`` / ``no_max_pool`` shape the stem (a 3³
     stem without max-pool suits 28³ volumes)."""
     from monai.networks import nets
 
+    no_covariates("monai_resnet3d", num_covariates)
     if variant not in _MONAI_RESNETS:
         raise ConfigError(
             f"model.kwargs.variant: unknown MONAI ResNet {variant!r}; use one of "
@@ -129,12 +133,14 @@ def monai_densenet3d(
     growth_rate: int = 32,
     block_config: tuple[int, ...] | list[int] = (6, 12, 24, 16),
     dropout: float = 0.0,
-    **_: Any,
+    image_size: Sequence[int] | None = None,
+    num_covariates: int = 0,
 ) -> nn.Module:
     """MONAI's 3D DenseNet (DenseNet121 by default; smaller ``block_config`` / ``growth_rate``
     make a small one)."""
     from monai.networks.nets import DenseNet
 
+    no_covariates("monai_densenet3d", num_covariates)
     return DenseNet(
         spatial_dims=3,
         in_channels=in_channels,

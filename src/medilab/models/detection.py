@@ -17,6 +17,7 @@ Every builder takes the same keyword arguments:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,7 +42,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from medilab.errors import ConfigError
 from medilab.models.registry import register_model
-from medilab.models.weights import pretrained_state_dict, read_state_dict
+from medilab.models.weights import named_weights_file, read_state_dict, torchvision_state_dict
 
 BOX_LOSSES = ("smooth_l1", "giou")
 # proposal counts of fasterrcnn_small: a tenth of torchvision's, for small images
@@ -104,7 +105,22 @@ class GIoURoIHeads(RoIHeads):
 
 
 # ----------------------------------------------------------------------------- helpers
-def _check_args(num_classes: int, in_channels: int, box_loss: str) -> None:
+# torchvision FasterRCNN options a config may set (the rest are built here)
+DETECTOR_OPTIONS = tuple(
+    name for name in inspect.signature(FasterRCNN.__init__).parameters
+    if name not in ("self", "backbone", "num_classes", "min_size", "max_size", "kwargs")
+    and not name.startswith(("rpn_anchor_generator", "box_roi_pool", "box_head",
+                             "box_predictor", "rpn_head"))
+)
+
+
+def _check_args(num_classes: int, in_channels: int, box_loss: str,
+                detector_kwargs: dict[str, Any] | None = None, name: str = "") -> None:
+    unknown = [key for key in detector_kwargs or {} if key not in DETECTOR_OPTIONS]
+    if unknown:  # torchvision passes unknown ones on to its transform, which ignores them
+        raise ConfigError(f"model.kwargs.{unknown[0]}: unknown argument for model {name!r} "
+                          "(it takes its own arguments and torchvision FasterRCNN's: "
+                          f"{', '.join(DETECTOR_OPTIONS)})")
     if num_classes < 1:
         raise ConfigError(f"model.kwargs.num_classes: must be at least 1, got {num_classes}")
     if in_channels not in (1, 3):
@@ -181,7 +197,7 @@ def _finish(
     """Weights, anchors, class count, grey input and box loss applied to a built detector."""
     loaded_coco = weights == "coco"
     if loaded_coco:
-        _load_matching(model, pretrained_state_dict(coco), "coco")
+        _load_matching(model, torchvision_state_dict(coco), "coco")
     _set_anchors(model, anchor_sizes, aspect_ratios, rpn_conv_depth)
     predictor = model.roi_heads.box_predictor
     if loaded_coco or predictor.cls_score.out_features != num_classes + 1:
@@ -198,7 +214,8 @@ def _finish(
     if frozen_batchnorm:
         _freeze_batchnorm(model.backbone)
     if weights not in ("none", "coco"):
-        _load_matching(model, read_state_dict(weights), str(weights))
+        path = named_weights_file(weights, ("none", "coco"))
+        _load_matching(model, read_state_dict(path), str(weights))
     model.in_channels = in_channels  # type: ignore[attr-defined]
     return model
 
@@ -215,7 +232,8 @@ def fasterrcnn_mobilenet_v3_large_fpn(
 
     ``detector_kwargs`` go to torchvision's ``FasterRCNN`` (e.g. ``box_score_thresh``).
     """
-    _check_args(num_classes, in_channels, box_loss)
+    _check_args(num_classes, in_channels, box_loss, detector_kwargs,
+                "fasterrcnn_mobilenet_v3_large_fpn")
     model = tv_detection.fasterrcnn_mobilenet_v3_large_fpn(
         weights=None, weights_backbone=None,
         num_classes=91 if weights == "coco" else num_classes + 1,
@@ -237,7 +255,7 @@ def fasterrcnn_resnet50_fpn_v2(
     **detector_kwargs: Any,
 ) -> FasterRCNN:
     """Faster R-CNN v2 with a ResNet-50 FPN backbone (5 levels; Li et al. 2021 recipe)."""
-    _check_args(num_classes, in_channels, box_loss)
+    _check_args(num_classes, in_channels, box_loss, detector_kwargs, "fasterrcnn_resnet50_fpn_v2")
     model = tv_detection.fasterrcnn_resnet50_fpn_v2(
         weights=None, weights_backbone=None,
         num_classes=91 if weights == "coco" else num_classes + 1,
@@ -262,7 +280,7 @@ def fasterrcnn_small(
     and 16, plus a max-pooled level at 32), a ``fpn_channels`` FPN, a slim box head and fewer
     sampled proposals (:data:`SMALL_SAMPLING`, overridable). Default anchors: 16, 32 and 64 px.
     No pretrained weights (``weights``: none or a path)."""
-    _check_args(num_classes, in_channels, box_loss)
+    _check_args(num_classes, in_channels, box_loss, detector_kwargs, "fasterrcnn_small")
     detector_kwargs = {**SMALL_SAMPLING, **detector_kwargs}
     if weights == "coco":
         raise ConfigError("model.kwargs.weights: fasterrcnn_small has no COCO weights")

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from medilab.errors import ConfigError
-from medilab.models.registry import create_model, register_model
+from medilab.models.registry import create_model, no_covariates, register_model
 
 _SPATIAL_AXES = 3
 
@@ -255,10 +255,11 @@ def fusion_single(
     backbone_kwargs: dict[str, Any] | None = None,
     axis: int = 0,
     index: int | None = None,
-    **_: Any,
+    num_covariates: int = 0,
 ) -> SliceModel:
     """The centre slice (or slice ``index``) along ``axis`` → a 2D ``backbone`` with 1 channel."""
     _check_volume_channels(in_channels)
+    no_covariates("slice fusion", num_covariates)
     selector = SliceSelector(1, axis, index)
     size = _slice_size(image_size, axis)
     return SliceModel(selector, _backbone(backbone, 1, num_classes, size, backbone_kwargs))
@@ -274,10 +275,11 @@ def fusion_early(
     backbone_kwargs: dict[str, Any] | None = None,
     axis: int = 0,
     index: int | None = None,
-    **_: Any,
+    num_covariates: int = 0,
 ) -> SliceModel:
     """``slices`` neighbouring slices as the channels of one 2D ``backbone`` (early fusion)."""
     _check_volume_channels(in_channels)
+    no_covariates("slice fusion", num_covariates)
     selector = SliceSelector(slices, axis, index)
     size = _slice_size(image_size, axis)
     return SliceModel(selector, _backbone(backbone, slices, num_classes, size, backbone_kwargs))
@@ -295,13 +297,14 @@ def fusion_late(
     fusion_weights: str | Sequence[float] = "uniform",
     axis: int = 0,
     index: int | None = None,
-    **_: Any,
+    num_covariates: int = 0,
 ) -> LateFusion:
     """One 1-channel 2D ``backbone`` per slice (``shared`` weights or not), probabilities mixed
     with ``fusion_weights`` ("uniform", "learned", "fitted" on validation by the engine, or a
     list); returns log mixture probabilities. (``fusion_weights``, not ``weights``: that name
     means pretrained weights for every other model.)"""
     _check_volume_channels(in_channels)
+    no_covariates("slice fusion", num_covariates)
     selector = SliceSelector(slices, axis, index)
     size = _slice_size(image_size, axis)
     count = 1 if shared else slices

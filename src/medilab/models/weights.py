@@ -46,6 +46,20 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def named_weights_file(weights: str | Path, names: tuple[str, ...]) -> Path:
+    """``model.kwargs.weights`` that is not one of ``names``: an existing weights file, else a
+    one-line error naming the field and the valid values (``imagnet`` is a typo, not a file)."""
+    path = Path(weights)
+    choices = f"{', '.join(names[:-1])} or {names[-1]}"
+    if not path.is_file():
+        if path.suffix or len(path.parts) > 1:  # meant as a file
+            raise WeightsUnavailableError(f"model.kwargs.weights: {path}: weights file not "
+                                          f"found (or use {choices})")
+        raise WeightsUnavailableError(f"model.kwargs.weights: {str(weights)!r} is not "
+                                      f"{choices}, nor a weights file")
+    return path
+
+
 def pretrained_state_dict(
     weights: WeightsEnum, weights_path: str | Path | None = None
 ) -> dict[str, torch.Tensor]:
@@ -121,25 +135,53 @@ def timm_weights_file(model_name: str) -> Path:
             found = try_to_load_from_cache(cfg.hf_hub_id, filename)
             if isinstance(found, str):
                 return Path(found)
-            looked_at.append(f"{cfg.hf_hub_id}/{filename} in the Hugging Face cache")
+            looked_at.append(f"{hf_cache_path(cfg.hf_hub_id, filename)}/*/{filename}")
     if cfg.url:
         cached = checkpoints_dir() / Path(cfg.url).name
         if cached.is_file():
             return cached
         looked_at.append(str(cached))
+    for imported in timm_import_paths(model_name):
+        if imported.is_file():
+            return imported
+    looked_at.append(str(timm_import_paths(model_name)[0]))
     raise WeightsUnavailableError(
         f"pretrained weights for timm model {model_name!r} not available offline: "
-        f"looked for {' and '.join(looked_at) or 'nothing'} (put the file there, set "
+        f"looked for {' and '.join(looked_at)} (get the model's model.safetensors and run "
+        f"`medilab weights import FILE --model {model_name.split('.')[0]}`, set "
         "model.kwargs.weights to a file path, or use weights: none)"
     )
 
 
-def import_weights(path: str | Path) -> Path:
+TIMM_SUFFIXES = (".safetensors", ".pth", ".bin")
+SWIN_DEFAULT = "swin_tiny_patch4_window7_224"  # the `swin` model's variant, and `--model swin`
+
+
+def timm_import_paths(model_name: str) -> list[Path]:
+    """Where ``medilab weights import FILE --model NAME`` puts a timm model's weights:
+    ``<hub checkpoints>/timm/<name>.safetensors`` (or ``.pth`` / ``.bin``)."""
+    return [checkpoints_dir() / "timm" / f"{model_name.split('.')[0]}{suffix}"
+            for suffix in TIMM_SUFFIXES]
+
+
+def hf_cache_path(repo_id: str, filename: str) -> Path:
+    """The folder of a Hugging Face hub file in the local cache (its snapshots hold it)."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+
+
+def import_weights(path: str | Path, model: str | None = None) -> Path:
     """Copy a torchvision weights file (named ``<name>-<sha256 prefix>.pth``, as torch.hub checks
-    it) into the torch hub cache after checking its hash; return where it now lies."""
+    it) into the torch hub cache after checking its hash; return where it now lies. With
+    ``model`` (a timm model name, or ``swin`` for medilab's default Swin), the file is a timm
+    checkpoint (e.g. the model's ``model.safetensors``): checked to be a readable state dict
+    and placed where ``weights: imagenet`` of that model looks."""
     path = Path(path)
     if not path.is_file():
         raise InputFileError(path, "weights file not found")
+    if model is not None:
+        return _import_timm(path, model)
     match = _HASH_IN_NAME.search(path.name)
     if match is None:
         raise InputFileError(
@@ -159,6 +201,23 @@ def import_weights(path: str | Path) -> Path:
     return target
 
 
+def _import_timm(path: Path, model: str) -> Path:
+    import timm
+
+    name = SWIN_DEFAULT if model == "swin" else model
+    if timm.models.get_pretrained_cfg(name.split(".")[0]) is None and not timm.is_model(name):
+        raise InputFileError(path, f"--model {model!r}: not a timm model name (e.g. swin, "
+                             f"{SWIN_DEFAULT})")
+    if path.suffix not in TIMM_SUFFIXES:
+        raise InputFileError(path, f"expected a {' / '.join(TIMM_SUFFIXES)} weights file")
+    read_state_dict(path)  # a readable state dict of tensors, or a one-line error
+    target = checkpoints_dir() / "timm" / f"{name.split('.')[0]}{path.suffix}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(path, tmp)
+    return target
+
+
 def sha256_of(path: str | Path) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
@@ -168,12 +227,34 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _detector_weights() -> dict[str, WeightsEnum]:
+    """torchvision COCO weights the Faster R-CNN builders load with ``weights: coco``."""
+    from torchvision.models.detection import (
+        FasterRCNN_MobileNet_V3_Large_FPN_Weights,
+        FasterRCNN_ResNet50_FPN_V2_Weights,
+    )
+
+    return {"fasterrcnn_mobilenet_v3_large_fpn": FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1,
+            "fasterrcnn_resnet50_fpn_v2": FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1}
+
+
+def _swin_row() -> dict[str, Any]:
+    """The default Swin's pretrained file: where it was found, or where to import it."""
+    try:
+        path, available = timm_weights_file(SWIN_DEFAULT), True
+    except WeightsUnavailableError:
+        path, available = timm_import_paths(SWIN_DEFAULT)[0], False
+    return {"model": "swin", "weights": f"timm {SWIN_DEFAULT} (weights: imagenet)",
+            "file": path.name, "path": str(path), "available": available}
+
+
 def list_weights() -> list[dict[str, Any]]:
-    """The torchvision weights medilab models know (``model``, ``weights``, ``file``, ``path``,
-    ``available``), then any other file in the torch hub cache (``model``/``weights`` None)."""
+    """The pretrained weights medilab models know (``model``, ``weights``, ``file``, ``path``,
+    ``available``): torchvision ImageNet backbones, the Faster R-CNN COCO detectors, the
+    default Swin (timm); then any other file in the torch hub cache (``model`` None)."""
     folder = checkpoints_dir()
     rows: list[dict[str, Any]] = []
-    for model, weights in _known_weights().items():
+    for model, weights in {**_known_weights(), **_detector_weights()}.items():
         path = hub_file(weights)
         rows.append(
             {
@@ -184,6 +265,7 @@ def list_weights() -> list[dict[str, Any]]:
                 "available": path.is_file(),
             }
         )
+    rows.append(_swin_row())
     known = {row["file"] for row in rows}
     if folder.is_dir():
         for path in sorted(folder.iterdir()):

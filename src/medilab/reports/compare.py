@@ -13,6 +13,7 @@ What a folder given to ``compare_runs`` stands for:
 from __future__ import annotations
 
 import math
+import os
 import re
 import statistics
 from collections.abc import Sequence
@@ -149,13 +150,14 @@ def compare_runs(
             "group": run.group if len(groups) > 1 else "",
             "alone": len(groups) > 1 and len(groups[run.group]) == 1,
             "cells": [
-                (format_interval(*run.metrics[m]) if m in run.metrics else "–",
-                 run.label in best[m])
+                (*_value_and_interval(run.metrics.get(m)), run.label in best[m])
                 for m in names
             ],
+            "report": _report_link(run.run_dir, out),
         }
         for run in runs
     ]
+    shared_names = {tuple(r.class_names or ()) for r in runs}
     csv_path = out.with_suffix(".csv")
     figures = _figures(runs, split, main, out.parent / f"{out.stem}_plots")
     for figure in figures:
@@ -167,9 +169,27 @@ def compare_runs(
         csv_name=csv_path.name, lower=[m for m in names if lower_is_better(m)],
         comparable=len(groups) <= 1, crossval=_crossval_rows(runs, names),
         built=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        classes=" · ".join(f"{k} = {n}" for k, n in enumerate(next(iter(shared_names))))
+        if len(shared_names) == 1 else "",
     )
     _write_csv(runs, names, csv_path, len(groups) > 1)
     return out
+
+
+def _value_and_interval(entry: tuple[float, ...] | None) -> tuple[str, str]:
+    """("0.812", "[0.75, 0.87]") for a table cell that puts the interval under the value."""
+    if entry is None:
+        return "–", ""
+    head, _, rest = format_interval(*entry).partition(" [")
+    return head, f"[{rest}" if rest else ""
+
+
+def _report_link(run_dir: Path, page: Path) -> str | None:
+    """The run's report.html relative to the comparison page, when it exists."""
+    report = run_dir / "report.html"
+    if not report.is_file():
+        return None
+    return Path(os.path.relpath(report.resolve(), page.resolve().parent)).as_posix()
 
 
 def _summaries(run_dirs: list[tuple[Path, Path | None]] | list[Path],

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn.calibration import calibration_curve
@@ -304,10 +305,18 @@ def _roc_axes(fig: Figure, title: str):
     return ax
 
 
+def operating_point(y: np.ndarray, score: np.ndarray, threshold: float) -> tuple[float, float]:
+    """(false positive rate, true positive rate) of deciding positive when score > threshold."""
+    decided = score > threshold
+    return float(decided[y == 0].mean()), float(decided[y == 1].mean())
+
+
 def plot_roc(
-    predictions: pd.DataFrame, out: Path, class_names: list[str] | None = None, title: str = ""
+    predictions: pd.DataFrame, out: Path, class_names: list[str] | None = None, title: str = "",
+    threshold: float | None = None,
 ) -> Path | None:
-    """ROC curves from ``prob_*``: one curve for binary tasks, one-vs-rest per class otherwise."""
+    """ROC curves from ``prob_*``: one curve for binary tasks, one-vs-rest per class otherwise.
+    A binary ``threshold`` (score > threshold is positive) is marked as the operating point."""
     title = f"{title} ROC".strip()
     binary = binary_scores(predictions, class_names)
     if binary is not None:
@@ -319,6 +328,11 @@ def plot_roc(
         ax = _roc_axes(fig, title)
         positive = _class_names(2, class_names)[1]
         ax.plot(fpr, tpr, color="C0", label=f"class {positive} (AUC {auc(fpr, tpr):.3f})")
+        if threshold is not None:
+            point = operating_point(y, score, threshold)
+            ax.plot(*point, "o", color="C3", markersize=8,
+                    label=f"threshold {threshold:.3g}: sensitivity {point[1]:.2f}, "
+                          f"specificity {1 - point[0]:.2f}")
         ax.legend(loc="lower right")
         return _save(fig, out)
     encoded = encode_predictions(predictions, class_names)
@@ -524,15 +538,21 @@ def plot_metric_bars(
 
 def plot_detection_curves(curves: Mapping[str, Any], out: Path, title: str = "") -> Path | None:
     """PR curves per class (IoU 0.5), the FROC curve, and the top box score of images with and
-    without ground-truth boxes, side by side, from a detection run's ``curves_<split>.json``."""
-    fig = Figure(figsize=(13.5, 4.2), layout="constrained")
+    without ground-truth boxes, side by side, from a detection run's ``curves_<split>.json``
+    (fonts sized for the page, where the figure is shown about 900 px wide)."""
+    with rc_context({"font.size": 13, "axes.titlesize": 14, "legend.fontsize": 12}):
+        return _detection_curves(curves, out, title)
+
+
+def _detection_curves(curves: Mapping[str, Any], out: Path, title: str) -> Path | None:
+    fig = Figure(figsize=(12.0, 4.2), layout="constrained")
     pr_ax, froc_ax, hist_ax = fig.subplots(1, 3)
     for name, curve in (curves.get("pr") or {}).items():
         pr_ax.plot(curve["recall"], curve["precision"], label=str(name))
     pr_ax.set(xlabel="recall", ylabel="precision", title=f"{title} PR (IoU 0.5)".strip(),
               xlim=(0, 1), ylim=(0, 1.02))
     if curves.get("pr"):
-        pr_ax.legend(fontsize="small")
+        pr_ax.legend()
     froc = curves.get("froc") or {}
     if froc.get("fp_per_image"):
         froc_ax.plot(froc["fp_per_image"], froc["sensitivity"], marker=".")
@@ -546,6 +566,6 @@ def plot_detection_curves(curves: Mapping[str, Any], out: Path, title: str = "")
         bins = np.linspace(0, 1, 21)
         hist_ax.hist(values[~positive], bins=bins, alpha=0.6, label="no box (healthy)")
         hist_ax.hist(values[positive], bins=bins, alpha=0.6, label="with boxes")
-        hist_ax.legend(fontsize="small")
+        hist_ax.legend()
     hist_ax.set(xlabel="top box score", ylabel="images", title=f"{title} image scores".strip())
     return _save(fig, out)

@@ -39,7 +39,9 @@ CASES = 3
 RUN_FOLDER_TIME_FORMATS = ("%Y-%m-%dT%H-%M-%S", "%Y-%m-%d_%H-%M-%S", "%Y%m%d-%H%M%S",
                            "%Y-%m-%dT%H-%M-%S.%f")
 CONFIG_SUMMARY_KEYS = (
-    "seed", "data.source", "data.batch_size", "model.name", "model.kwargs", "loss.name",
+    "seed", "data.source", "data.root", "data.path", "data.table", "data.covariates",
+    "data.group", "data.class_names", "data.positive_class", "data.classes", "data.batch_size",
+    "model.name", "model.kwargs", "loss.name",
     "optimizer.name", "optimizer.lr", "optimizer.weight_decay", "scheduler.name",
     "trainer.max_epochs", "trainer.precision", "trainer.accelerator", "trainer.monitor",
 )
@@ -75,8 +77,10 @@ class Section:
 
 
 def make_run_plots(run_dir: Path, task: str | None = None,
-                   class_names: list[str] | None = None) -> list[tuple[str, Path]]:
-    """Write the plots the run folder's files allow into ``run_dir/plots``; ``(title, path)``s."""
+                   class_names: list[str] | None = None,
+                   threshold: float | None = None) -> list[tuple[str, Path]]:
+    """Write the plots the run folder's files allow into ``run_dir/plots``; ``(title, path)``s.
+    ``threshold``: the binary decision threshold, marked on the ROC curves."""
     run_dir = Path(run_dir)
     out = run_dir / "plots"
     made: list[tuple[str, Path | None]] = []
@@ -99,7 +103,8 @@ def make_run_plots(run_dir: Path, task: str | None = None,
                 (f"{split}: F1 per class", plots.plot_f1_per_class(
                     frame, out / f"{split}_f1_per_class.png", class_names, title=split)),
                 (f"{split}: ROC", plots.plot_roc(
-                    frame, out / f"{split}_roc.png", class_names, title=split)),
+                    frame, out / f"{split}_roc.png", class_names, title=split,
+                    threshold=threshold)),
                 (f"{split}: calibration", plots.plot_calibration(
                     frame, out / f"{split}_calibration.png", class_names, title=split)),
             ]
@@ -131,9 +136,13 @@ def build_report(run_dir: Path) -> Path:
     task = metrics.get("task") or config.get("task")
     class_names = metrics.get("class_names")
     curves = read_curves(run_dir)
-    generated = make_run_plots(run_dir, task, class_names)
+    chosen = metrics.get("threshold")
+    threshold = _float(chosen.get("value")) if isinstance(chosen, dict) else math.nan
+    generated = make_run_plots(run_dir, task, class_names,
+                               threshold if math.isfinite(threshold) else None)
     sections = [Section("Plots", [_image(title, path, run_dir) for title, path in generated])]
-    sections += _other_plot_sections(run_dir, {p.resolve() for _, p in generated})
+    sections += _other_plot_sections(run_dir, {p.resolve() for _, p in generated},
+                                     skip=_case_folders(run_dir))
     segmentation = task == "segmentation"
     for section in sections:
         if segmentation and "overlay" in section.title.lower():
@@ -146,7 +155,7 @@ def build_report(run_dir: Path) -> Path:
         task=task or "–",
         model=_model_name(metrics, config, members),
         ensemble=members,
-        training=training_facts(metrics, config, curves),
+        training=[*class_facts(metrics), *training_facts(metrics, config, curves)],
         overlay_legend=OVERLAY_LEGEND if segmentation else
         BOX_LEGEND if task == "detection" else "",
         run_name=run_dir.name,
@@ -158,7 +167,7 @@ def build_report(run_dir: Path) -> Path:
         config_summary=_config_summary(config),
         metric_tables=_metric_tables(metrics),
         subgroup_tables=_subgroup_tables(metrics),
-        notes=_notes(metrics),
+        notes=[*_notes(metrics), *_glossary(metrics)],
         sections=[s for s in sections if s.images],
         cases=_cases(run_dir),
         config_text=read_config_text(run_dir),
@@ -167,6 +176,19 @@ def build_report(run_dir: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- pieces
+
+
+def class_facts(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """``classes``: index and name of each class; ``positive class``: the one sensitivity,
+    the ROC curve and the threshold are about (binary tasks)."""
+    names = metrics.get("class_names")
+    if not isinstance(names, list) or not names:
+        return []
+    facts = [("classes", " · ".join(f"{k} = {name}" for k, name in enumerate(names)))]
+    if metrics.get("positive_class"):
+        facts.append(("positive class", f"{metrics['positive_class']} (sensitivity, ROC, "
+                                        "threshold)"))
+    return facts
 
 
 def training_facts(metrics: dict[str, Any], config: dict[str, Any],
@@ -255,8 +277,15 @@ def _relative(path: Path, run_dir: Path) -> str:
         return path.name
 
 
-def _other_plot_sections(run_dir: Path, generated: set[Path]) -> list[Section]:
-    """PNGs in ``plots/`` not made here: top-level ones, then one gallery per sub-folder."""
+def _case_folders(run_dir: Path) -> set[str]:
+    """``plots/cases_<split>`` folders whose images the best/worst cases section shows."""
+    return {path.stem for path in run_dir.glob("cases_*.csv")}
+
+
+def _other_plot_sections(run_dir: Path, generated: set[Path],
+                         skip: set[str] | None = None) -> list[Section]:
+    """PNGs in ``plots/`` not made here: top-level ones, then one gallery per sub-folder
+    (except the ``skip`` folders, shown elsewhere on the page)."""
     root = run_dir / "plots"
     if not root.is_dir():
         return []
@@ -265,6 +294,8 @@ def _other_plot_sections(run_dir: Path, generated: set[Path]) -> list[Section]:
         if path.name.startswith(".") or path.resolve() in generated:
             continue
         folder = path.parent.relative_to(root).as_posix()
+        if folder in (skip or set()):
+            continue
         groups.setdefault(folder, []).append(path)
     sections = []
     for folder in sorted(groups, key=lambda f: (f != ".", "overlay" not in f, f)):
@@ -298,12 +329,15 @@ def _get(config: dict[str, Any], dotted: str) -> Any:
 
 def _config_summary(config: dict[str, Any]) -> list[tuple[str, str]]:
     rows = []
+    task = config.get("task")
     for key in CONFIG_SUMMARY_KEYS:
         value = _get(config, key)
-        if value is None or value == {}:
-            continue
+        if value is None or value == {} or (key == "loss.name" and task == "detection"):
+            continue  # a detector has its own losses (RPN and box head)
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value)) or "none"
         rows.append((key, str(value)))
     return rows
 
@@ -350,7 +384,10 @@ def _notes(metrics: dict[str, Any]) -> list[str]:
 
 
 def _subgroup_tables(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per split: a row per subgroup, each cell its value over its interval, and the largest
+    gap between two groups (``subgroup_gaps``)."""
     tables = []
+    gaps = metrics.get("subgroup_gaps") or {}
     for split, groups in (metrics.get("subgroups") or {}).items():
         if not isinstance(groups, dict) or not groups:
             continue
@@ -360,11 +397,59 @@ def _subgroup_tables(metrics: dict[str, Any]) -> list[dict[str, Any]]:
         rows = []
         for name, values in groups.items():
             values = values or {}
-            cells = [format_interval(*metric_entry(values[c])) if c in values else "–"
+            cells = [_stacked_interval(values[c]) if c in values else ("–", "")
                      for c in columns]
             rows.append({"name": name, "n": values.get("n", "–"), "cells": cells})
-        tables.append({"split": split, "columns": columns, "rows": rows})
+        tables.append({"split": split, "columns": columns, "rows": rows,
+                       "gap": _gap_text(gaps.get(split))})
     return tables
+
+
+def _stacked_interval(entry: Any) -> tuple[str, str]:
+    """(value, "[low, high]") for a cell that shows the interval under its value."""
+    value, low, high = metric_entry(entry)
+    text = format_interval(value, low, high)
+    head, _, rest = text.partition(" [")
+    return head, f"[{rest}" if rest else ""
+
+
+COUNT_COLUMNS = ("hits", "truth_boxes", "false_positives")
+
+
+def _count_or_number(column: str, value: Any) -> str:
+    """Counts (boxes hit, ground-truth boxes, false positives) as integers; else 3 digits."""
+    number = _float(value)
+    if column in COUNT_COLUMNS and math.isfinite(number) and number.is_integer():
+        return str(int(number))
+    return format_number(number)
+
+
+# what a reader needs to read the detection metrics (shown when the run has them; froc and
+# image_auroc are explained by the detection family's own notes)
+METRIC_GLOSSARY = {
+    "map": "map: COCO mean average precision over IoU thresholds 0.50 to 0.95 (100 boxes per "
+           "image).",
+    "ap50": "ap50 / ap40: average precision where a box counts as found when it overlaps a "
+            "ground-truth box with IoU ≥ 0.5 / ≥ 0.4 (looser, common for lesions).",
+    "recall50@100": "recall50@k: share of ground-truth boxes found (IoU ≥ 0.5) among the k "
+                    "highest-scoring boxes of each image.",
+}
+
+
+def _glossary(metrics: dict[str, Any]) -> list[str]:
+    names = {name for values in (metrics.get("splits") or {}).values()
+             if isinstance(values, dict) for name in values}
+    return [text for name, text in METRIC_GLOSSARY.items() if name in names]
+
+
+def _gap_text(gap: Any) -> str:
+    """"Largest gap: AUROC 0.12 between sex=F (best) and sex=M" from ``subgroup_gaps``."""
+    if not isinstance(gap, dict) or "difference" not in gap:
+        return ""
+    return (f"Largest gap: {gap.get('metric', 'metric')} differs by "
+            f"{format_number(_float(gap['difference']))} between {gap.get('column')} = "
+            f"{gap.get('best')} (highest) and {gap.get('column')} = {gap.get('worst')} "
+            "(lowest); read it with their intervals: a gap inside them may be chance.")
 
 
 def _cases(run_dir: Path) -> dict[str, Any] | None:
@@ -400,7 +485,7 @@ def _cases(run_dir: Path) -> dict[str, Any] | None:
                 overlay = _find_overlay(run_dir, row, id_col, overlay_col)
                 cases.append({
                     "id": str(row[id_col]),
-                    "scores": [(c, format_number(_float(row[c]))) for c in score_cols],
+                    "scores": [(c, _count_or_number(c, row[c])) for c in score_cols],
                     "uri": thumbnail_uri(overlay) if overlay else None,
                     "href": _relative(overlay, run_dir) if overlay else None,
                 })

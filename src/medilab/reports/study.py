@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -25,8 +26,12 @@ def _cell(row: pd.Series, metric: str) -> str:
 def write_study_page(
     name: str, out: Path, summary: pd.DataFrame, paired: pd.DataFrame,
     predictions: dict[tuple[str, str], pd.DataFrame], members: list[str],
+    settings: dict[str, dict[str, Any]] | None = None, notices: list[str] | None = None,
 ) -> Path:
-    """Write ``out/study.html`` (plots under ``out/plots``) and return its path."""
+    """Write ``out/study.html`` (plots under ``out/plots``) and return its path. ``settings``:
+    per member its model, epochs and precision (``medilab.study.member_settings``);
+    ``notices``: settings the members differ in, one line each."""
+    settings = settings or {}
     tables = []
     for split, rows in summary.groupby("split", sort=False):
         best = rows["auroc"].astype(float).idxmax() if rows["auroc"].notna().any() else None
@@ -52,8 +57,24 @@ def write_study_page(
     comparisons = [
         {"split": r["split"], "pair": f"{r['a']} − {r['b']}",
          "difference": format_interval(r["auroc_difference"], r["low"], r["high"]),
-         "p": f"{r['p_value']:.3f}", "significant": bool(r["significant"]), "n": r["n"]}
+         "p": f"{r['p_value']:.3f}", "p_holm": f"{r['p_holm']:.3f}",
+         "significant": bool(r["significant"]), "n": r["n"]}
         for _, r in paired.iterrows()
     ]
+    described = [{"member": m, "model": s["model"], "kwargs": _kwargs_text(s["kwargs"]),
+                  "epochs": f"{s['epochs_run'] if s['epochs_run'] is not None else '?'} of "
+                            f"{s['max_epochs']}", "precision": s["precision"] or "–"}
+                 for m, s in settings.items()]
+    first = next(iter(settings.values()), {})
+    names = first.get("class_names") or []
+    classes = " · ".join(f"{k} = {n}" for k, n in enumerate(names))
     return render_page("study.html", out / "study.html", name=name, tables=tables,
-                       figures=figures, comparisons=comparisons, members=members)
+                       figures=figures, comparisons=comparisons, members=members,
+                       described=described, notices=notices or [],
+                       classes=classes, positive=first.get("positive_class"),
+                       pairs=len(comparisons))
+
+
+def _kwargs_text(kwargs: dict[str, Any]) -> str:
+    """Model keyword arguments as ``key=value`` text (nested mappings inline)."""
+    return ", ".join(f"{k}={v}" for k, v in kwargs.items()) or "defaults"

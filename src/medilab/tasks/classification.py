@@ -182,6 +182,9 @@ class ClassificationFamily(TaskFamily):
         self._audits[split] = {"calibration": calibration_summary(probs, labels),
                                "gap": subgroups.pop("largest_gap", None), "subgroups": subgroups}
         frame = prediction_frame(datamodule.sample_ids(split), probs, labels, metadata)
+        if labels is not None:  # the true class by name, beside its index
+            frame.insert(list(frame.columns).index("label") + 1, "label_name",
+                         [datamodule.class_names[k] for k in labels])
         return frame, metrics
 
     def held_out_splits(self, datamodule: L.LightningDataModule) -> list[str]:
@@ -223,8 +226,10 @@ class ClassificationFamily(TaskFamily):
     ) -> dict[str, Any]:
         assert isinstance(datamodule, ArrayClassificationDataModule)
         has_groups = datamodule.table is not None and "patient_id" in datamodule.table.columns
+        names = datamodule.class_names
         return {
-            "class_names": datamodule.class_names,
+            "class_names": names,
+            **({"positive_class": names[1]} if len(names) == 2 else {}),
             "notes": [
                 "Intervals: percentile bootstrap over "
                 + ("patients (all images of a drawn patient kept)." if has_groups
@@ -248,6 +253,9 @@ class ClassificationFamily(TaskFamily):
         method: str, **options: Any,
     ) -> list[Path]:
         assert isinstance(module, ClassificationModule)
+        if options.pop("min_score", None) is not None:
+            raise MedilabError("explain: --min-score is for detection runs (the box score "
+                               "threshold); a classifier has no boxes")
         return explain_images(module, config, inputs, out, method, **options)
 
 
@@ -295,18 +303,40 @@ def explain_images(
     from medilab.explain import explain_classifier, overlay_png
 
     source = get_source(config.data.source)
-    if not hasattr(source, "explain_inputs"):
-        raise MedilabError(f"explain: runs on data.source {config.data.source!r} read no image "
-                           "files to explain (use an image_table run)")
     written = []
     out.mkdir(parents=True, exist_ok=True)
     for name, image, display, covariates in source.explain_inputs(
-            config, inputs, module.covariate_state):
+            config, inputs, module.covariate_state, tuple(module.input_shape)):
         cam = explain_classifier(module.model, image, method, target_class=target_class,
                                  covariates=covariates)
+        probs = class_probabilities(module, image, covariates)
+        predicted = int(probs.argmax())
+        title = f"{method}: predicted {module.class_names[predicted]} (p {probs[predicted]:.2f})"
+        if target_class is not None and target_class != predicted:
+            title = (f"{method} of {module.class_names[target_class]}; predicted "
+                     f"{module.class_names[predicted]} (p {probs[predicted]:.2f})")
         written.append(overlay_png(display, cam, out / f"{Path(name).stem}_{method}.png",
-                                   save_raw=save_raw))
+                                   save_raw=save_raw, title=title, min_size=OVERLAY_MIN_SIZE,
+                                   colorbar=True))
     return written
+
+
+OVERLAY_MIN_SIZE = 256  # CAM overlays of smaller images are enlarged to this (shorter side)
+
+
+def class_probabilities(module: ClassificationModule, image: torch.Tensor,
+                        covariates: torch.Tensor | None) -> np.ndarray:
+    """The module's class probabilities (temperature applied) for one (C, ...) image."""
+    model = module.model
+    device = next(model.parameters()).device
+    batch = image.detach().float().unsqueeze(0).to(device)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(batch) if covariates is None else model(
+            batch, torch.as_tensor(covariates, dtype=torch.float32).reshape(1, -1).to(device))
+    model.train(was_training)
+    return torch.softmax(logits.float() / module.temperature, dim=1)[0].cpu().numpy()
 
 
 def write_submission(

@@ -93,19 +93,43 @@ def calibration_summary(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -
 
 
 def subgroup_labels(metadata: pd.DataFrame, column: str, age_bands: list[float]) -> pd.Series:
-    """Each sample's subgroup for ``column``: numeric columns cut into bands, others as they are;
-    missing values are "missing"."""
+    """Each sample's subgroup for ``column``: numeric columns cut into bands (``<40``,
+    ``40 to <60``, ``≥60``; "years" for age), others as they are; missing values are
+    "missing"."""
     values = metadata[column]
     numeric = pd.to_numeric(values, errors="coerce")
     if numeric.notna().sum() >= max(1, 0.5 * values.notna().sum()) and numeric.nunique() > 5:
         edges = sorted(age_bands)
-        names = [f"<{edges[0]:g}"] + [f"{a:g}–{b:g}" for a, b in zip(edges, edges[1:],
-                                                                        strict=False)]
-        names.append(f"≥{edges[-1]:g}")
+        unit = " years" if column.lower() == "age" else ""
+        names = [f"<{edges[0]:g}{unit}"] + [f"{a:g} to <{b:g}{unit}" for a, b in
+                                            zip(edges, edges[1:], strict=False)]
+        names.append(f"≥{edges[-1]:g}{unit}")
         bands = np.searchsorted(np.asarray(edges), numeric.to_numpy(), side="right")
         labels = pd.Series([names[b] for b in bands], index=values.index)
         return labels.where(numeric.notna(), "missing")
     return values.astype(str).where(values.notna(), "missing")
+
+
+def subgroup_order(names: set[str]) -> list[str]:
+    """Band labels low to high (``<40``, ``40 to <60``, ``≥60``), other groups alphabetically
+    after them, "missing" last."""
+    def key(name: str) -> tuple[int, float, str]:
+        text = name.split(" years")[0]
+        for prefix, rank, offset in (("<", 0, -np.inf), ("≥", 0, 0.5)):
+            if text.startswith(prefix):
+                try:
+                    bound = float(text[1:])
+                except ValueError:
+                    break
+                return (rank, bound + offset if np.isfinite(offset) else -np.inf, name)
+        if " to <" in text:
+            try:
+                return (0, float(text.split(" to <")[0]), name)
+            except ValueError:
+                pass
+        return (2 if name == "missing" else 1, 0.0, name)
+
+    return sorted(names, key=key)
 
 
 def subgroup_tables(
@@ -123,7 +147,7 @@ def subgroup_tables(
     for column in columns:
         names = subgroup_labels(metadata, column, evaluation.age_bands).to_numpy()
         per_group = {}
-        for name in sorted(set(names)):
+        for name in subgroup_order(set(names)):
             rows = np.flatnonzero(names == name)
             if len(rows) < 2:
                 continue

@@ -4,6 +4,7 @@ image-level AUROC (bootstrap intervals over images or patients), boxes in origin
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,13 @@ class DetectionFamily(TaskFamily):
             rows += frame.to_dict("records") or [{"image": path.name}]  # listed, no box
         frame = pd.DataFrame(rows, columns=[*PREDICTION_COLUMNS, "error"])
         frame["error"] = frame["error"].fillna("")
+        failed = [r for r in rows if r.get("error")]
+        if rows and len(failed) == len(rows):
+            raise InputFileError(inputs, f"none of the {len(rows)} image(s) could be read "
+                                 f"(first: {failed[0]['image']}: {failed[0]['error']})")
+        if failed:
+            warnings.warn(f"{len(failed)} of {len(rows)} image(s) could not be read; their "
+                          f"rows in {out} say why (error column)", UserWarning, stacklevel=2)
         return write_csv(frame, out)
 
     def explain(
@@ -153,17 +161,22 @@ class DetectionFamily(TaskFamily):
         for path in image_files(inputs):
             raw = read_array(str(path))
             tensor, info = prepare_for_prediction(raw, data.preprocess())
+            min_score = options.get("min_score")
             result = explain_detector(module.model, tensor, method,
-                                      min_score=float(options.get("min_score", 0.5)))
-            if result.notice:
-                print(f"{path.name}: {result.notice}")
+                                      min_score=0.5 if min_score is None else float(min_score))
+            if result.notice:  # the overlay is named for the method really used
+                warnings.warn(f"{path.name}: {result.notice} "
+                              f"({path.stem}_{result.method}.png)", UserWarning, stacklevel=2)
             inner = _unpad(result.cam, info)
             boxes = _unpad_boxes(result.boxes, info)
             captions = [f"{module.classes[int(k) - 1]} {s:.2f}"
                         for k, s in zip(result.labels, result.scores, strict=True)]
-            written.append(overlay_png(raw, inner, out / f"{path.stem}_{method}.png",
+            written.append(overlay_png(raw, inner, out / f"{path.stem}_{result.method}.png",
                                        boxes=boxes, size=info.in_shape, captions=captions,
-                                       save_raw=bool(options.get("save_raw"))))
+                                       save_raw=bool(options.get("save_raw")),
+                                       title=f"{result.method}: {len(boxes)} box(es) scoring "
+                                             f">= {min_score if min_score is not None else 0.5}",
+                                       colorbar=True))
         return written
 
 

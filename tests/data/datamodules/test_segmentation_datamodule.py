@@ -24,7 +24,8 @@ from medilab.errors import InputFileError, MedilabError
 
 build_datamodule = SegmentationFolderSource().build_datamodule
 
-DATA = Path(os.environ.get("MEDILAB_DATA", Path(__file__).parents[2] / "../shared/data"))
+DATA = Path(os.environ.get(
+    "MEDILAB_DATA", Path(__file__).resolve().parents[3].parent / "shared" / "data"))
 
 
 def config(root, **data):

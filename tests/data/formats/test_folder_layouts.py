@@ -76,7 +76,8 @@ def test_boxes_csv_formats(tmp_path):
     assert a[["x1", "y1", "x2", "y2"]].values.tolist() == [[10, 20, 15, 26]]
     pd.testing.assert_frame_equal(a, b)
     (tmp_path / "bad.csv").write_text("image,x1,y1,x2,y2\na.png,10,20,5,26\n")
-    with pytest.raises(InputFileError, match=r"bad\.csv: row 1, column 'x2'/'y2'"):
+    with pytest.raises(InputFileError,
+                       match=r"bad\.csv: row 1 \(image a\.png\): box \[10, 20, 5, 26\] has no "):
         read_boxes_csv(tmp_path / "bad.csv")
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from cli_samples import run_cli
 from medilab import api
 from medilab.config import validate_config
 from medilab.data.sources.image_table import ImageTableSource
@@ -56,7 +57,7 @@ def test_split_is_grouped_by_patient_and_covariates_are_encoded(tmp_path):
     assert dm.image_size == (16, 16) and dm.in_channels == 1
 
 
-def test_tiny_run_trains_evaluates_and_predicts(tmp_path):
+def test_tiny_run_trains_evaluates_and_predicts(tmp_path, capsys):
     root = write_table(tmp_path / "data")
     run = api.train(table_config(root), run_dir=tmp_path / "run")
     metrics = json.loads((run / "metrics.json").read_text())
@@ -73,7 +74,8 @@ def test_tiny_run_trains_evaluates_and_predicts(tmp_path):
     table.loc[1, "image"] = "missing.png"
     table.to_csv(new, index=False)
     (tmp_path / "images").symlink_to(root / "images")
-    out = api.predict(run, new, tmp_path / "preds.csv")
+    with pytest.warns(UserWarning, match="1 of 4 input"):
+        out = api.predict(run, new, tmp_path / "preds.csv")
     frame = pd.read_csv(out, keep_default_na=False)
     assert list(frame.columns) == ["image", "prediction", "prob_finding", "prob_none", "error"]
     assert frame.loc[1, "error"] != "" and frame.loc[0, "error"] == ""
@@ -81,9 +83,32 @@ def test_tiny_run_trains_evaluates_and_predicts(tmp_path):
     probs = frame.loc[[0, 2, 3], ["prob_finding", "prob_none"]].astype(float).sum(axis=1)
     assert np.allclose(probs, 1, atol=1e-4)
 
+    # covariates unlike training's are error rows, not silent guesses
+    odd = table.copy()
+    odd["age"] = odd["age"].astype(object)
+    odd.loc[0, "age"], odd.loc[2, "sex"] = "abc", "U"
+    elsewhere = tmp_path / "other" / "odd.csv"
+    elsewhere.parent.mkdir()
+    odd.to_csv(elsewhere, index=False)
+    with pytest.warns(UserWarning, match="3 of 4 input"):
+        out = api.predict(run, elsewhere, tmp_path / "odd.csv", image_dir=root / "images")
+    frame = pd.read_csv(out, keep_default_na=False)
+    assert frame.loc[0, "error"] == "age 'abc' is not a number"
+    assert frame.loc[2, "error"] == "sex 'U' was not seen in training (seen: F, M)"
+    assert frame.loc[3, "error"] == "" and frame.loc[3, "prediction"] in ("finding", "none")
+    # no readable image at all: a failed command, no file
+    table.assign(image=["gone1.png", "gone2.png", "gone3.png", "gone4.png"]).to_csv(
+        new, index=False)
+    assert run_cli("predict", run, new, "--out", tmp_path / "none.csv") == 2
+    assert "none of the 4 input(s) could be used" in capsys.readouterr().err
+    assert not (tmp_path / "none.csv").exists()
+    table.to_csv(new, index=False)
+
     table.drop(index=1).to_csv(new, index=False)  # explain: readable images only
     cams = api.explain(run, new, tmp_path / "cams", "gradcam")
-    assert len(cams) == 3 and all(Image.open(p).size == (16, 16) for p in cams)
+    # 16 px images enlarged to 256 px, with a title (predicted class, probability) and a scale
+    assert len(cams) == 3 and all(Image.open(p).size[0] == 256 and Image.open(p).size[1] > 256
+                                  for p in cams)
 
     table.drop(columns=["age"]).to_csv(new, index=False)
     with pytest.raises(InputFileError, match="missing column 'age'"):

@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
 
+from cli_samples import run_cli
 from medilab import api
 from medilab.config import validate_config
 from medilab.data.sources.medmnist_data import MedMNISTSource
+from medilab.errors import ConfigError, InputFileError
 
 
 def write_npz(path, shape=(12, 12), test=True, seed=0):
@@ -55,6 +60,51 @@ def test_tiny_run_reports_val_and_test(tmp_path):
     assert metrics["n"] == {"val": 12, "test": 12}
     assert (run / "predictions_test.csv").is_file()
     assert metrics["threshold"]["chosen_on"] == "val"
+    check_predict_and_explain(run, tmp_path)
+
+
+def check_predict_and_explain(run, tmp_path):
+    """predict on the npz, a folder of PNGs and one PNG gives the probabilities evaluation
+    gave the same images; explain draws them; unusable inputs are error rows or an error."""
+    val = pd.read_csv(run / "predictions_val.csv", dtype={"sample_id": str})
+    prob = [c for c in val.columns if c.startswith("prob_")][-1]
+    frame = pd.read_csv(api.predict(run, tmp_path / "m.npz", tmp_path / "all.csv"))
+    assert len(frame) == 64 and frame["error"].isna().all()
+    got = frame.set_index("image").loc[val["sample_id"], prob].to_numpy()
+    np.testing.assert_allclose(got, val[prob], atol=1e-5)
+
+    pngs = tmp_path / "pngs"
+    pngs.mkdir()
+    with np.load(tmp_path / "m.npz") as data:
+        for i in range(3):
+            Image.fromarray(data["val_images"][i]).save(pngs / f"val_{i}.png")
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(pngs / "z_big.png")
+    with pytest.warns(UserWarning, match="1 of 4 input"):
+        frame = pd.read_csv(api.predict(run, pngs, tmp_path / "pngs.csv"),
+                            keep_default_na=False)
+    assert list(frame["image"]) == ["val_0.png", "val_1.png", "val_2.png", "z_big.png"]
+    np.testing.assert_allclose(frame[prob][:3].astype(float), val[prob][:3], atol=1e-5)
+    assert "trained on 12x12" in frame["error"][3]
+    one = pd.read_csv(api.predict(run, pngs / "val_1.png", tmp_path / "one.csv"))
+    assert one[prob][0] == pytest.approx(val[prob][1], abs=1e-5)
+    with pytest.raises(InputFileError, match="none of the 1 input"):
+        api.predict(run, pngs / "z_big.png", tmp_path / "none.csv")
+    assert not (tmp_path / "none.csv").exists()
+
+    pytest.importorskip("onnxruntime")
+    api.export(run, "onnx")
+    onnx = pd.read_csv(api.predict(run, tmp_path / "m.npz", tmp_path / "onnx.csv",
+                                   engine="onnxruntime"))
+    np.testing.assert_allclose(onnx[prob], pd.read_csv(tmp_path / "all.csv")[prob], atol=1e-4)
+
+    cams = api.explain(run, pngs / "val_1.png", tmp_path / "cams", "gradcam")
+    assert [p.name for p in cams] == ["val_1_gradcam.png"]
+    assert run_cli("explain", run, pngs / "val_0.png", pngs / "val_2.png", "--out",
+                   tmp_path / "two", "--method", "eigencam") == 0  # several files
+    assert sorted(p.name for p in (tmp_path / "two").glob("*.png")) == [
+        "val_0_eigencam.png", "val_2_eigencam.png"]
+    with pytest.raises(InputFileError, match="z_big.png"):
+        api.explain(run, pngs, tmp_path / "cams", "eigencam")
 
 
 def test_balanced_sampler_backbone_warmup_and_temperature(tmp_path):
@@ -72,3 +122,37 @@ def test_balanced_sampler_backbone_warmup_and_temperature(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["temperature"]["value"] > 0
     assert metrics["training"]["epochs_run"] == 2
+
+
+def test_class_names_from_the_label_dictionary_and_a_chosen_positive_class(tmp_path):
+    path = write_npz(tmp_path / "breastmnist.npz", test=False)
+    raw = MedMNISTSource().build_datamodule(config(path), None)
+    assert raw.class_names == ["malignant", "normal, benign"]
+    chosen = config(path)
+    chosen.data.positive_class = "malignant"
+    flipped = MedMNISTSource().build_datamodule(chosen, None)
+    assert flipped.class_names == ["normal, benign", "malignant"]  # positive served as 1
+    np.testing.assert_array_equal(flipped.labels("val"), 1 - raw.labels("val"))
+    renamed = config(path)
+    renamed.data.class_names = ["cancer", "no cancer"]
+    renamed.data.positive_class = "cancer"
+    assert MedMNISTSource().build_datamodule(renamed, None).class_names == ["no cancer",
+                                                                              "cancer"]
+    renamed.data.positive_class = "tumour"
+    with pytest.raises(ConfigError, match="data.positive_class: 'tumour' is not one of"):
+        MedMNISTSource().build_datamodule(renamed, None)
+    renamed.data.class_names = ["only one"]
+    renamed.data.positive_class = None
+    with pytest.raises(ConfigError, match=r"data.class_names: 1 name\(s\)"):
+        MedMNISTSource().build_datamodule(renamed, None)
+    other = write_npz(tmp_path / "mine.npz", test=False)
+    assert MedMNISTSource().build_datamodule(config(other), None).class_names == ["0", "1"]
+
+
+def test_pages_name_the_classes_and_the_positive_one():
+    from medilab.reports.report import class_facts
+
+    facts = dict(class_facts({"class_names": ["normal, benign", "malignant"],
+                              "positive_class": "malignant"}))
+    assert facts["classes"] == "0 = normal, benign · 1 = malignant"
+    assert facts["positive class"].startswith("malignant")

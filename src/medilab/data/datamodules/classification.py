@@ -9,6 +9,7 @@ the training rows only.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Literal
 
 import lightning as L
@@ -20,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from medilab.data.covariates import CovariateEncoder
 from medilab.data.formats.arrays import ImageArrays
 from medilab.data.loading import loader_options, resolve_workers
-from medilab.errors import MedilabError
+from medilab.errors import ConfigError, MedilabError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -76,6 +77,7 @@ class ArrayClassificationDataModule(L.LightningDataModule):
         numeric: Sequence[str] = (),
         categorical: Sequence[str] = (),
         class_names: Sequence[str] | None = None,
+        positive_class: str | None = None,
         encoder: CovariateEncoder | None = None,
         balanced: bool = False,
         pin_memory: bool = False,
@@ -93,6 +95,9 @@ class ArrayClassificationDataModule(L.LightningDataModule):
         self.table = table.reset_index(drop=True) if table is not None else None
         self._positions = _positions_by_split(arrays.sample_ids, splits)
         self._class_names = list(class_names) if class_names is not None else None
+        self._check_class_names()
+        if positive_class is not None:
+            self._make_positive(positive_class)
         self.encoder = encoder
         self.covariates: np.ndarray | None = None
         if (numeric or categorical or encoder) and self.table is not None:
@@ -100,6 +105,29 @@ class ArrayClassificationDataModule(L.LightningDataModule):
                 train_rows = self.table.iloc[self._positions["train"]]
                 self.encoder = CovariateEncoder(list(numeric), list(categorical)).fit(train_rows)
             self.covariates = self.encoder.transform(self.table)
+
+    def _check_class_names(self) -> None:
+        if self._class_names is None or self.arrays.labels is None or not len(self.arrays.labels):
+            return
+        found = int(self.arrays.labels.max()) + 1
+        if found > len(self._class_names):
+            raise ConfigError(f"data.class_names: {len(self._class_names)} name(s) "
+                              f"{self._class_names} for labels 0..{found - 1}")
+
+    def _make_positive(self, positive: str) -> None:
+        """Binary data: serve ``positive`` as class 1 (labels and names swapped when it is
+        class 0), so sensitivity, ROC and the threshold are about it."""
+        names = self.class_names
+        if len(names) != 2:
+            raise ConfigError(f"data.positive_class: {positive!r} is for two classes; this data "
+                              f"has {len(names)} ({', '.join(names)})")
+        if positive not in names:
+            raise ConfigError(f"data.positive_class: {positive!r} is not one of the classes "
+                              f"{names} (name them with data.class_names)")
+        if names.index(positive) == 0:
+            assert self.arrays.labels is not None
+            self.arrays = replace(self.arrays, labels=1 - self.arrays.labels)
+            self._class_names = [names[1], names[0]]
 
     @property
     def num_classes(self) -> int:

@@ -22,10 +22,13 @@ def read_boxes_csv(
     box_format: BoxFormat = "auto",
     image_column: str = "image",
     label_column: str = "label",
+    strict: bool = True,
 ) -> pd.DataFrame:
     """Long table ``image, label, x1, y1, x2, y2``; ``xywh`` boxes are converted.
 
-    ``auto`` picks the format from the columns (``x1..y2`` or ``x,y,w,h``).
+    ``auto`` picks the format from the columns (``x1..y2`` or ``x,y,w,h``). ``strict``: a
+    missing or non-numeric coordinate or a box without area is an error naming its row and
+    image; else such boxes are kept (NaN for a bad value) for ``data verify`` to list.
     """
     path = Path(path)
     if not path.is_file():
@@ -42,25 +45,32 @@ def read_boxes_csv(
     missing = [c for c in needed if c not in table.columns]
     if missing:
         raise InputFileError(path, f"missing column(s) {missing}; has {list(table.columns)}")
-    coords = table[list(_COLUMNS[box_format])].astype(float)
-    if coords.isna().any().any():
+    raw = table[list(_COLUMNS[box_format])]
+    coords = raw.apply(pd.to_numeric, errors="coerce").astype(float)
+    images = table[image_column].astype(str)
+    if strict and coords.isna().any().any():
         row, col = next((r, c) for c in coords.columns for r in range(len(coords))
                         if pd.isna(coords[c].iloc[r]))
-        raise InputFileError(path, f"row {row + 1}, column {col!r}: value is missing")
+        value = raw[col].iloc[row]
+        what = "value is missing" if pd.isna(value) else f"{value!r} is not a number"
+        raise InputFileError(path, f"row {row + 1} (image {images.iloc[row]}), column "
+                             f"{col!r}: {what}")
     if box_format == "xywh":
         x1, y1 = coords["x"], coords["y"]
         x2, y2 = x1 + coords["w"], y1 + coords["h"]
     else:
         x1, y1, x2, y2 = (coords[c] for c in _COLUMNS["xyxy"])
     out = pd.DataFrame({
-        "image": table[image_column].astype(str),
+        "image": images,
         "label": table[label_column].astype(str) if label_column in table.columns else "object",
         "x1": x1, "y1": y1, "x2": x2, "y2": y2,
     })
     bad = (out["x2"] <= out["x1"]) | (out["y2"] <= out["y1"])
-    if bad.any():
+    if strict and bad.any():
         row = int(bad.to_numpy().nonzero()[0][0])
-        raise InputFileError(path, f"row {row + 1}, column 'x2'/'y2': box has no area")
+        box = ", ".join(f"{v:g}" for v in out.loc[row, ["x1", "y1", "x2", "y2"]])
+        raise InputFileError(path, f"row {row + 1} (image {out.loc[row, 'image']}): box "
+                             f"[{box}] has no area (needs x2 > x1 and y2 > y1)")
     return out
 
 
@@ -71,18 +81,22 @@ def boxes_manifest(
     images: list[str] | None = None,
     source: object = "boxes",
     check_files: bool = True,
+    strict: bool = True,
 ) -> pd.DataFrame:
     """Group a long box table by image: ``sample_id, image, boxes, box_labels``.
 
     ``images`` lists every image name (so images without boxes are kept with empty lists);
-    default: the images that have boxes.
+    default: the images that have boxes. A boxed image ``images`` does not list is an error
+    (``strict``), else a row with ``unlisted`` True.
     """
     images_dir = Path(images_dir)
     names = list(dict.fromkeys(images if images is not None else boxes["image"].tolist()))
     grouped = {name: part for name, part in boxes.groupby("image", sort=False)}
-    unknown = set(grouped) - set(names)
-    if unknown:
-        raise InputFileError(source, f"column 'image': {sorted(unknown)[0]!r} is not a known image")
+    unknown = [name for name in grouped if name not in set(names)]
+    if unknown and strict:
+        raise InputFileError(source, f"column 'image': {unknown[0]!r} is not a known image")
+    listed = len(names)
+    names += unknown
     rows = []
     for name in names:
         part = grouped.get(name)
@@ -90,7 +104,11 @@ def boxes_manifest(
         labels = [] if part is None else part["label"].tolist()
         rows.append({"sample_id": Path(name).stem, "image": str(images_dir / name),
                      "boxes": coords, "box_labels": labels})
-    return validate_manifest(pd.DataFrame(rows), source=source, check_files=check_files)
+    manifest = pd.DataFrame(rows)
+    if unknown:
+        manifest["unlisted"] = [i >= listed for i in range(len(manifest))]
+    return validate_manifest(manifest, source=source, check_files=check_files,
+                             check_boxes=strict)
 
 
 def boxes_csv_manifest(
@@ -100,13 +118,15 @@ def boxes_csv_manifest(
     images_csv: str | Path | None = None,
     box_format: BoxFormat = "auto",
     check_files: bool = True,
+    strict: bool = True,
 ) -> pd.DataFrame:
     """Detection manifest from a boxes CSV (and optionally an ``images.csv`` listing every image,
     with its other columns, e.g. ``tb``, kept). ``images_dir`` defaults to ``<csv folder>/images``.
+    ``strict`` False keeps bad boxes and unlisted images for ``data verify``.
     """
     boxes_csv = Path(boxes_csv)
     images_dir = Path(images_dir) if images_dir else boxes_csv.parent / "images"
-    table = read_boxes_csv(boxes_csv, box_format=box_format)
+    table = read_boxes_csv(boxes_csv, box_format=box_format, strict=strict)
     extra = None
     if images_csv is not None:
         extra = pd.read_csv(images_csv)
@@ -114,10 +134,10 @@ def boxes_csv_manifest(
             raise InputFileError(images_csv, "missing column 'image'")
     names = extra["image"].astype(str).tolist() if extra is not None else None
     manifest = boxes_manifest(table, images_dir, images=names, source=boxes_csv,
-                              check_files=check_files)
+                              check_files=check_files, strict=strict)
     if extra is not None:
         extra = extra.drop(columns="image").reset_index(drop=True)
-        manifest = pd.concat([manifest, extra], axis=1)
+        manifest = pd.concat([manifest, extra], axis=1)  # unlisted images: no extra values
     return manifest
 
 

@@ -93,6 +93,7 @@ def validate_manifest(
     check_files: bool = True,
     check_masks: bool = False,
     reader: Callable[[str], np.ndarray] | None = None,
+    check_boxes: bool = True,
 ) -> pd.DataFrame:
     """Check a manifest and return a cleaned copy (``sample_id`` added, NaN policy applied).
 
@@ -100,7 +101,8 @@ def validate_manifest(
     ``0..num_classes-1``. ``covariates`` are checked for NaN with ``nan_policy``: "error",
     "drop" (drop the rows) or "impute" (fill with the column median / most frequent value and
     add a ``<col>_missing`` 0/1 column). ``check_masks`` reads every image and mask (with
-    ``reader``) and requires equal height and width.
+    ``reader``) and requires equal height and width. ``check_boxes`` False leaves boxes
+    without area for ``data verify`` to list.
     """
     if not isinstance(df, pd.DataFrame):
         raise MedilabError(f"{source}: a manifest must be a pandas DataFrame")
@@ -124,7 +126,7 @@ def validate_manifest(
                 _check_files(df, source, column)
     if num_classes is not None and "label" in df.columns:
         _check_labels(df, source, num_classes)
-    if "boxes" in df.columns:
+    if "boxes" in df.columns and check_boxes:
         _check_boxes(df, source)
     df = apply_nan_policy(df, covariates, nan_policy, source=source)
     if check_masks and "mask" in df.columns:

@@ -7,13 +7,15 @@ A new source is one module: a :class:`DataSource` subclass decorated with
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 import lightning as L
 import pandas as pd
 
 from medilab.config import DataCommon, ExperimentConfig
 from medilab.data.sample_table import SampleTable
+from medilab.errors import MedilabError
 from medilab.registry import SOURCES
 
 
@@ -36,6 +38,24 @@ class DataSource(ABC):
         """The samples ``medilab data verify`` checks; ``pixels`` False: only what needs no
         decoding (None when that is nothing beyond what building the datamodule checks)."""
         return None
+
+    def predict_table(
+        self, module: Any, config: ExperimentConfig, inputs: Path, out: Path,
+        trainer: L.Trainer, **options: Any,
+    ) -> Path:
+        """Classification: predict new inputs of a trained ``module`` into the CSV ``out``
+        (:func:`medilab.data.sources.new_inputs.write_predictions`)."""
+        raise MedilabError(f"predict: runs on data.source {self.name!r} cannot read new "
+                           "inputs yet; predict with a run on image_table or medmnist data")
+
+    def explain_inputs(
+        self, config: ExperimentConfig, inputs: Path, covariate_state: dict[str, Any] | None,
+        input_shape: tuple[int, ...] = (),
+    ) -> list[tuple[str, Any, Any, Any]]:
+        """Classification: (name, prepared image (C, H, W) tensor, pixels to display,
+        covariates or None) per new input, for CAM overlays; ``input_shape``: the model's."""
+        raise MedilabError(f"explain: runs on data.source {self.name!r} read no image files "
+                           "to explain; explain a run on image_table or medmnist data")
 
 
 def register_source(source: type[DataSource]) -> type[DataSource]:

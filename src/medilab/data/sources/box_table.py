@@ -32,6 +32,9 @@ class BoxTableData(DataCommon):
     image_dir: str = "images"
     box_format: Literal["auto", "xyxy", "xywh"] = "auto"
     group: str | None = "patient_id"  # used when the images table has it
+    # the box classes; a box label outside them is an error (a typo is not a new class).
+    # None: every label found is a class
+    classes: list[str] | None = None
     class_agnostic: bool = False  # merge every box class into agnostic_name
     agnostic_name: str = "lesion"
     size: int = Field(512, ge=32)  # longer side after resizing (aspect kept, padded square)
@@ -47,9 +50,11 @@ class BoxTableData(DataCommon):
                           color_balance=self.color_balance, window=self.window)
 
 
-def box_manifest(data: BoxTableData, *, check_files: bool = True) -> pd.DataFrame:
+def box_manifest(data: BoxTableData, *, check_files: bool = True, strict: bool = True
+                 ) -> pd.DataFrame:
     """One row per image: image, boxes, box_labels, sample_id (+ images.csv columns);
-    ``check_files`` False lists images that do not exist instead of refusing them."""
+    ``check_files`` False lists images that do not exist instead of refusing them; ``strict``
+    False keeps bad boxes and unlisted images (``data verify`` lists them all)."""
     boxes = data.root / data.boxes
     images_dir = data.root / data.image_dir
     if not boxes.is_file():
@@ -62,7 +67,8 @@ def box_manifest(data: BoxTableData, *, check_files: bool = True) -> pd.DataFram
             raise InputFileError(images_csv, "images table not found (set data.images_csv, or "
                                  "null to use only images that have boxes)")
         manifest = boxes_csv_manifest(boxes, images_dir, images_csv=images_csv,
-                                      box_format=data.box_format, check_files=check_files)
+                                      box_format=data.box_format, check_files=check_files,
+                                      strict=strict)
     if manifest.empty:
         raise InputFileError(data.root, "no images listed")
     if data.group and data.group in manifest.columns:
@@ -89,6 +95,7 @@ class BoxTableSource(DataSource):
                                  given=splits)
         datamodule = DetectionDataModule(
             manifest, splits, prep=data.preprocess(), augment=data.augment,
+            classes=None if data.class_agnostic else data.classes,
             class_agnostic=data.class_agnostic, agnostic_name=data.agnostic_name,
             batch_size=data.batch_size, num_workers=data.num_workers,
             pin_memory=pins_memory(config), cache=data_cache(data),
@@ -99,11 +106,16 @@ class BoxTableSource(DataSource):
     def sample_table(self, config: ExperimentConfig, *, pixels: bool = True) -> SampleTable:
         data = config.data
         assert isinstance(data, BoxTableData)
-        manifest = box_manifest(data, check_files=False).reset_index(drop=True)
+        manifest = box_manifest(data, check_files=False, strict=False).reset_index(drop=True)
         manifest["sample_id"] = manifest["sample_id"].astype(str)
         manifest["boxes"] = [parse_boxes(b, i) for b, i in zip(manifest["boxes"],
                                                                 manifest["image"], strict=True)]
-        return SampleTable(manifest, split_table(manifest))
+        return SampleTable(manifest, split_table(manifest),
+                           box_classes=None if data.class_agnostic else data.classes,
+                           label_names=BOX_LABEL_NAMES)
+
+
+BOX_LABEL_NAMES = {"0": "no box", "1": "has box"}  # the split's stratification label
 
 
 def split_table(manifest: pd.DataFrame) -> pd.DataFrame:

@@ -64,6 +64,8 @@ def array_datamodule(
         train_transform=build_image_augmentation(config.data.augment),
         seed=config.seed,
         balanced=config.data.balanced_sampler,
+        class_names=config.data.class_names,
+        positive_class=config.data.positive_class,
     )
 
 

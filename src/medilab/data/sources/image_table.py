@@ -16,18 +16,18 @@ from pydantic import Field
 from medilab.config import DataCommon, ExperimentConfig
 from medilab.data.cache import ArrayCache, cached, data_cache
 from medilab.data.covariates import CovariateEncoder
-from medilab.data.datamodules.classification import ArrayClassificationDataModule, ArrayImageDataset
+from medilab.data.datamodules.classification import ArrayClassificationDataModule
 from medilab.data.formats.arrays import ImageArrays
 from medilab.data.formats.image_folder import images_base
 from medilab.data.formats.pixels import input_image_files, read_array
 from medilab.data.loading import pins_memory
 from medilab.data.sample_table import SampleTable
 from medilab.data.sources.base import DataSource, register_source
+from medilab.data.sources.new_inputs import NewInputs, write_predictions
 from medilab.data.splits import training_splits
 from medilab.data.transforms.augment import build_image_augmentation
 from medilab.data.transforms.prep import ImagePrep, PrepConfig
-from medilab.errors import InputFileError, MedilabError
-from medilab.io.atomic import write_csv
+from medilab.errors import ConfigError, InputFileError, MedilabError
 from medilab.io.messages import one_line, short_list
 from medilab.io.tables import read_csv_table
 
@@ -164,7 +164,8 @@ class ImageTableSource(DataSource):
             pin_memory=pins_memory(config),
             train_transform=build_image_augmentation(data.augment), seed=config.seed,
             balanced=config.data.balanced_sampler,
-            table=table, numeric=numeric, categorical=categorical, class_names=classes,
+            table=table, numeric=numeric, categorical=categorical,
+            class_names=_display_names(data, classes), positive_class=data.positive_class,
         )
 
     def sample_table(self, config: ExperimentConfig, *, pixels: bool = True) -> SampleTable:
@@ -177,7 +178,8 @@ class ImageTableSource(DataSource):
                            same_size=data.prep.size is None)
 
     def explain_inputs(
-        self, config: ExperimentConfig, inputs: Path, covariate_state: dict[str, Any] | None
+        self, config: ExperimentConfig, inputs: Path, covariate_state: dict[str, Any] | None,
+        input_shape: tuple[int, ...] = (),
     ) -> list[tuple[str, torch.Tensor, np.ndarray, torch.Tensor | None]]:
         return explain_inputs(config, inputs, covariate_state)
 
@@ -186,30 +188,29 @@ class ImageTableSource(DataSource):
         trainer: L.Trainer, **options: Any,
     ) -> Path:
         """``image, prediction, prob_<class>…, error`` for a CSV laid out like the training
-        table (no label needed), an image folder, or one image / DICOM file."""
+        table (no label needed; its images under ``image_dir`` when given), an image folder,
+        or one image / DICOM file. Unreadable images and covariates unlike training's (age
+        ``abc``, an unseen category) are error rows; none usable is an error."""
         data = config.data
         assert isinstance(data, ImageTableData)
+        if options.get("image_dir") is not None:
+            data = data.model_copy(update={"image_dir": str(options["image_dir"])})
         rows = _prediction_rows(data, inputs)
-        images, errors = read_images(list(rows["image"]), ImagePrep(data.prep), strict=False)
-        ok = np.array([e is None for e in errors])
+        encoder = CovariateEncoder.from_dict(module.covariate_state) \
+            if module.covariate_state else None
+        errors = encoder.problems(rows) if encoder is not None else [None] * len(rows)
+        readable = [e is None for e in errors]
+        images, read_errors = read_images(list(rows.loc[readable, "image"]),
+                                          ImagePrep(data.prep), strict=False)
+        remaining = iter(read_errors)  # images: the read ones among the readable, in order
+        errors = [next(remaining) if e is None else e for e in errors]
+        usable = np.array([e is None for e in errors])
         covariates = None
-        if module.covariate_state:
-            encoder = CovariateEncoder.from_dict(module.covariate_state)
-            covariates = encoder.transform(rows[ok].reset_index(drop=True))
-        names = list(module.class_names)
-        probs = np.zeros((len(rows), len(names)), np.float32)
-        if images is not None:
-            dataset = ArrayImageDataset(images, None, np.arange(len(images)),
-                                        covariates=covariates)
-            loader = torch.utils.data.DataLoader(dataset, batch_size=data.batch_size)
-            probs[ok] = torch.cat(trainer.predict(module, dataloaders=loader)).numpy()
-        frame = pd.DataFrame({"image": rows["image_name"]})
-        frame["prediction"] = [names[k] if good else "" for k, good in
-                               zip(probs.argmax(axis=1), ok, strict=True)]
-        for k, name in enumerate(names):
-            frame[f"prob_{name}"] = np.where(ok, probs[:, k].round(6), np.nan)
-        frame["error"] = [e or "" for e in errors]
-        return write_csv(frame, out)
+        if encoder is not None and usable.any():
+            covariates = encoder.transform(rows[usable].reset_index(drop=True))
+        found = NewInputs(list(rows["image_name"]), images, errors)
+        return write_predictions(module, trainer, found, inputs, out, data.batch_size,
+                                 covariates)
 
 
 def explain_inputs(
@@ -221,6 +222,10 @@ def explain_inputs(
     rows = _prediction_rows(data, inputs)
     prep = ImagePrep(data.prep)
     encoder = CovariateEncoder.from_dict(covariate_state) if covariate_state else None
+    for name, problem in zip(rows["image_name"], encoder.problems(rows) if encoder else [],
+                             strict=False):
+        if problem:
+            raise InputFileError(inputs, f"{name}: {problem}")
     covariates = encoder.transform(rows) if encoder else None
     out = []
     for position, row in rows.iterrows():
@@ -243,6 +248,16 @@ def _prediction_rows(data: ImageTableData, inputs: Path) -> pd.DataFrame:
                              ": give a CSV with those columns instead of image files")
     return pd.DataFrame({"sample_id": [p.stem for p in files], "image": [str(p) for p in files],
                          "image_name": [p.name for p in files]})
+
+
+def _display_names(data: ImageTableData, classes: list[str]) -> list[str]:
+    """``data.class_names`` (one per class, in ``classes`` order) or the label texts."""
+    if data.class_names is None:
+        return classes
+    if len(data.class_names) != len(classes):
+        raise ConfigError(f"data.class_names: {len(data.class_names)} name(s) for the "
+                          f"{len(classes)} classes {short_list(classes)}")
+    return list(data.class_names)
 
 
 def _natural(text: str) -> tuple:

@@ -154,7 +154,7 @@ class SliceTableSource(DataSource):
             pin_memory=pins_memory(config),
             train_transform=build_image_augmentation(data.augment), seed=config.seed,
             balanced=config.data.balanced_sampler,
-            table=table,
+            table=table, class_names=data.class_names, positive_class=data.positive_class,
         )
 
     def sample_table(self, config: ExperimentConfig, *, pixels: bool = True) -> SampleTable:
