@@ -37,6 +37,7 @@ RESUME_CURVES_FILE = ".metrics_before_resume.csv"  # metrics.csv's rows while a 
 METRICS_FILE = "metrics.json"
 ENSEMBLE_FILE = "ensemble.json"
 STATUS_FILE = "status.json"
+PRECISION_PROBE_FILE = "precision_probe.json"  # trainer.precision: auto's timed answers
 
 
 def default_run_dir(config: ExperimentConfig, root: Path = Path("runs")) -> Path:
