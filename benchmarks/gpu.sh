@@ -2,8 +2,9 @@
 # GPU throughput of medilab on an NVIDIA GPU: ResNet-50 training at 224² and the DRIVE U-Net on
 # 96² patches, bf16-mixed with channels-last weights, synthetic data, a fixed number of steps
 # (benchmarks/throughput.py --device cuda). Prints images/s of medilab's path and of a plain fp32
-# eager loop, and the fraction of the GPU's dense bf16 peak reached by medilab's training
-# (ceiling_fraction; default peak 989 TFLOP/s, H100/H200 SXM; set PEAK_TFLOPS for another GPU).
+# eager loop and of a plain loop at medilab's precision, and the share of the GPU's dense bf16
+# peak reached by medilab's training and inference (default peak 989 TFLOP/s, H100/H200 SXM; set
+# PEAK_TFLOPS for another GPU).
 #
 #     benchmarks/gpu.sh                      # from the repository root or anywhere
 #     STEPS=100 BATCH=128 PEAK_TFLOPS=312 benchmarks/gpu.sh   # e.g. an A100
@@ -34,5 +35,6 @@ echo "== U-Net (depth 4, width 64), DRIVE 96x96 patches, bf16-mixed, channels-la
 "$PY" benchmarks/throughput.py "${common[@]}" --only unet_96 --unet-depth 4 --unet-width 64 \
     --json "$OUT/unet_96.json"
 
-echo "columns: train_medilab / infer_medilab images/s (medilab), *_plain (fp32 eager loop),"
-echo "ceiling_fraction = medilab training TFLOP/s / ${PEAK_TFLOPS} TFLOP/s bf16 dense peak"
+echo "columns per phase (train_*, infer_*): medilab images/s, same (plain loop at medilab's"
+echo "precision and layout), fp32 (plain fp32 NCHW loop), gain = same/fp32, overhead ="
+echo "1 - medilab/same, share = medilab TFLOP/s / ${PEAK_TFLOPS} TFLOP/s"

@@ -199,7 +199,10 @@ def test_predict_finds_an_export_written_elsewhere_or_takes_model(digits_run, tm
 
 def test_parity_is_fp32_against_fp32_and_the_predict_precision_is_stated(digits_run, tmp_path,
                                                                          monkeypatch):
-    monkeypatch.setattr(export_module, "resolve_precision", lambda *a: ("bf16-mixed", False))
+    from medilab.precision import PrecisionChoice
+
+    chosen = PrecisionChoice("bf16-mixed", False, "a cached inference probe")
+    monkeypatch.setattr(export_module, "phase_choice", lambda *a, **k: chosen)
     result = export(digits_run, "onnx", tmp_path / "m.onnx")
     assert result.compared_precision == "32-true" and result.max_abs_diff <= 1e-5
     assert result.predict_precision == "bf16-mixed"

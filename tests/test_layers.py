@@ -25,6 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tasks",),
     ("explain",),
     ("data",),
+    ("precision_probe",),  # auto's timed choice per phase
     ("precision",),
     ("models",),  # a model never imports data code
     ("io",),

@@ -120,9 +120,10 @@ def test_train_records_the_choice_in_status(monkeypatch, tmp_path, digits_config
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     folder = train(digits_config, ["trainer.max_epochs=1", "trainer.limit_train_batches=1",
                                    "trainer.limit_val_batches=1"], run_dir=tmp_path / "run")
-    assert read_status(folder)["precision"] == {"configured": "auto", "precision": "32-true",
-                                                "channels_last": False,
-                                                "reason": "no native bf16 on this device"}
+    chosen = {"precision": "32-true", "channels_last": False,
+              "reason": "no native bf16 on this device"}
+    assert read_status(folder)["precision"] == {"configured": "auto", **chosen,
+                                                "inference": chosen}
 
 
 @pytest.mark.parametrize("kind", list(CPU_KINDS))

@@ -22,7 +22,7 @@ from torch import nn
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_text
 from medilab.models.calibration import with_temperature
-from medilab.precision import resolve_precision
+from medilab.precision_probe import phase_choice
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}
 EXPORT_DIR = "export"
@@ -101,7 +101,7 @@ def export_run(
 ) -> ExportResult:
     """Export a classification or segmentation run's model; refuse (no file left) when the
     exported model's probabilities differ from PyTorch's by more than ``tolerance``."""
-    from medilab.runfolder import load_run_config
+    from medilab.runfolder import PRECISION_PROBE_FILE, load_run_config
     from medilab.tasks.registry import get_task_family
     from medilab.trained import load_module
 
@@ -136,7 +136,9 @@ def export_run(
         checked = validation_inputs(config, run_dir, spec) if not segmentation else None
         compared = checked or sample_inputs(spec, CHECK_BATCH, generator)
         diff = max_probability_difference(model, exported, compared)
-        predict_precision, _ = resolve_precision(config, model)
+        # as `predict` chooses it: auto's cached inference probe, else fp32 on a bf16 CPU
+        predict_precision = phase_choice(config, "infer", run_dir / PRECISION_PROBE_FILE,
+                                         model).precision
         predict_diff = None
         if not predict_precision.startswith("32"):  # what `predict --engine torch` runs
             with autocast_for(predict_precision):

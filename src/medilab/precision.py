@@ -38,11 +38,16 @@ class PrecisionChoice:
     precision: str
     channels_last: bool
     reason: str
+    seconds: dict[str, float] | None = None  # a timed probe's seconds per step, by candidate
 
-    def record(self, configured: str) -> dict[str, object]:
-        """The entry written to status.json."""
-        return {"configured": configured, "precision": self.precision,
-                "channels_last": self.channels_last, "reason": self.reason}
+    def record(self, configured: str | None = None) -> dict[str, object]:
+        """The entry written to status.json (``configured`` first when given)."""
+        body: dict[str, object] = {} if configured is None else {"configured": configured}
+        body.update(precision=self.precision, channels_last=self.channels_last,
+                    reason=self.reason)
+        if self.seconds:
+            body["probe_seconds"] = self.seconds
+        return body
 
 
 def cpu_has_native_bf16(cpuinfo: Path = CPUINFO) -> bool:

@@ -43,6 +43,7 @@ METRICS_FILE = "metrics.json"
 ENSEMBLE_FILE = "ensemble.json"
 FITTED_FILE = "fitted.json"
 STATUS_FILE = "status.json"
+PRECISION_PROBE_FILE = "precision_probe.json"  # trainer.precision: auto's timed answers
 
 
 def default_run_dir(config: ExperimentConfig, root: Path = Path("runs")) -> Path:
