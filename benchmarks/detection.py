@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from medilab import api
+from medilab.runfolder import headline_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 SHOWN = ("ap50", "map", "ap40", "recall50@100", "froc_mean", "image_auroc")
@@ -40,9 +41,10 @@ def main() -> None:
     api.train(args.config, overrides, run_dir=out)
     seconds = time.perf_counter() - start
     metrics = json.loads((out / "metrics.json").read_text())
-    val = metrics["splits"]["val"]
+    split, val = headline_metrics(metrics)  # the held-out test part when there is one
     print(f"\n{args.config.name}: {metrics.get('training', {}).get('epochs_run')} epochs, "
-          f"{seconds:.0f} s (train + evaluate), n = {metrics['n']['val']} held-out images")
+          f"{seconds:.0f} s (train + evaluate), n = {metrics['n'][split]} {split} images "
+          f"({'held out' if split != 'val' else 'val: the selection set, not held out'})")
     for name in SHOWN:
         entry = val.get(name)
         if entry:

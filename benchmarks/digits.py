@@ -1,7 +1,8 @@
 """Lab 1 benchmark: both digits configs on $MEDILAB_DATA/digits/train.csv (5,000 real MNIST digits).
 
-Prints validation accuracy, macro-F1 (with 95% intervals) and wall time per config.
-Targets: SimpleNN ≥ 0.965, CNN ≥ 0.985 accuracy on the 1,000 held-out digits.
+Prints held-out test accuracy, macro-F1 (with 95% intervals) and wall time per config (the
+configs hold out 20 % as test; val only selects). Targets: SimpleNN ≥ 0.965, CNN ≥ 0.985
+accuracy on the held-out digits.
 
     python benchmarks/digits.py [--epochs N] [--out runs/bench_digits]
 """
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 from medilab import api
+from medilab.runfolder import headline_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {
@@ -44,10 +46,11 @@ def main() -> None:
         start = time.perf_counter()
         run_dir = api.train(config, overrides, run_dir=args.out / f"{name}-{stamp}")
         seconds = time.perf_counter() - start
-        metrics = api.evaluate(run_dir)["splits"]["val"]
+        split, metrics = headline_metrics(api.evaluate(run_dir))
         rows.append((name, metrics, seconds, target, run_dir))
 
-    print(f"\n{'model':<10} {'val accuracy [95% CI]':<28} {'macro-F1':<8} {'time':>8}  target")
+    print(f"\n{'model':<10} {split + ' accuracy [95% CI]':<28} {'macro-F1':<8} {'time':>8}  "
+          "target")
     for name, metrics, seconds, target, run_dir in rows:
         acc, f1 = metrics["accuracy"], metrics["f1_macro"]
         verdict = "met" if acc["value"] >= target else "NOT met"

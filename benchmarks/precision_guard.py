@@ -4,9 +4,10 @@ validation metric within noise.
 
     python benchmarks/precision_guard.py [--epochs N] [--only digits|drive] [--out DIR]
 
-For each config it prints the val metric of both precisions with 95 % bootstrap intervals, the
-difference, and "within noise" when the difference is smaller than half the fp32 interval's
-width. On a CPU without native bf16 the bf16 run is emulated (slow) but its numbers still count.
+For each config it prints the held-out test metric (val when a run has none) of both precisions
+with 95 % bootstrap intervals, the difference, and "within noise" when the difference is smaller
+than half the fp32 interval's width. On a CPU without native bf16 the bf16 run is emulated
+(slow) but its numbers still count.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from medilab import api
 from medilab.precision import native_bf16
+from medilab.runfolder import headline_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = {  # name → (config, data key, data path under $MEDILAB_DATA, metric)
@@ -53,12 +55,13 @@ def main() -> None:
             start = time.perf_counter()
             run_dir = api.train(REPO / "configs" / config, extra,
                                 run_dir=args.out / f"{name}-{precision}-{stamp}")
-            entry = api.evaluate(run_dir)["splits"]["val"][metric]
+            split, scores = headline_metrics(api.evaluate(run_dir))  # test when held out
+            entry = scores[metric]
             results[precision] = (entry, time.perf_counter() - start)
         (fp32, fp32_s), (bf16, bf16_s) = results["32-true"], results["bf16-mixed"]
         difference = bf16["value"] - fp32["value"]
         noise = (fp32["high"] - fp32["low"]) / 2
-        print(f"{name} val {metric}: fp32 {fp32['value']:.4f} [{fp32['low']:.4f}, "
+        print(f"{name} {split} {metric}: fp32 {fp32['value']:.4f} [{fp32['low']:.4f}, "
               f"{fp32['high']:.4f}] ({fp32_s:.0f} s), bf16 {bf16['value']:.4f} "
               f"[{bf16['low']:.4f}, {bf16['high']:.4f}] ({bf16_s:.0f} s): difference "
               f"{difference:+.4f}, {'within' if abs(difference) <= noise else 'OUTSIDE'} noise "

@@ -29,11 +29,14 @@ def test_folds_group_patients_stratify_labels_and_leave_test_out():
     pool = table[table["fold"] >= 0]
     assert sorted(pool["fold"].unique()) == [0, 1, 2]
     assert (pool.groupby("patient_id")["fold"].nunique() == 1).all()
-    fold1 = fold_splits(table, 1)
-    assert set(fold1.loc[table["fold"] == 1, "split"]) == {"val"}
-    assert set(fold1.loc[table["fold"] == 0, "split"]) == {"train"}
-    assert list(fold1.loc[table["fold"] == -1, "split"]) == ["test", "test"]
-    assert "fold" not in fold1.columns
+    fold1 = fold_splits(table, 1, val_fraction=0.34, seed=0)
+    pool = table[table["fold"] >= 0].reset_index(drop=True)
+    assert len(fold1) == 10 and "fold" not in fold1.columns  # the global test rows left out
+    assert set(fold1.loc[pool["fold"] == 1, "split"]) == {"test"}  # the outer fold: untouched
+    inner = fold1[pool["fold"] != 1]
+    assert set(inner["split"]) == {"train", "val"}  # the inner val selects
+    assert (fold1.groupby("patient_id")["split"].nunique() == 1).all()
+    assert fold1.equals(fold_splits(table, 1, val_fraction=0.34, seed=0))
     assert assign_folds(splits, 3, seed=0)["fold"].equals(table["fold"])  # seeded
 
 
@@ -70,9 +73,13 @@ def test_every_sample_is_held_out_once_and_summarised(crossval_run):
     assert sorted(oof["sample_id"]) == sorted(folds["sample_id"])
     for k in range(3):
         held = pd.read_csv(out / f"fold{k}" / "splits.csv", dtype={"sample_id": str})
-        val_ids = set(held.loc[held["split"] == "val", "sample_id"])
-        assert val_ids == set(folds.loc[folds["fold"] == k, "sample_id"])
-        assert set(oof.loc[oof["fold"] == k, "sample_id"]) == val_ids
+        outer_ids = set(held.loc[held["split"] == "test", "sample_id"])
+        assert outer_ids == set(folds.loc[folds["fold"] == k, "sample_id"])
+        assert set(oof.loc[oof["fold"] == k, "sample_id"]) == outer_ids
+        inner_val = set(held.loc[held["split"] == "val", "sample_id"])
+        assert inner_val and not inner_val & outer_ids  # selection never sees the outer fold
+        metrics = json.loads((out / f"fold{k}" / "metrics.json").read_text())
+        assert metrics["headline"] == "test"
         assert (out / f"fold{k}" / "report.html").is_file()
     assert summary["folds"] == 3 and summary["n"] == 6
     dice = summary["metrics"]["dice"]

@@ -78,7 +78,8 @@ def test_cli_ensemble_prints_metrics(member_runs, tmp_path, capsys):
         cli.main(["ensemble", str(run_a), str(run_b), "--run-dir", str(tmp_path / "ens")])
     assert done.value.code == 0
     printed = capsys.readouterr().out
-    assert "val: dice" in printed and "report:" in printed
+    assert "val (selection set, in-sample for what was fitted on it): dice" in printed
+    assert "no held-out test part" in printed and "report:" in printed
 
 
 def test_classification_ensemble_averages_probabilities(tmp_path, digits_config,
@@ -101,3 +102,30 @@ def test_classification_ensemble_averages_probabilities(tmp_path, digits_config,
     submission = api.predict(tmp_path / "ens", test_csv, tmp_path / "submission.csv")
     assert list(pd.read_csv(submission).columns) == ["ImageId", "Label"]
     assert len(pd.read_csv(submission)) == 12
+
+
+def test_an_ensemble_of_calibrated_members_averages_their_calibrated_probabilities(
+        tmp_path, digits_config):
+    """Each member enters the ensemble as its evaluation fitted it (temperature from its
+    fitted.json), not as the raw network."""
+    overrides = ["evaluation.temperature_scaling=true", "evaluation.bootstrap_samples=0"]
+    run_a = api.train(digits_config, overrides, run_dir=tmp_path / "a")
+    run_b = api.train(digits_config, [*overrides, "model.kwargs.hidden_sizes=[48, 16]"],
+                      run_dir=tmp_path / "b")
+    temperatures = [json.loads((r / "fitted.json").read_text())["temperature"]
+                    for r in (run_a, run_b)]
+    assert all(abs(t - 1.0) > 1e-3 for t in temperatures)
+    api.ensemble([run_a, run_b], tmp_path / "ens")
+    family = get_task_family("classification")
+    raw = [load_module(r, family, load_run_config(r), fitted=False) for r in (run_a, run_b)]
+    ensemble = load_module(tmp_path / "ens", family, load_run_config(tmp_path / "ens"))
+    batch = {"image": torch.rand(5, 1, 8, 8)}
+    with torch.no_grad():
+        mean = sum(torch.softmax(m(batch) / t, 1) for m, t in zip(raw, temperatures,
+                                                                  strict=True)) / 2
+        ensemble_probs = torch.softmax(ensemble(batch) / ensemble.temperature, 1)
+        if ensemble.temperature == 1.0:
+            assert torch.allclose(ensemble_probs, mean, atol=1e-5)
+        else:  # the ensemble's own temperature, fitted on val, on top of the members'
+            scaled = torch.softmax(torch.log(mean) / ensemble.temperature, 1)
+            assert torch.allclose(ensemble_probs, scaled, atol=1e-5)

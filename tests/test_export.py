@@ -134,6 +134,43 @@ def test_without_the_runs_data_the_check_uses_random_inputs(digits_run, tmp_path
     assert result.checked_on == "random inputs" and result.max_abs_diff <= 1e-4
 
 
+def test_the_exported_model_is_the_evaluated_one_after_temperature_scaling(digits_run, tmp_path):
+    """The temperature fitted on val travels with the export: onnxruntime's probabilities on
+    val images equal those evaluation wrote, and predict on onnxruntime does not divide twice."""
+    import shutil
+
+    from medilab.run import evaluate
+
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run)
+    config = run / "config.yaml"
+    raw = yaml.safe_load(config.read_text())
+    raw["evaluation"]["temperature_scaling"] = True
+    config.write_text(yaml.safe_dump(raw))
+    metrics = evaluate(run)
+    temperature = metrics["temperature"]["value"]
+    assert abs(temperature - 1.0) > 1e-3
+    result = export(run, "onnx")
+    assert result.max_abs_diff <= 1e-4
+    from medilab.runfolder import load_run_config
+    from medilab.tasks.registry import get_task_family
+    from medilab.trained import load_module
+
+    family = get_task_family("classification")
+    datamodule = family.build_datamodule(load_run_config(run),
+                                         pd.read_csv(run / "splits.csv", dtype=str))
+    images = torch.cat([batch["image"] for batch in datamodule.loader("val")])
+    written = pd.read_csv(run / "predictions_val.csv")
+    expected = torch.tensor(written[[f"prob_{k}" for k in range(10)]].to_numpy(),
+                            dtype=torch.float32)
+    onnx_probs = torch.softmax(OnnxModel(result.path)(images), dim=1)
+    assert torch.allclose(onnx_probs, expected, atol=2e-5)
+    module = load_module(run, family, load_run_config(run))
+    assert module.temperature == pytest.approx(temperature)
+    module, _ = export_module.use_engine(module, load_run_config(run), run, "onnxruntime")
+    assert module.temperature == 1.0
+
+
 def test_predict_finds_an_export_written_elsewhere_or_takes_model(digits_run, tmp_path,
                                                                   capsys):
     from digits_samples import write_digits_csv

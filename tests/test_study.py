@@ -17,10 +17,10 @@ from medilab.study import load_study, mismatch_notices, paired_auroc
 from study_samples import write_npz
 
 
-def write_study(tmp_path, members=None):
+def write_study(tmp_path, members=None, **data):
     base = {"task": "classification", "seed": 1,
             "data": {"source": "medmnist", "path": str(write_npz(tmp_path / "d.npz")),
-                     "batch_size": 8},
+                     "batch_size": 8, **data},
             "model": {"name": "convnet", "kwargs": {"widths": [4], "convs": 1}},
             "trainer": {"max_epochs": 1, "progress_bar": False},
             "evaluation": {"bootstrap_samples": 20}}
@@ -47,29 +47,39 @@ def test_member_model_replaces_base_model(tmp_path):
 
 
 def test_study_trains_summarizes_and_resumes(tmp_path, capsys):
+    """The npz has no test part: data.test_fraction holds one out of its train part; the
+    summary leads with it and the paired tests use it."""
     out = tmp_path / "out"
-    summary = api.study(write_study(tmp_path), out)
-    assert list(summary["member"]) == ["narrow", "wide"]
+    summary = api.study(write_study(tmp_path, test_fraction=0.25), out)
+    assert list(summary["member"]) == ["narrow", "wide", "narrow", "wide"]
+    assert list(summary["split"]) == ["test", "test", "val", "val"]
+    assert summary["role"].iloc[0] == "held out"
     for member in ("narrow", "wide"):
         metrics = json.loads((out / member / "metrics.json").read_text())
         row = summary[summary["member"] == member].iloc[0]
-        assert row["auroc"] == pytest.approx(metrics["splits"]["val"]["auroc"]["value"])
-        assert row["n"] == 16 and row["parameters"] > 0
-        assert (out / "predictions" / f"{member}.csv").is_file()
+        assert row["auroc"] == pytest.approx(metrics["splits"]["test"]["auroc"]["value"])
+        assert row["n"] == metrics["n"]["test"] and 8 <= row["n"] <= 20
+        assert row["parameters"] > 0
+        assert metrics["n"]["val"] == 16  # the file's own val part is kept
+        assert (out / "predictions" / f"{member}_test.csv").is_file()
     assert pd.read_csv(out / "narrow" / "splits.csv").equals(
         pd.read_csv(out / "wide" / "splits.csv"))
-    assert (out / "study.html").is_file() and (out / "paired.csv").is_file()
+    paired = pd.read_csv(out / "paired.csv")
+    assert list(paired["split"]) == ["test"]
+    assert (out / "study.html").is_file()
+    assert "test: held out" in (out / "study.html").read_text()
     stamp = os.path.getmtime(out / "narrow" / "checkpoints" / "best.ckpt")
-    api.study(write_study(tmp_path), out)  # again: finished members are kept
+    api.study(write_study(tmp_path, test_fraction=0.25), out)  # again: finished members kept
     assert os.path.getmtime(out / "narrow" / "checkpoints" / "best.ckpt") == stamp
     # again with another epoch budget: refused naming the field, nothing trained
-    assert run_cli("study", write_study(tmp_path), "--out", out,
+    assert run_cli("study", write_study(tmp_path, test_fraction=0.25), "--out", out,
                    "-o", "trainer.max_epochs=2") == 2
     assert "trainer.max_epochs=1, the study now asks 2" in capsys.readouterr().err
     assert os.path.getmtime(out / "narrow" / "checkpoints" / "best.ckpt") == stamp
     # with force: every changed member trained again with the new budget
     with pytest.warns(UserWarning, match="config changed"):
-        api.study(write_study(tmp_path), out, ["trainer.max_epochs=2"], force=True)
+        api.study(write_study(tmp_path, test_fraction=0.25), out, ["trainer.max_epochs=2"],
+                  force=True)
     for member in ("narrow", "wide"):
         status = json.loads((out / member / "status.json").read_text())
         assert status["training"]["epochs_run"] == 2
@@ -98,6 +108,31 @@ def test_paired_bootstrap_finds_a_real_difference():
     assert row["p_holm"] <= 3 * row["p_value"] + 1e-12 and row["p_holm"] < 0.05
     same = table[(table.a == "good") & (table.b == "good2")].iloc[0]
     assert not same["significant"] and same["auroc_difference"] == 0
+
+
+def test_paired_bootstrap_p_values_are_roughly_uniform_without_a_real_difference():
+    """Two members whose scores come from the same distribution (independent noise around the
+    same signal): over many replicate data sets the p-value is about uniform, so about 5 % of
+    them fall under 0.05."""
+    from scipy.stats import kstest
+
+    rng = np.random.default_rng(1)
+    y = np.arange(80) % 2
+    ids = [str(i) for i in range(80)]
+    p_values = []
+    for _ in range(80):
+        frames = {}
+        for member in ("a", "b"):
+            p = 1 / (1 + np.exp(-(1.0 * y + rng.normal(size=80))))
+            frames[(member, "test")] = pd.DataFrame({"sample_id": ids, "label": y,
+                                                     "prob_0": 1 - p, "prob_1": p})
+        table = paired_auroc(frames, ["a", "b"], num_bootstraps=200,
+                             seed=int(rng.integers(1 << 30)))
+        p_values.append(float(table["p_value"].iloc[0]))
+    p_values = np.asarray(p_values)
+    assert (p_values < 0.05).mean() <= 0.15
+    assert 0.3 < p_values.mean() < 0.7
+    assert kstest(p_values, "uniform").pvalue > 0.001
 
 
 def test_members_at_different_precisions_or_budgets_are_named():

@@ -92,9 +92,14 @@ def evaluate_command(
 
 
 def _print_metrics(metrics: dict) -> None:
-    for split, values in metrics["splits"].items():
+    from medilab.runfolder import ordered_splits, role_label
+
+    for split in ordered_splits(metrics):
+        values = metrics["splits"][split]
         shown = ", ".join(f"{name} {v['value']:.4f}" for name, v in values.items())
-        typer.echo(f"{split}: {shown}")
+        typer.echo(f"{split} ({role_label(split)}): {shown}")
+    if metrics.get("headline_note"):
+        typer.echo(f"note: {metrics['headline_note']}")
 
 
 @app.command()
@@ -519,7 +524,10 @@ def compare(
         list[Path], typer.Argument(help="Run folders (an experiment folder: its latest run).")
     ],
     out: Annotated[Path, typer.Option("--out", help="The comparison page (.html).")],
-    split: Annotated[str, typer.Option(help="Which split's metrics to compare.")] = "val",
+    split: Annotated[
+        str | None, typer.Option(help="Which split's metrics to compare (default: the held-out "
+                                      "test when every run has one, else val).")
+    ] = None,
     metric: Annotated[
         str | None, typer.Option(help="Main metric for curves and bars (default: auto).")
     ] = None,

@@ -49,6 +49,10 @@ class DataCommon(Strict):
     # one or two cores, else cores - 1, at most 4), with pinned memory when training on a GPU
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    # a test part nothing selects on (grouped by patient, stratified, seeded, saved in
+    # splits.csv): scored once with the checkpoint, threshold and temperature val chose. Data
+    # with its own test part (MedMNIST, a splits.csv with test rows) keeps that one instead.
+    test_fraction: float = Field(0.0, ge=0.0, lt=1.0)
     splits_csv: Path | None = None  # reuse a saved splits.csv instead of splitting
     balanced_sampler: bool = False  # classification: draw training samples class-balanced
     # classification: names of the classes in label order (0, 1, …), shown on every page and

@@ -2,11 +2,14 @@
 
 ``cross_validate(CONFIG, K, OUT)`` splits the samples a run of CONFIG would use into K folds
 (grouped by ``patient_id`` and stratified by ``label`` when the splits table has them; a
-``test`` part stays out of every fold) and trains ``OUT/fold<k>`` with fold k as its ``val``
-split. OUT then holds:
+``test`` part of CONFIG's split stays out of every fold and of every fold's run) and trains
+``OUT/fold<k>`` with fold k as its untouched ``test`` split: the other folds are split again
+(grouped, stratified, seeded, ``data.val_fraction``) into ``train`` and an inner ``val`` part,
+which alone selects the checkpoint and fits the threshold / temperature / fusion weights. The
+outer fold is scored once with what the inner val chose. OUT then holds:
 
 - ``folds.csv``: sample → fold;
-- ``crossval.csv``: each fold's held-out metrics and sample count;
+- ``crossval.csv``: each fold's outer-fold (``test``) metrics and sample count;
 - ``crossval.json``: per metric the mean and standard deviation over folds and the mean
   weighted by the folds' sample counts (for per-image segmentation metrics: the mean over every
   image, each scored by the model that did not train on it);
@@ -41,6 +44,7 @@ SUMMARY_FILE = "crossval.json"
 TABLE_FILE = "crossval.csv"
 OOF_FILE = "predictions_oof.csv"
 FOLD_DONE_FILE = "crossval_fold.json"  # written last: the fold is trained and evaluated
+OUTER_SPLIT = "test"  # a fold run's name for its outer fold
 
 
 def assign_folds(splits: pd.DataFrame, folds: int, seed: int) -> pd.DataFrame:
@@ -64,11 +68,20 @@ def assign_folds(splits: pd.DataFrame, folds: int, seed: int) -> pd.DataFrame:
     return table.assign(split=split, fold=fold)
 
 
-def fold_splits(folds: pd.DataFrame, k: int) -> pd.DataFrame:
-    """The splits table of fold ``k``: that fold is ``val``, the others ``train``."""
-    split = np.where(folds["fold"] == k, "val", "train")
-    split = np.where(folds["fold"] < 0, "test", split)
-    return folds.drop(columns="fold").assign(split=split)
+def fold_splits(folds: pd.DataFrame, k: int, val_fraction: float = 0.2,
+                seed: int = 0) -> pd.DataFrame:
+    """The splits table of fold ``k``'s run: that fold is its ``test`` part (nothing selects on
+    it); the other folds are split into ``train`` and an inner ``val`` part of about
+    ``val_fraction`` of them (grouped by patient, stratified by label where the columns exist,
+    seeded by ``seed`` and ``k``). Rows held out of every fold (``fold`` -1) are left out."""
+    table = folds[folds["fold"] >= 0].reset_index(drop=True)
+    pool = table[table["fold"] != k]
+    group = "patient_id" if "patient_id" in pool.columns else None
+    stratify = "label" if "label" in pool.columns else None
+    inner = make_splits(pool, group=group, stratify=stratify, val=val_fraction, seed=seed + k)
+    split = np.full(len(table), "test", dtype=object)
+    split[pool.index.to_numpy()] = inner["split"].to_numpy()
+    return table.drop(columns="fold").assign(split=split)
 
 
 def cross_validate(
@@ -90,7 +103,8 @@ def cross_validate(
         elif checkpoint_path(fold_dir, "last").is_file():
             run.train(config, run_dir=fold_dir, resume=True)
         else:
-            splits_path = save_splits(fold_splits(table, k), out / f"splits_fold{k}.csv")
+            splits = fold_splits(table, k, config.data.val_fraction, config.seed)
+            splits_path = save_splits(splits, out / f"splits_fold{k}.csv")
             fold_data = config.data.model_copy(update={"splits_csv": splits_path})
             run.train(config.model_copy(update={"data": fold_data}), run_dir=fold_dir)
         evaluate(fold_dir)
@@ -117,11 +131,12 @@ def summarize(out: Path, folds: int) -> dict[str, Any]:
         if not metrics_path.is_file():
             raise InputFileError(metrics_path, "not found: evaluate the fold first")
         metrics = json.loads(metrics_path.read_text())
-        held_out = metrics["splits"].get("val", {})
-        row: dict[str, Any] = {"fold": k, "n": metrics.get("n", {}).get("val", 0)}
+        outer = OUTER_SPLIT if OUTER_SPLIT in metrics["splits"] else "val"  # older folds
+        held_out = metrics["splits"].get(outer, {})
+        row: dict[str, Any] = {"fold": k, "n": metrics.get("n", {}).get(outer, 0)}
         row.update({name: value["value"] for name, value in held_out.items()})
         rows.append(row)
-        predictions_path = fold_dir / "predictions_val.csv"
+        predictions_path = fold_dir / f"predictions_{outer}.csv"
         if predictions_path.is_file():
             predictions.append(pd.read_csv(predictions_path, dtype={"sample_id": str})
                                .assign(fold=k))
@@ -130,7 +145,9 @@ def summarize(out: Path, folds: int) -> dict[str, Any]:
     if predictions:
         oof = pd.concat(predictions, ignore_index=True)
         write_csv(oof[["fold", *[c for c in oof.columns if c != "fold"]]], out / OOF_FILE)
-    summary = {"folds": folds, "n": int(table["n"].sum()), "metrics": _over_folds(table)}
+    summary = {"folds": folds, "n": int(table["n"].sum()), "metrics": _over_folds(table),
+               "scored_on": "each outer fold, untouched: an inner val part of the other folds "
+                            "chose the checkpoint (and threshold / temperature)"}
     write_text(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     return summary
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_text
+from medilab.models.calibration import with_temperature
 from medilab.precision_probe import phase_choice
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}
@@ -114,7 +115,8 @@ def export_run(
     if config.task not in ("classification", "segmentation"):
         raise MedilabError(f"export: task {config.task!r} cannot be exported")
     module = load_module(run_dir, get_task_family(config.task), config, checkpoint).cpu().float()
-    model = module.model.eval()
+    # the deployed model is the evaluated one: the temperature fitted on val is exported with it
+    model = with_temperature(module.model, float(getattr(module, "temperature", 1.0))).eval()
     spec = input_spec(module, run_dir)
     segmentation = config.task == "segmentation"
     path = Path(out) if out is not None else default_export_path(run_dir, fmt)
@@ -308,6 +310,8 @@ def use_engine(
                            f"{config.task!r}")
     module.model = OnnxModel(Path(model) if model is not None
                              else exported_model_path(run_dir, "onnx"))
+    if hasattr(module, "temperature"):
+        module.temperature = 1.0  # the export divides by the fitted temperature itself
     trainer = L.Trainer(accelerator="cpu", devices=1, precision="32-true", logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, inference_mode=True)

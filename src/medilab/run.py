@@ -45,6 +45,7 @@ from medilab.runfolder import (
     SPLITS_FILE,
     acquire_lock,
     checkpoint_path,
+    clear_fitted,
     curves_to_resume,
     default_run_dir,
     load_run_config,
@@ -53,6 +54,8 @@ from medilab.runfolder import (
     read_curves,
     read_status,
     release_lock,
+    split_roles,
+    write_fitted,
     write_metrics,
     write_run_files,
     write_status,
@@ -442,6 +445,7 @@ def train(
     try:
         if not launched:  # status first: a folder killed from here on is known as a run
             write_status(run_dir, "running", precision={"configured": config.trainer.precision})
+            clear_fitted(run_dir)  # fitted for checkpoints this training replaces
             write_run_files(run_dir, config, datamodule.splits, model_args)
         choice = precision_choice(config, "train", run_dir, module, _val_loader(datamodule))
         if not launched:
@@ -570,10 +574,13 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best") -> dict[str, Any]:
     check_data_paths(config)
     family = get_task_family(config.task)
     datamodule = family.build_datamodule(config, load_splits(run_dir / SPLITS_FILE))
-    module = load_module(run_dir, family, config, checkpoint)
+    module = load_module(run_dir, family, config, checkpoint, fitted=False)  # fitted anew on val
     choice = precision_choice(config, "infer", run_dir, module, _val_loader(datamodule))
     trainer = build_inference_trainer(config, module, choice)
     body = family.evaluate(module, datamodule, config, run_dir, trainer)
+    fitted = family.fitted_state(module)
+    if fitted:
+        write_fitted(run_dir, checkpoint, fitted)
     metrics = {
         "experiment": config.experiment,
         "task": config.task,
@@ -581,6 +588,7 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best") -> dict[str, Any]:
         "checkpoint": checkpoint,
         "confidence": config.evaluation.confidence,
         **({"training": status["training"]} if "training" in status else {}),
+        **split_roles(list(body.get("splits", {}))),
         **body,
     }
     write_metrics(run_dir, metrics)

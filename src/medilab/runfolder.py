@@ -4,7 +4,12 @@ The engine, ensembles, cross-validation and studies all read and write run folde
 this module, never through each other::
 
     config.yaml  splits.csv  checkpoints/{best,last}.ckpt  checkpoints/model.json
-    metrics.csv  metrics.json  predictions_<split>.csv  plots/  report.html  status.json
+    metrics.csv  metrics.json  fitted.json  predictions_<split>.csv  plots/  report.html
+    status.json
+
+``fitted.json`` holds what evaluation fitted on val (temperature, binary threshold, late-fusion
+weights) for the checkpoint it evaluated: predict, export, ensembles, explain and reports use it,
+so the deployed model is the evaluated one.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ CURVES_FILE = "metrics.csv"
 RESUME_CURVES_FILE = ".metrics_before_resume.csv"  # metrics.csv's rows while a resume runs
 METRICS_FILE = "metrics.json"
 ENSEMBLE_FILE = "ensemble.json"
+FITTED_FILE = "fitted.json"
 STATUS_FILE = "status.json"
 PRECISION_PROBE_FILE = "precision_probe.json"  # trainer.precision: auto's timed answers
 
@@ -96,6 +102,78 @@ def write_run_files(
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
     """metrics.json (atomically)."""
     return write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+
+
+SELECTION_ROLE = ("selection set: chose the checkpoint and fitted the threshold, temperature "
+                  "and fusion weights (in-sample for what was fitted on it)")
+HELD_OUT_ROLE = "held out: scored once with what val chose; nothing was selected on it"
+
+
+def split_roles(splits: list[str]) -> dict[str, Any]:
+    """metrics.json's ``roles`` (what each scored split is) and ``headline`` (the split whose
+    figures a paper quotes: ``test`` when held out, else ``val``, marked as not held out)."""
+    roles = {s: SELECTION_ROLE if s == "val" else HELD_OUT_ROLE for s in splits}
+    headline = "test" if "test" in splits else ("val" if "val" in splits else
+                                                 (splits[0] if splits else None))
+    out: dict[str, Any] = {"roles": roles, "headline": headline}
+    if headline == "val":
+        out["headline_note"] = ("no held-out test part: val figures are optimistic (set "
+                                "data.test_fraction to hold one out)")
+    return out
+
+
+def headline_split(metrics: dict[str, Any]) -> str | None:
+    """The split to quote from a metrics.json body (``headline``, else test, else val)."""
+    splits = list(metrics.get("splits") or {})
+    return metrics.get("headline") or split_roles(splits)["headline"]
+
+
+def headline_metrics(metrics: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(split, its ``{metric: {value, low, high}}``) of the figures to quote from a metrics.json
+    body: the held-out test part when scored, else val (the selection set)."""
+    split = headline_split(metrics) or "val"
+    return split, (metrics.get("splits") or {}).get(split, {})
+
+
+def role_label(split: str) -> str:
+    """A short label of what a scored split is, for tables and console lines."""
+    return ("selection set, in-sample for what was fitted on it" if split == "val"
+            else "held out")
+
+
+def ordered_splits(metrics: dict[str, Any]) -> list[str]:
+    """The scored splits of a metrics.json body, the headline one first."""
+    splits = list(metrics.get("splits") or {})
+    first = headline_split(metrics)
+    return sorted(splits, key=lambda s: s != first)
+
+
+def write_fitted(run_dir: Path, checkpoint: str, state: dict[str, Any]) -> Path:
+    """fitted.json: what evaluation of ``checkpoint`` fitted on val (atomically)."""
+    body = {"checkpoint": checkpoint, "fitted_on": "val", **state}
+    return write_text(run_dir / FITTED_FILE, json.dumps(body, indent=2) + "\n")
+
+
+def clear_fitted(run_dir: Path) -> None:
+    """Remove fitted.json: training (or resuming) changes the checkpoints it was fitted for."""
+    (run_dir / FITTED_FILE).unlink(missing_ok=True)
+
+
+def read_fitted(run_dir: Path, checkpoint: str) -> dict[str, Any] | None:
+    """The fitted.json state for ``checkpoint``, or None when the run has none (not yet
+    evaluated) or it belongs to another checkpoint."""
+    path = run_dir / FITTED_FILE
+    if not path.is_file():
+        return None
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise InputFileError(path, "not a fitted.json written by medilab") from None
+    if not isinstance(body, dict):
+        raise InputFileError(path, "not a fitted.json written by medilab")
+    if body.get("checkpoint") != checkpoint:
+        return None
+    return body
 
 
 def read_curves(run_dir: Path) -> pd.DataFrame | None:

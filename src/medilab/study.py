@@ -12,15 +12,17 @@ fusion, 3D CNN)::
 
 Every member gets the same seed, data and split (the first member's ``splits.csv`` is reused)
 and its own ordinary run folder ``OUT/<member>``. OUT then holds ``predictions/<member>.csv``,
-``summary.csv`` (member, split, metrics with intervals, n, training seconds, parameters),
-``paired.csv`` (paired bootstrap of AUROC differences between members on the same samples) and
-``study.html``. Running the same command again keeps finished members (``study_member.json``
-is written last), evaluates a member whose training finished, resumes one with a ``last.ckpt``
-and starts the others again, so a stopped (even killed) study ends as an uninterrupted one. A
-member folder whose saved config differs from what the study now asks (another
-``-o trainer.max_epochs``, an edited study file) is refused before anything trains, naming the
-field, or trained again from scratch with ``force=True``; members that ran at different
-precisions or epoch budgets are warned about and named on the page.
+``summary.csv`` (member, split, its role, metrics with intervals, n, training seconds,
+parameters; the held-out ``test`` rows first when the members have a test part),
+``paired.csv`` (paired bootstrap of AUROC differences between members on the same samples, on
+the held-out test part when present, else on val) and ``study.html``. Running the same command
+again keeps finished members (``study_member.json`` is written last), evaluates a member whose
+training finished, resumes one with a ``last.ckpt`` and starts the others again, so a stopped
+(even killed) study ends as an uninterrupted one. A member folder whose saved config differs
+from what the study now asks (another ``-o trainer.max_epochs``, an edited study file) is
+refused before anything trains, naming the field, or trained again from scratch with
+``force=True``; members that ran at different precisions or epoch budgets are warned about and
+named on the page.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ from medilab.runfolder import (
     SPLITS_FILE,
     checkpoint_path,
     load_run_config,
+    ordered_splits,
     read_status,
+    role_label,
 )
 from medilab.tasks.bootstrap import resample_indices
 
@@ -212,8 +216,9 @@ def summarize(name: str, out: Path, members: list[str]) -> pd.DataFrame:
         metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
         extra = json.loads((member_dir / MEMBER_FILE).read_text(encoding="utf-8")) \
             if (member_dir / MEMBER_FILE).is_file() else {}
-        for split, values in metrics["splits"].items():
-            row: dict[str, Any] = {"member": member, "split": split}
+        for split in ordered_splits(metrics):
+            values = metrics["splits"][split]
+            row: dict[str, Any] = {"member": member, "split": split, "role": role_label(split)}
             for metric in SUMMARY_METRICS:
                 entry = values.get(metric, {})
                 row[metric] = entry.get("value")
@@ -229,8 +234,13 @@ def summarize(name: str, out: Path, members: list[str]) -> pd.DataFrame:
                 suffix = "" if split == "val" else f"_{split}"
                 write_csv(frame, out / "predictions" / f"{member}{suffix}.csv")
     summary = pd.DataFrame(rows)
+    if len(summary):  # the headline (held-out) split's rows first
+        headline = "test" if "test" in set(summary["split"]) else "val"
+        summary = summary.sort_values("split", key=lambda s: s != headline, kind="stable")
+        summary = summary.reset_index(drop=True)
     write_csv(summary, out / SUMMARY_FILE)
-    paired = paired_auroc(predictions, members)
+    compared = _paired_split(predictions, members)
+    paired = paired_auroc(predictions, members, splits=[compared] if compared else [])
     write_csv(paired, out / PAIRED_FILE)
     from medilab.reports.study import write_study_page
 
@@ -240,6 +250,15 @@ def summarize(name: str, out: Path, members: list[str]) -> pd.DataFrame:
         warnings.warn(f"{out}: {notice}", UserWarning, stacklevel=2)
     write_study_page(name, out, summary, paired, predictions, members, settings, notices)
     return summary
+
+
+def _paired_split(predictions: dict[tuple[str, str], pd.DataFrame],
+                  members: list[str]) -> str | None:
+    """The split members are tested on: ``test`` when every member has one, else ``val``."""
+    for split in ("test", "val"):
+        if members and all((m, split) in predictions for m in members):
+            return split
+    return None
 
 
 def member_settings(out: Path, members: list[str]) -> dict[str, dict[str, Any]]:
@@ -284,14 +303,16 @@ def mismatch_notices(settings: dict[str, dict[str, Any]]) -> list[str]:
 
 def paired_auroc(
     predictions: dict[tuple[str, str], pd.DataFrame], members: list[str],
-    num_bootstraps: int = 2000, seed: int = 0,
+    num_bootstraps: int = 2000, seed: int = 0, splits: list[str] | None = None,
 ) -> pd.DataFrame:
-    """For every split and pair of members scored on the same samples: AUROC difference
-    (a − b), its 95 % paired-bootstrap interval, two-sided p-value (samples resampled
-    together for both members; patients when a patient column exists), the p-value corrected
-    for the split's several comparisons (Holm) and ``significant``: corrected p < 0.05."""
+    """For every split (of ``splits``, default all) and pair of members scored on the same
+    samples: AUROC difference (a − b), its 95 % paired-bootstrap interval, two-sided p-value
+    (samples resampled together for both members; patients when a patient column exists), the
+    p-value corrected for the split's several comparisons (Holm) and ``significant``:
+    corrected p < 0.05."""
     rows = []
-    splits = sorted({split for _, split in predictions})
+    if splits is None:
+        splits = sorted({split for _, split in predictions})
     for split in splits:
         for a, b in combinations(members, 2):
             if (a, split) not in predictions or (b, split) not in predictions:

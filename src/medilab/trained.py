@@ -9,8 +9,15 @@ import torch
 
 from medilab.config import ExperimentConfig
 from medilab.errors import InputFileError
+from medilab.models.calibration import with_temperature
 from medilab.models.ensemble import MeanProbabilityEnsemble
-from medilab.runfolder import ENSEMBLE_FILE, checkpoint_path, load_run_config, read_model_args
+from medilab.runfolder import (
+    ENSEMBLE_FILE,
+    checkpoint_path,
+    load_run_config,
+    read_fitted,
+    read_model_args,
+)
 from medilab.tasks.base import BaseModule, TaskFamily
 
 
@@ -29,14 +36,22 @@ def read_checkpoint_state(path: Path) -> dict:
 
 
 def load_module(
-    run_dir: Path, family: TaskFamily, config: ExperimentConfig, checkpoint: str = "best"
+    run_dir: Path, family: TaskFamily, config: ExperimentConfig, checkpoint: str = "best",
+    fitted: bool = True,
 ) -> BaseModule:
     """The run's module rebuilt from its saved model arguments with the checkpoint's weights
-    (for an ensemble folder: the first member's module averaging every member's model)."""
+    (for an ensemble folder: the first member's module averaging every member's model, each
+    member as it was evaluated). With ``fitted`` what evaluation fitted on val for this
+    checkpoint (``fitted.json``: temperature, threshold, fusion weights) is put back, so the
+    module predicts as evaluation scored it; evaluation itself loads with ``fitted=False``."""
     if (run_dir / ENSEMBLE_FILE).is_file():
-        return _load_ensemble(run_dir, family, config)
-    module = family.build_module(config, read_model_args(run_dir), for_training=False)
-    module.load_state_dict(read_checkpoint_state(checkpoint_path(run_dir, checkpoint)))
+        module = _load_ensemble(run_dir, family, config)
+    else:
+        module = family.build_module(config, read_model_args(run_dir), for_training=False)
+        module.load_state_dict(read_checkpoint_state(checkpoint_path(run_dir, checkpoint)))
+    state = read_fitted(run_dir, checkpoint) if fitted else None
+    if state is not None:
+        family.apply_fitted(module, state)
     module.eval()
     return module
 
@@ -54,6 +69,12 @@ def _load_ensemble(run_dir: Path, family: TaskFamily, config: ExperimentConfig) 
     ]
     module = modules[0]
     module.config = config
-    module.model = MeanProbabilityEnsemble([m.model for m in modules])
+    # each member calibrated as its own evaluation fitted it; the ensemble's own temperature
+    # and threshold (fitted when the ensemble is evaluated) apply on top
+    module.model = MeanProbabilityEnsemble(
+        [with_temperature(m.model, float(getattr(m, "temperature", 1.0))) for m in modules])
+    for name, default in (("temperature", 1.0), ("threshold", None)):
+        if hasattr(module, name):
+            setattr(module, name, default)
     module.eval()
     return module

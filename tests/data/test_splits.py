@@ -14,6 +14,7 @@ from medilab.data.splits import (
     make_splits,
     read_table,
     split_file,
+    training_splits,
 )
 from medilab.errors import InputFileError, MedilabError
 
@@ -154,3 +155,30 @@ def test_split_file_and_check_file_errors_name_the_csv(tmp_path, manifest):
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(InputFileError, match="empty.csv: file is empty"):
         check_file(tmp_path / "empty.csv")
+
+
+def test_training_split_holds_out_a_grouped_stratified_seeded_test_part(manifest):
+    splits = training_splits(manifest, seed=5, val_fraction=0.2, test_fraction=0.25)
+    assert set(splits["split"]) == {"train", "val", "test"}
+    assert check_leakage(splits).empty
+    assert splits.equals(training_splits(manifest, seed=5, val_fraction=0.2,
+                                         test_fraction=0.25))
+    merged = manifest.assign(split=splits["split"])
+    share = merged["split"].value_counts(normalize=True)
+    assert abs(share["test"] - 0.25) < 0.06 and abs(share["val"] - 0.2) < 0.06
+    assert abs(_ratio(merged[merged["split"] == "test"]) - _ratio(manifest)) < 0.05
+    assert "test" not in set(training_splits(manifest, seed=5)["split"])  # default: none
+    with pytest.raises(MedilabError, match="val_fraction \\+ data.test_fraction"):
+        training_splits(manifest, seed=5, val_fraction=0.5, test_fraction=0.5)
+
+
+def test_a_given_test_part_is_kept_and_one_without_gets_one_from_train(manifest):
+    given = training_splits(manifest, seed=1, val_fraction=0.2, test_fraction=0.2)
+    kept = training_splits(manifest, seed=9, test_fraction=0.4, given=given)
+    assert kept["split"].tolist() == given["split"].tolist()
+    no_test = given.assign(split=given["split"].replace({"test": "train"}))
+    carved = training_splits(manifest, seed=9, test_fraction=0.2, given=no_test)
+    assert (carved.loc[no_test["split"] == "val", "split"] == "val").all()
+    assert set(carved["split"]) == {"train", "val", "test"}
+    assert check_leakage(carved).empty
+    assert abs((carved["split"] == "test").mean() - 0.2) < 0.06

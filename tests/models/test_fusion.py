@@ -163,9 +163,12 @@ def _train(model: nn.Module, steps: int) -> list[float]:
 def test_every_member_trains_on_tiny_volumes(name, kwargs):
     torch.manual_seed(0)
     model = _create(name, backbone_kwargs=TINY, **kwargs)
+    before = model.fusion_weights() if isinstance(model, LateFusion) else None
     losses = _train(model, steps=8)
     assert losses[-1] < losses[0]
     assert model(torch.randn(3, 1, 8, 16, 16)).shape == (3, 2)
+    if kwargs.get("fusion_weights") == "learned":  # the learned case really learns its weights
+        assert model.learned and model.fusion_weights() != pytest.approx(before, abs=1e-6)
 
 
 def test_late_fusion_with_separate_models_has_one_per_slice():

@@ -33,8 +33,11 @@ def cell_texts(html: str) -> list[str]:
 def test_compare_ranks_and_writes_csv(two_binary_runs: tuple[Path, Path], tmp_path: Path) -> None:
     weak, strong = two_binary_runs
     (strong / "report.html").write_text("<html></html>")
-    out = compare_runs([weak, strong], tmp_path / "fusion.html")
+    default = compare_runs([weak, strong], tmp_path / "held_out.html").read_text()
+    assert "Comparison of 2 runs (test: held out)" in default  # both have a test part
+    out = compare_runs([weak, strong], tmp_path / "fusion.html", split="val")
     html = out.read_text(encoding="utf-8")
+    assert "(val: selection set, in-sample for what was fitted on it)" in html
     assert html.startswith("<!DOCTYPE html>") and 'src="http' not in html
     strong_metrics = json.loads((strong / "metrics.json").read_text())["splits"]["val"]
     weak_metrics = json.loads((weak / "metrics.json").read_text())["splits"]["val"]
@@ -176,17 +179,17 @@ def test_runs_on_other_samples_are_not_comparable(two_binary_runs, tmp_path: Pat
     path = other / "predictions_val.csv"
     frame = pd.read_csv(path)
     frame.assign(sample_id=[f"x{i}" for i in range(len(frame))]).to_csv(path, index=False)
-    html = compare_runs([weak, other], tmp_path / "c.html").read_text(encoding="utf-8")
+    html = compare_runs([weak, other], tmp_path / "c.html", split="val").read_text("utf-8")
     assert best_cells(html) == []
     assert "Not comparable" in html and html.count("(not comparable)") == 2
     assert pd.read_csv(tmp_path / "c.csv")["samples"].tolist() == ["A", "B"]
-    same = compare_runs([weak, strong], tmp_path / "d.html").read_text(encoding="utf-8")
+    same = compare_runs([weak, strong], tmp_path / "d.html", split="val").read_text("utf-8")
     assert "Not comparable" not in same and "<th scope=\"col\">samples</th>" not in same
 
 
 def test_lower_is_better_note_only_when_there_is_one(two_binary_runs, segmentation_run: Path,
                                                     tmp_path: Path) -> None:
-    html = compare_runs(list(two_binary_runs), tmp_path / "c.html").read_text(encoding="utf-8")
+    html = compare_runs(list(two_binary_runs), tmp_path / "c.html", split="val").read_text()
     assert "lower is better for: loss" in html and "none of these" not in html
     seg = compare_runs([segmentation_run], tmp_path / "s.html")
     assert "lower is better" not in seg.read_text(encoding="utf-8")
@@ -203,7 +206,7 @@ def best_cells(html: str) -> list[str]:
 
 def test_engine_compare_monitored_metric_and_roc(engine_runs, tmp_path: Path) -> None:
     a, b = engine_runs.digits_a, engine_runs.digits_b
-    out = compare_runs([a, b], tmp_path / "cmp.html")
+    out = compare_runs([a, b], tmp_path / "cmp.html", split="val")
     html = out.read_text(encoding="utf-8")
     # both monitor val/accuracy: that is the main metric, although they have AUROC too
     assert "main metric: accuracy" in html

@@ -248,8 +248,15 @@ def test_training_block_from_metrics_json(engine_runs, tmp_path: Path) -> None:
     metrics["training"] = {"epochs_run": 7, "best_epoch": 4, "stop_reason": "early_stopping",
                            "monitor": "val/accuracy", "best_score": 0.9123}
     metrics["threshold"] = {"value": 0.42, "chosen_on": "val", "rule": "Youden's J maximal"}
+    metrics["splits"]["test"]["accuracy"]["skipped"] = 17
     (run / "metrics.json").write_text(json.dumps(metrics))
     html = build_report(run).read_text(encoding="utf-8")
+    # which figure is which: test (held out) first and in bold, val marked as the selection set
+    assert html.index("<strong>test</strong>") < html.index("val (n = ")
+    assert ": held out</caption>" in html
+    assert ": selection set, in-sample for what was fitted on it</caption>" in html
+    assert "the held-out test figures are the ones to quote" in html
+    assert "were skipped, not scored 0: accuracy (test: 17)" in html
     assert "<span>epochs run</span>7 of 2" in html
     assert "<span>best epoch</span>4 (val/accuracy 0.912)" in html
     assert "<span>stopped</span>early stopping" in html

@@ -48,3 +48,6 @@ def test_undefined_draws_are_skipped():
 
     result = bootstrap(positive_share, 10, num_bootstraps=200, seed=0)
     assert np.isfinite(result["low"]) and np.isfinite(result["high"])
+    # P(the one positive is missed) = 0.9^10 ≈ 35 %: about 70 of 200 draws, counted
+    assert 45 <= result["skipped"] <= 95
+    assert result["low"] > 0

@@ -249,6 +249,7 @@ def training_splits(
     seed: int,
     val_fraction: float = 0.2,
     val_count: int | None = None,
+    test_fraction: float = 0.0,
     given: pd.DataFrame | None = None,
     group: str | None = "patient_id",
     stratify: str | None = "label",
@@ -256,29 +257,60 @@ def training_splits(
     """The split a training run uses, for every task: ``sample_id, split[, group][, label]``.
 
     ``table`` has one row per sample (``sample_id``, and ``label`` / the group column when the
-    data has them). A ``given`` splits table (a saved ``splits.csv``) is checked: every id must be
-    in the data and no patient may sit in two splits. Otherwise :func:`make_splits` splits anew:
-    label-stratified, grouped by patient when the column exists, seeded. ``val_count`` holds back
-    about that many samples (patients) instead of ``val_fraction``.
+    data has them). A ``given`` splits table (a saved ``splits.csv``, or the data's own split)
+    is checked: every id must be in the data and no patient may sit in two splits; its ``test``
+    rows are kept, and when it has none and ``test_fraction`` > 0 a test part is held out of its
+    ``train`` rows. Otherwise :func:`make_splits` splits anew into train / val (/ test with
+    ``test_fraction``): label-stratified, grouped by patient when the column exists, seeded.
+    ``val_count`` holds back about that many samples (patients) instead of ``val_fraction``.
     """
     group = group if group and group in table.columns else None
     stratify = stratify if stratify and stratify in table.columns else None
     if stratify:
         _check_class_counts(table[stratify])
+    units = table[group].nunique() if group else len(table)
     if given is not None:
         splits = _checked_given_splits(table, given, group)
+        if test_fraction > 0 and "test" not in set(splits["split"].astype(str)):
+            splits = _hold_out_test(splits, table, test_fraction, units, group, stratify, seed)
     else:
-        units = table[group].nunique() if group else len(table)
         if val_count is not None:
             if not 0 < val_count < units:
                 raise MedilabError(f"data.val_count: {val_count} held back of {units} "
                                    f"{'patients' if group else 'samples'} leaves no training")
             val_fraction = val_count / units
-        splits = make_splits(table, group=group, stratify=stratify, val=val_fraction, seed=seed)
+        if val_fraction + test_fraction >= 1.0:
+            raise MedilabError(f"data.val_fraction + data.test_fraction must be < 1 (got "
+                               f"{val_fraction:g} + {test_fraction:g})")
+        splits = make_splits(table, group=group, stratify=stratify, val=val_fraction,
+                             test=test_fraction, seed=seed)
     if stratify and stratify not in splits.columns:
         labels = dict(zip(table["sample_id"].astype(str), table[stratify], strict=True))
         splits[stratify] = [labels.get(i) for i in splits["sample_id"].astype(str)]
     return splits
+
+
+def _hold_out_test(
+    splits: pd.DataFrame, table: pd.DataFrame, test_fraction: float, units: int,
+    group: str | None, stratify: str | None, seed: int,
+) -> pd.DataFrame:
+    """``splits`` with about ``test_fraction`` of all samples (patients) moved from ``train`` to
+    ``test`` (grouped, stratified, seeded)."""
+    train = splits[splits["split"].astype(str) == "train"]
+    pool = table.assign(sample_id=table["sample_id"].astype(str)).set_index("sample_id") \
+        .loc[train["sample_id"]].reset_index()
+    pool_units = pool[group].nunique() if group else len(pool)
+    fraction = test_fraction * units / max(pool_units, 1)
+    if not 0 < fraction < 1 or pool_units < 3:
+        raise MedilabError(f"data.test_fraction {test_fraction:g}: the train part of the given "
+                           f"split ({pool_units} {'patients' if group else 'samples'}) is too "
+                           "small to hold a test part out of")
+    y = _codes(pool[stratify]) if stratify else None
+    g = _codes(pool[group]) if group else None
+    is_test = _hold_out(len(pool), y, g, fraction, seed)
+    moved = set(pool.loc[is_test, "sample_id"])
+    split = np.where(splits["sample_id"].astype(str).isin(moved), "test", splits["split"])
+    return splits.assign(split=split)
 
 
 def _check_class_counts(labels: pd.Series) -> None:

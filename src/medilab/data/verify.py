@@ -209,7 +209,8 @@ def _splits(config: ExperimentConfig, samples: SampleTable
         if config.data.splits_csv is not None:
             options["given"] = load_splits(config.data.splits_csv)
         splits = training_splits(samples.split_table, seed=config.seed,
-                                 val_fraction=config.data.val_fraction, **options)
+                                 val_fraction=config.data.val_fraction,
+                                 test_fraction=config.data.test_fraction, **options)
     except MedilabError as exc:
         check = "patients in two splits" if "more than one split" in str(exc) else "split"
         return None, [Problem(FATAL, check, "", "", str(exc))]

@@ -39,7 +39,7 @@ from medilab.reports.runfiles import (
     require_run_dir,
     split_metrics,
 )
-from medilab.runfolder import warn_if_unfinished
+from medilab.runfolder import role_label, warn_if_unfinished
 
 MAIN_METRICS = ("auroc", "auc", "f1_macro", "accuracy", "balanced_accuracy", "dice", "iou",
                 "map_50", "map50", "map")
@@ -110,10 +110,13 @@ def _crossval_of(run_dir: Path) -> Path | None:
 
 
 def compare_runs(
-    run_dirs: Sequence[Path], out: Path, split: str = "val", metric: str | None = None
+    run_dirs: Sequence[Path], out: Path, split: str | None = None, metric: str | None = None
 ) -> Path:
     """Write a comparison page of ``run_dirs`` to ``out`` (HTML), its table to ``out.csv``
     and its plots (also embedded in the page) to ``<out stem>_plots/``.
+
+    ``split`` is the split compared; by default the held-out ``test`` when every run has one,
+    else ``val`` (the selection set, marked as such on the page).
 
     Each folder is expanded as the module docstring says (cross-validation, study and
     experiment folders). ``metric`` is the main metric for the curves and the bar chart; by
@@ -131,7 +134,9 @@ def compare_runs(
     if out.suffix.lower() not in HTML_SUFFIXES:
         raise MedilabError(f"compare --out {out}: the page is HTML, give a path ending in .html "
                            "(the table is written beside it as .csv)")
-    runs = _summaries(expand_run_dirs([Path(d) for d in run_dirs]), split)
+    expanded = expand_run_dirs([Path(d) for d in run_dirs])
+    split = split or _default_split(expanded)
+    runs = _summaries(expanded, split)
     _require_one_task(runs)
     names = _metric_names(runs)
     if not names:
@@ -164,7 +169,7 @@ def compare_runs(
         figure["href"] = Path(figure.pop("path")).relative_to(out.parent).as_posix()
     render_page(
         "compare.html", out,
-        title=f"Comparison of {len(runs)} runs ({split})",
+        title=f"Comparison of {len(runs)} runs ({split}: {role_label(split)})",
         split=split, main=main, names=names, table=table, figures=figures,
         csv_name=csv_path.name, lower=[m for m in names if lower_is_better(m)],
         comparable=len(groups) <= 1, crossval=_crossval_rows(runs, names),
@@ -174,6 +179,16 @@ def compare_runs(
     )
     _write_csv(runs, names, csv_path, len(groups) > 1)
     return out
+
+
+def _default_split(run_dirs: list[tuple[Path, Path | None]] | list[Path]) -> str:
+    """``test`` when every run's metrics.json scores a test part, else ``val``."""
+    for item in run_dirs:
+        given = item[0] if isinstance(item, tuple) else item
+        metrics = read_metrics_json(require_run_dir(given), required=False) or {}
+        if "test" not in (metrics.get("splits") or {}):
+            return "val"
+    return "test"
 
 
 def _value_and_interval(entry: tuple[float, ...] | None) -> tuple[str, str]:

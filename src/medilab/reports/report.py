@@ -32,7 +32,7 @@ from medilab.reports.runfiles import (
     require_run_dir,
     split_metrics,
 )
-from medilab.runfolder import warn_if_unfinished
+from medilab.runfolder import headline_split, ordered_splits, role_label, warn_if_unfinished
 
 GALLERY_CAP = 24
 CASES = 3
@@ -360,7 +360,8 @@ def _metric_tables(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     counts = metrics.get("n") or {}
     calibration = metrics.get("calibration")
     calibration = calibration if isinstance(calibration, dict) else {}
-    for split in metrics.get("splits") or {}:
+    headline = headline_split(metrics)
+    for split in ordered_splits(metrics):
         rows = [(name, format_interval(*entry))
                 for name, entry in split_metrics(metrics, split).items()]
         block = calibration.get(split)
@@ -368,13 +369,29 @@ def _metric_tables(metrics: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append(("ece (calibration error)", format_number(ece)))
         if rows:
             n = counts.get(split) if isinstance(counts, dict) else None
-            tables.append({"split": split, "n": n, "rows": rows})
+            tables.append({"split": split, "n": n, "rows": rows, "role": role_label(split),
+                           "headline": split == headline})
     return tables
 
 
 def _notes(metrics: dict[str, Any]) -> list[str]:
     """metrics.json's notes, and the decision threshold when one was chosen."""
     notes = [str(n) for n in metrics.get("notes") or []]
+    if metrics.get("headline_note"):
+        notes.insert(0, str(metrics["headline_note"]))
+    if metrics.get("operating_point"):
+        notes.append(f"Predicted class (prediction column, confusion matrix, accuracy, "
+                     f"sensitivity, specificity): {metrics['operating_point']}.")
+    skipped = [f"{name} ({split}: {entry['skipped']})"
+               for split, block in (metrics.get("splits") or {}).items()
+               if isinstance(block, dict)
+               for name, entry in block.items()
+               if isinstance(entry, dict) and isinstance(entry.get("skipped"), int)
+               and entry["skipped"] > 0]
+    if skipped:
+        notes.append("Bootstrap draws without a class the metric needs (no positives for "
+                     "sensitivity, a class missing for AUROC, …) were skipped, not scored 0: "
+                     + ", ".join(skipped[:12]) + (" …" if len(skipped) > 12 else "") + ".")
     threshold = metrics.get("threshold")
     if isinstance(threshold, dict) and math.isfinite(value := _float(threshold.get("value"))):
         rule = f": {threshold['rule']}" if threshold.get("rule") else ""

@@ -36,7 +36,8 @@ def write_study_page(
     for split, rows in summary.groupby("split", sort=False):
         best = rows["auroc"].astype(float).idxmax() if rows["auroc"].notna().any() else None
         tables.append({
-            "split": split,
+            "split": split, "role": "held out" if split != "val" else
+            "selection set, in-sample for what was fitted on it",
             "rows": [{"member": r["member"], "best": index == best,
                       "cells": [_cell(r, m) for m in ("accuracy", "f1_macro", "auroc")],
                       "n": r["n"], "seconds": r["train_seconds"], "parameters": r["parameters"]}

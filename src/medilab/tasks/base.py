@@ -175,6 +175,15 @@ class TaskFamily(ABC):
         """Extra top-level metrics.json entries (class names, notes, ...)."""
         return {}
 
+    def fitted_state(self, module: BaseModule) -> dict[str, Any]:
+        """What :meth:`evaluate` fitted on val and the deployed model uses (temperature,
+        threshold, fusion weights; saved in the run folder's ``fitted.json``)."""
+        return {}
+
+    def apply_fitted(self, module: BaseModule, state: dict[str, Any]) -> None:
+        """Put a saved :meth:`fitted_state` back into a rebuilt module (nothing by default)."""
+        return None
+
     def split_size(
         self, datamodule: L.LightningDataModule, split: str, frame: pd.DataFrame
     ) -> int:

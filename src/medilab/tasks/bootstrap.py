@@ -43,7 +43,8 @@ def bootstrap(
     """``{"value", "low", "high"}``: ``score`` on all ``n`` samples and its percentile interval.
 
     ``score`` takes an index array (positions into the samples, possibly repeated) and returns a
-    float; draws where it is undefined (NaN, e.g. AUROC of one class) are skipped. With
+    float; a draw where it is undefined (NaN: e.g. sensitivity of a draw without positives, AUROC
+    of a draw missing a class) is skipped, never scored, and ``skipped`` counts those draws. With
     ``num_bootstraps=0`` or fewer than two samples (groups) the interval is omitted.
     """
     value = float(score(np.arange(n)))
@@ -58,6 +59,7 @@ def bootstrap(
             drawn = float(score(resample_indices(n, groups, rng)))
         if np.isfinite(drawn):
             draws.append(drawn)
+    result["skipped"] = num_bootstraps - len(draws)
     if draws:
         alpha = (1 - confidence) / 2
         low, high = np.quantile(draws, [alpha, 1 - alpha])

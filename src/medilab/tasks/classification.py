@@ -24,10 +24,13 @@ from medilab.tasks.base import BaseModule, TaskFamily
 from medilab.tasks.classification_metrics import (
     binary_threshold,
     calibration_summary,
+    decisions,
     score_table,
     subgroup_tables,
 )
 from medilab.tasks.registry import register_task
+
+PROBABILITY_DECIMALS = 6  # probabilities as written to the prediction CSVs (and scored)
 
 
 class ClassificationModule(BaseModule):
@@ -48,6 +51,7 @@ class ClassificationModule(BaseModule):
         self.class_names = list(class_names or [str(k) for k in range(num_classes)])
         self.covariate_state = covariate_state  # the fitted CovariateEncoder, for prediction
         self.temperature = 1.0  # logits are divided by this at prediction (calibration)
+        self.threshold: float | None = None  # binary: predict class 1 where p1 >= threshold
         weights = config.loss.class_weights
         self.loss_fn = nn.CrossEntropyLoss(
             weight=torch.tensor(weights, dtype=torch.float32) if weights else None,
@@ -101,20 +105,26 @@ class ClassificationModule(BaseModule):
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return torch.softmax(self(batch).float() / self.temperature, dim=1).cpu()
 
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """The predicted class of each row of probabilities at the run's operating point
+        (binary: class 1 where p1 >= the threshold fitted on val; else the argmax)."""
+        return decisions(probs, self.threshold)
+
 
 def prediction_frame(
     sample_ids: list[str], probs: np.ndarray, labels: np.ndarray | None,
-    metadata: pd.DataFrame | None = None,
+    metadata: pd.DataFrame | None = None, threshold: float | None = None,
 ) -> pd.DataFrame:
-    """``sample_id, [patient_id], [label], prediction, prob_0..prob_{K-1}``."""
+    """``sample_id, [patient_id], [label], prediction, prob_0..prob_{K-1}``; ``prediction``
+    is the decision at the operating point (binary: ``prob_1 >= threshold``; else argmax)."""
     frame = pd.DataFrame({"sample_id": sample_ids})
     if metadata is not None and "patient_id" in metadata.columns:
         frame["patient_id"] = metadata["patient_id"].to_numpy()
     if labels is not None:
         frame["label"] = labels
-    frame["prediction"] = probs.argmax(axis=1)
+    frame["prediction"] = decisions(probs, threshold)
     for k in range(probs.shape[1]):
-        frame[f"prob_{k}"] = probs[:, k].round(6)
+        frame[f"prob_{k}"] = probs[:, k].round(PROBABILITY_DECIMALS)
     return frame
 
 
@@ -168,20 +178,26 @@ class ClassificationFamily(TaskFamily):
         outputs: list[Any], config: ExperimentConfig, run_dir: Path,
     ) -> tuple[pd.DataFrame, dict[str, Any]]:
         assert isinstance(datamodule, ArrayClassificationDataModule)
-        probs = stacked(outputs)
+        assert isinstance(module, ClassificationModule)
+        # scored as written to predictions_<split>.csv (6 decimals), so a recount agrees
+        probs = np.round(stacked(outputs).astype(np.float64), PROBABILITY_DECIMALS)
         labels = datamodule.labels(split)
         metadata = datamodule.metadata(split)
         groups = (metadata["patient_id"].astype(str).to_numpy()
                   if metadata is not None and "patient_id" in metadata.columns else None)
-        if probs.shape[1] == 2 and (split == "val" or self._val_threshold is None):
-            # binary: the decision threshold is chosen on val (scored first), kept for the rest
-            self._val_threshold = binary_threshold(probs[:, 1], labels)
-        metrics = score_table(probs, labels, groups=groups, threshold=self._val_threshold,
+        threshold = None
+        if probs.shape[1] == 2:
+            if split == "val":  # binary: the threshold is chosen on val (scored first) only
+                module.threshold = binary_threshold(probs[:, 1], labels)
+            threshold = 0.5 if module.threshold is None else module.threshold
+        metrics = score_table(probs, labels, groups=groups, threshold=threshold,
                               evaluation=config.evaluation, seed=config.seed)
-        subgroups = subgroup_tables(probs, labels, metadata, config.evaluation, seed=config.seed)
+        subgroups = subgroup_tables(probs, labels, metadata, config.evaluation, seed=config.seed,
+                                    threshold=threshold, groups=groups)
         self._audits[split] = {"calibration": calibration_summary(probs, labels),
                                "gap": subgroups.pop("largest_gap", None), "subgroups": subgroups}
-        frame = prediction_frame(datamodule.sample_ids(split), probs, labels, metadata)
+        frame = prediction_frame(datamodule.sample_ids(split), probs, labels, metadata,
+                                 threshold=threshold)
         if labels is not None:  # the true class by name, beside its index
             frame.insert(list(frame.columns).index("label") + 1, "label_name",
                          [datamodule.class_names[k] for k in labels])
@@ -196,12 +212,14 @@ class ClassificationFamily(TaskFamily):
         run_dir: Path, trainer: L.Trainer,
     ) -> dict[str, Any]:
         assert isinstance(datamodule, ArrayClassificationDataModule)
-        self._val_threshold: float | None = None  # filled by score_split, per evaluation
+        assert isinstance(module, ClassificationModule)
         self._audits: dict[str, dict[str, Any]] = {}
+        # everything fitted is fitted on val only, from scratch: a test part is scored once
+        # with what val chose
+        module.temperature, module.threshold = 1.0, None
         fusion = fit_fusion_weights(module, datamodule)
         temperature = None
         if config.evaluation.temperature_scaling and "val" in datamodule.split_names:
-            assert isinstance(module, ClassificationModule)
             probs = stacked(trainer.predict(module, dataloaders=datamodule.loader("val")))
             temperature = fit_temperature(probs, datamodule.labels("val"))
             module.temperature = temperature
@@ -210,16 +228,42 @@ class ClassificationFamily(TaskFamily):
             body["temperature"] = {"value": temperature, "fitted_on": "val (NLL)"}
         if fusion is not None:
             body["fusion_weights"] = fusion
-        if self._val_threshold is not None:
-            body["threshold"] = {"value": self._val_threshold,
-                                 "chosen_on": "val", "rule": "Youden's J (sensitivity + "
-                                 "specificity - 1) maximal"}
+        if module.num_classes == 2:
+            chosen = module.threshold is not None
+            body["threshold"] = {
+                "value": module.threshold if chosen else 0.5,
+                "chosen_on": "val" if chosen else "none (no val split): the default 0.5",
+                "rule": "Youden's J (sensitivity + specificity - 1) maximal"
+                if chosen else "default",
+                "applied_as": "predicted positive where prob_1 >= threshold",
+            }
+            module.threshold = body["threshold"]["value"]
+            body["operating_point"] = operating_point(module, "val" if chosen else "none: default")
+        else:
+            body["operating_point"] = operating_point(module)
         audits = self._audits
         body["calibration"] = {s: a["calibration"] for s, a in audits.items()}
         if any(a["subgroups"] for a in audits.values()):
             body["subgroups"] = {s: a["subgroups"] for s, a in audits.items() if a["subgroups"]}
             body["subgroup_gaps"] = {s: a["gap"] for s, a in audits.items() if a["gap"]}
         return body
+
+    def fitted_state(self, module: BaseModule) -> dict[str, Any]:
+        """Temperature, binary threshold and late-fusion weights in use."""
+        assert isinstance(module, ClassificationModule)
+        state: dict[str, Any] = {"temperature": module.temperature,
+                                 "threshold": module.threshold}
+        if hasattr(module.model, "fusion_weights"):
+            state["fusion_weights"] = module.model.fusion_weights()
+        return state
+
+    def apply_fitted(self, module: BaseModule, state: dict[str, Any]) -> None:
+        assert isinstance(module, ClassificationModule)
+        module.temperature = float(state.get("temperature") or 1.0)
+        threshold = state.get("threshold")
+        module.threshold = None if threshold is None else float(threshold)
+        if state.get("fusion_weights") and hasattr(module.model, "set_fusion_weights"):
+            module.model.set_fusion_weights(state["fusion_weights"])
 
     def summary(
         self, module: BaseModule, datamodule: L.LightningDataModule, config: ExperimentConfig
@@ -257,6 +301,14 @@ class ClassificationFamily(TaskFamily):
             raise MedilabError("explain: --min-score is for detection runs (the box score "
                                "threshold); a classifier has no boxes")
         return explain_images(module, config, inputs, out, method, **options)
+
+
+def operating_point(module: ClassificationModule, chosen_on: str = "val") -> str:
+    """How ``prediction``, the confusion matrix and every decision metric decide, in words."""
+    if module.num_classes == 2 and module.threshold is not None:
+        return (f"class {module.class_names[1]!r} where prob_1 >= {module.threshold:.4g} "
+                f"(threshold chosen on {chosen_on})")
+    return "the class of highest probability (argmax)"
 
 
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -307,10 +359,11 @@ def explain_images(
     out.mkdir(parents=True, exist_ok=True)
     for name, image, display, covariates in source.explain_inputs(
             config, inputs, module.covariate_state, tuple(module.input_shape)):
-        cam = explain_classifier(module.model, image, method, target_class=target_class,
-                                 covariates=covariates)
         probs = class_probabilities(module, image, covariates)
-        predicted = int(probs.argmax())
+        predicted = int(module.decide(probs[None])[0])  # at the operating point (threshold)
+        cam = explain_classifier(module.model, image, method,
+                                 target_class=predicted if target_class is None else target_class,
+                                 covariates=covariates)
         title = f"{method}: predicted {module.class_names[predicted]} (p {probs[predicted]:.2f})"
         if target_class is not None and target_class != predicted:
             title = (f"{method} of {module.class_names[target_class]}; predicted "
@@ -352,6 +405,6 @@ def write_submission(
         )
     dataset = ArrayImageDataset(arrays.images, None, np.arange(len(arrays.images)))
     loader = torch.utils.data.DataLoader(dataset, batch_size=256)
-    predictions = stacked(trainer.predict(module, dataloaders=loader)).argmax(axis=1)
+    predictions = module.decide(stacked(trainer.predict(module, dataloaders=loader)))
     frame = pd.DataFrame({"ImageId": np.arange(1, len(predictions) + 1), "Label": predictions})
     return write_csv(frame, out)

@@ -15,34 +15,68 @@ from torchmetrics import functional as tmf
 from medilab.config import EvaluationConfig
 from medilab.tasks.bootstrap import bootstrap
 
-MetricFn = Callable[[torch.Tensor, torch.Tensor], float]
+MetricFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], float]
 
 
-def metric_functions(num_classes: int, threshold: float | None = None) -> dict[str, MetricFn]:
-    """name → f(probs (N, K), labels (N,)) for the reported metrics."""
+def decisions(probs: np.ndarray | torch.Tensor, threshold: float | None = None) -> np.ndarray:
+    """The predicted class of each sample: with a binary ``threshold`` class 1 where
+    ``p(class 1) >= threshold`` (the rule the threshold was chosen by), else the argmax.
+    Compared in float64, as the values stand (in ``predictions_<split>.csv`` too)."""
+    p = probs.detach().cpu().numpy() if isinstance(probs, torch.Tensor) else np.asarray(probs)
+    if threshold is not None and p.shape[1] == 2:
+        return (p[:, 1].astype(np.float64) >= threshold).astype(np.int64)
+    return p.argmax(axis=1).astype(np.int64)
+
+
+def metric_functions(num_classes: int) -> dict[str, MetricFn]:
+    """name → f(probs (N, K), labels (N,), decided classes (N,)) for the reported metrics.
+
+    The decision metrics (accuracy, F1, balanced accuracy, sensitivity, specificity) count the
+    decided classes (:func:`decisions`: binary ``p(class 1) >= threshold``, else argmax). A
+    metric that needs a class the labels lack is NaN, never 0: sensitivity without positives,
+    specificity without negatives, and balanced accuracy, macro-F1 and AUROC unless every class
+    is present."""
     k = num_classes
 
-    def auroc(p: torch.Tensor, y: torch.Tensor) -> float:
-        if len(torch.unique(y)) < 2:
+    def all_classes(y: torch.Tensor) -> bool:
+        return len(torch.unique(y)) == k
+
+    def auroc(p: torch.Tensor, y: torch.Tensor, d: torch.Tensor) -> float:
+        if not all_classes(y):
             return float("nan")
         if k == 2:
             return float(tmf.auroc(p[:, 1], y, task="binary"))
         return float(tmf.auroc(p, y, task="multiclass", num_classes=k))
 
+    def accuracy(p: torch.Tensor, y: torch.Tensor, d: torch.Tensor) -> float:
+        return float(tmf.accuracy(d, y, task="multiclass", num_classes=k))
+
+    def f1_macro(p: torch.Tensor, y: torch.Tensor, d: torch.Tensor) -> float:
+        if not all_classes(y):
+            return float("nan")
+        return float(tmf.f1_score(d, y, task="multiclass", num_classes=k, average="macro"))
+
+    def balanced_accuracy(p: torch.Tensor, y: torch.Tensor, d: torch.Tensor) -> float:
+        if not all_classes(y):
+            return float("nan")
+        return float(tmf.accuracy(d, y, task="multiclass", num_classes=k, average="macro"))
+
     functions: dict[str, MetricFn] = {
-        "accuracy": lambda p, y: float(tmf.accuracy(p, y, task="multiclass", num_classes=k)),
-        "f1_macro": lambda p, y: float(tmf.f1_score(p, y, task="multiclass", num_classes=k,
-                                                    average="macro")),
-        "balanced_accuracy": lambda p, y: float(tmf.accuracy(p, y, task="multiclass",
-                                                             num_classes=k, average="macro")),
+        "accuracy": accuracy, "f1_macro": f1_macro, "balanced_accuracy": balanced_accuracy,
         "auroc": auroc,
     }
     if k == 2:
-        cut = 0.5 if threshold is None else threshold
-        functions["sensitivity"] = lambda p, y: float(tmf.recall(p[:, 1], y, task="binary",
-                                                                 threshold=cut))
-        functions["specificity"] = lambda p, y: float(tmf.specificity(p[:, 1], y, task="binary",
-                                                                      threshold=cut))
+        def sensitivity(p: torch.Tensor, y: torch.Tensor, d: torch.Tensor) -> float:
+            if not bool((y == 1).any()):
+                return float("nan")
+            return float(tmf.recall(d, y, task="binary"))
+
+        def specificity(p: torch.Tensor, y: torch.Tensor, d: torch.Tensor) -> float:
+            if not bool((y == 0).any()):
+                return float("nan")
+            return float(tmf.specificity(d, y, task="binary"))
+
+        functions["sensitivity"], functions["specificity"] = sensitivity, specificity
     return functions
 
 
@@ -50,25 +84,35 @@ def score_table(
     probs: np.ndarray, labels: np.ndarray, *, groups: np.ndarray | None = None,
     threshold: float | None = None, evaluation: EvaluationConfig, seed: int = 0,
 ) -> dict[str, dict[str, float]]:
-    """``{metric: {value, low, high}}``; intervals resample patients when ``groups`` is given."""
-    p = torch.from_numpy(np.asarray(probs, dtype=np.float32))
+    """``{metric: {value, low, high, skipped}}``; binary decisions at ``threshold`` (else 0.5);
+    intervals resample patients when ``groups`` is given; ``skipped`` counts the draws where
+    the metric was undefined (a needed class missing), which are left out of the interval."""
+    probs = np.asarray(probs)
+    k = probs.shape[1]
+    cut = (0.5 if threshold is None else threshold) if k == 2 else None
+    d = torch.from_numpy(decisions(probs, cut))
+    p = torch.from_numpy(probs.astype(np.float32))
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     out = {}
-    for name, fn in metric_functions(p.shape[1], threshold).items():
-        out[name] = bootstrap(lambda idx, fn=fn: fn(p[idx], y[idx]), len(y), groups=groups,
-                              num_bootstraps=evaluation.bootstrap_samples,
+    for name, fn in metric_functions(k).items():
+        out[name] = bootstrap(lambda idx, fn=fn: fn(p[idx], y[idx], d[idx]), len(y),
+                              groups=groups, num_bootstraps=evaluation.bootstrap_samples,
                               confidence=evaluation.confidence, seed=seed)
     return out
 
 
 def binary_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
-    """The score threshold maximising Youden's J (sensitivity + specificity − 1); 0.5 when the
-    labels hold one class."""
+    """The score threshold maximising Youden's J (sensitivity + specificity − 1) for the rule
+    ``score >= threshold`` (how ROC points are defined, and how :func:`decisions` applies it):
+    one of the scores itself, in float64, so a recount from the written scores agrees; 0.5
+    when the labels hold one class. (sklearn's ROC: float64, unlike torchmetrics' float32.)"""
+    from sklearn.metrics import roc_curve
+
     if len(np.unique(labels)) < 2:
         return 0.5
-    fpr, tpr, thresholds = tmf.roc(torch.from_numpy(scores.astype(np.float32)),
-                                   torch.from_numpy(labels.astype(np.int64)), task="binary")
-    best = int(torch.argmax(tpr - fpr))
+    fpr, tpr, thresholds = roc_curve(np.asarray(labels), np.asarray(scores, np.float64),
+                                     drop_intermediate=False)
+    best = int(np.argmax(tpr - fpr))
     return float(min(1.0, thresholds[best]))
 
 
@@ -134,11 +178,14 @@ def subgroup_order(names: set[str]) -> list[str]:
 
 def subgroup_tables(
     probs: np.ndarray, labels: np.ndarray, metadata: pd.DataFrame | None,
-    evaluation: EvaluationConfig, seed: int = 0,
+    evaluation: EvaluationConfig, seed: int = 0, *, threshold: float | None = None,
+    groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """``{"<column>=<group>": {"n", metric: {value, low, high}}}`` for each subgroup column the
     metadata has (default sex and age bands), plus ``largest_gap``: the pair of groups whose
-    metric differs most (AUROC when defined, else accuracy)."""
+    metric differs most (AUROC when defined, else accuracy). Decisions use ``threshold`` (the
+    one val chose, as for the whole split); intervals resample patients (``groups``, aligned
+    with the samples) when given."""
     if metadata is None:
         return {}
     columns = [c for c in evaluation.subgroups if c in metadata.columns]
@@ -151,7 +198,9 @@ def subgroup_tables(
             rows = np.flatnonzero(names == name)
             if len(rows) < 2:
                 continue
-            scores = score_table(probs[rows], labels[rows], evaluation=evaluation, seed=seed)
+            scores = score_table(probs[rows], labels[rows], threshold=threshold,
+                                 groups=None if groups is None else groups[rows],
+                                 evaluation=evaluation, seed=seed)
             per_group[name] = {"n": int(len(rows)), **scores}
             groups_out[f"{column}={name}"] = per_group[name]
         metric = "auroc" if all(np.isfinite(g["auroc"]["value"]) for g in per_group.values()) \

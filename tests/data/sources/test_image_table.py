@@ -57,6 +57,70 @@ def test_split_is_grouped_by_patient_and_covariates_are_encoded(tmp_path):
     assert dm.image_size == (16, 16) and dm.in_channels == 1
 
 
+def _recount(frame, threshold):
+    """Sensitivity and specificity recounted from a predictions CSV at ``p >= threshold``."""
+    decided = (frame["prob_1"] >= threshold).astype(int)
+    positive, negative = frame["label"] == 1, frame["label"] == 0
+    return (decided[positive] == 1).mean(), (decided[negative] == 0).mean()
+
+
+def test_held_out_run_reports_what_its_predictions_say_and_predict_agrees(tmp_path):
+    """The issue's check: a tiny separable table with a test part, patient groups and
+    temperature scaling. Reported sensitivity / specificity are those recounted at the
+    reported threshold (p >= t) on val and test; a perfectly predicted split has interval
+    [1, 1]; ``predict`` on the same images gives the probabilities evaluation wrote."""
+    root = write_table(tmp_path / "data", n=48)
+    config = table_config(root, test_fraction=0.25, group="patient_id")
+    config = config.model_copy(update={
+        "evaluation": config.evaluation.model_copy(update={"temperature_scaling": True,
+                                                           "bootstrap_samples": 200}),
+        "trainer": config.trainer.model_copy(update={"max_epochs": 6})})
+    run = api.train(config, run_dir=tmp_path / "run")
+    splits = pd.read_csv(run / "splits.csv", dtype=str)
+    assert set(splits["split"]) == {"train", "val", "test"}
+    assert (splits.groupby("patient_id")["split"].nunique() == 1).all()
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["class_names"] == ["finding", "none"]
+    assert "patients" in metrics["notes"][0]
+    assert metrics["headline"] == "test" and "held out" in metrics["roles"]["test"]
+    assert "selection" in metrics["roles"]["val"]
+    threshold = metrics["threshold"]["value"]
+    fitted = json.loads((run / "fitted.json").read_text())
+    assert fitted["threshold"] == threshold and fitted["temperature"] != 1.0
+    perfect = []
+    for split in ("val", "test"):
+        frame = pd.read_csv(run / f"predictions_{split}.csv", dtype={"patient_id": str})
+        reported = metrics["splits"][split]
+        sensitivity, specificity = _recount(frame, threshold)
+        assert reported["sensitivity"]["value"] == pytest.approx(sensitivity), split
+        assert reported["specificity"]["value"] == pytest.approx(specificity), split
+        assert (frame["prediction"] == (frame["prob_1"] >= threshold)).all(), split
+        accuracy = (frame["prediction"] == frame["label"]).mean()
+        assert reported["accuracy"]["value"] == pytest.approx(accuracy), split
+        if accuracy == 1.0:
+            perfect.append(split)
+            for name in ("accuracy", "sensitivity", "specificity", "auroc"):
+                interval = (reported[name]["low"], reported[name]["high"])
+                assert interval == pytest.approx((1.0, 1.0), abs=1e-6), name
+    assert perfect, "the separable data should be predicted perfectly on val or test"
+    assert "sex=F" in metrics["subgroups"]["test"] and "ece" in metrics["calibration"]["val"]
+
+    test = pd.read_csv(run / "predictions_test.csv", dtype={"sample_id": str})
+    table = pd.read_csv(root / "metadata.csv").drop(columns=["label"])
+    table = table[table["image"].str.removesuffix(".png").isin(test["sample_id"])]
+    new = tmp_path / "new.csv"
+    table.to_csv(new, index=False)
+    (tmp_path / "images").symlink_to(root / "images")
+    out = pd.read_csv(api.predict(run, new, tmp_path / "preds.csv"), keep_default_na=False)
+    assert list(out.columns) == ["image", "prediction", "prob_finding", "prob_none", "error"]
+    merged = test.assign(image=test["sample_id"] + ".png").merge(out, on="image")
+    assert len(merged) == len(test)
+    np.testing.assert_allclose(merged["prob_none"], merged["prob_1"], atol=2e-6)
+    names = np.array(["finding", "none"])
+    assert (merged["prediction_y"] == names[merged["prediction_x"]]).all()
+
+
 def test_tiny_run_trains_evaluates_and_predicts(tmp_path, capsys):
     root = write_table(tmp_path / "data")
     run = api.train(table_config(root), run_dir=tmp_path / "run")
@@ -64,7 +128,7 @@ def test_tiny_run_trains_evaluates_and_predicts(tmp_path, capsys):
     assert metrics["class_names"] == ["finding", "none"]
     assert "patients" in metrics["notes"][0]
     assert {"accuracy", "auroc", "sensitivity", "specificity"} <= set(metrics["splits"]["val"])
-    assert 0 <= metrics["threshold"]["value"] <= 1
+    assert metrics["headline"] == "val" and "no held-out test" in metrics["headline_note"]
     assert "sex=F" in metrics["subgroups"]["val"] and "ece" in metrics["calibration"]["val"]
     predictions = pd.read_csv(run / "predictions_val.csv")
     assert "patient_id" in predictions.columns

@@ -47,3 +47,23 @@ def test_shared_mri_volumes(medilab_data):
     dm = SliceTableSource().build_datamodule(config, None)
     assert dm.arrays.images.shape[1:] == (3, 32, 32)
     assert set(dm.arrays.labels) == {0, 1}
+
+
+def test_a_table_patient_column_groups_the_split_and_the_bootstrap(tmp_path):
+    """Two volumes of one patient never land in two splits; the scoring groups are patients."""
+    import pandas as pd
+
+    root = write_volumes(tmp_path / "mri", n=8)
+    rows = [{"volume": f"v{v}_image.nrrd", "slice": i, "label": int(i in (2, 3)),
+             "patient_id": f"p{v // 2}"} for v in range(8) for i in range(6)]
+    pd.DataFrame(rows).to_csv(root / "slices.csv", index=False)
+    config = validate_config({
+        "task": "classification", "model": {"name": "convnet"}, "seed": 3,
+        "data": {"source": "slice_table", "root": str(root), "table": "slices.csv",
+                 "val_fraction": 0.25, "test_fraction": 0.25}})
+    dm = SliceTableSource().build_datamodule(config, None)
+    assert set(dm.splits["patient_id"]) == {"p0", "p1", "p2", "p3"}
+    assert (dm.splits.groupby("patient_id")["split"].nunique() == 1).all()
+    assert set(dm.splits["split"]) == {"train", "val", "test"}
+    metadata = dm.metadata("val")
+    assert metadata["patient_id"].nunique() == 1 and len(metadata) == 12  # 2 volumes × 6

@@ -40,7 +40,7 @@ class ArrayImageDataset(Dataset):
         images = np.ascontiguousarray(images)
         # torch warns on read-only arrays (np.load, memory maps): hand it a writable copy
         self.images = torch.from_numpy(images if images.flags.writeable else images.copy())
-        self.labels = None if labels is None else torch.from_numpy(np.asarray(labels))
+        self.labels = None if labels is None else torch.from_numpy(np.array(labels))  # a copy
         self.covariates = None if covariates is None else torch.from_numpy(covariates)
         self.indices = torch.from_numpy(np.asarray(indices, dtype=np.int64))
         self.transform = transform

@@ -92,7 +92,7 @@ class BoxTableSource(DataSource):
         manifest = box_manifest(data)
         table = split_table(manifest)
         splits = training_splits(table, seed=config.seed, val_fraction=data.val_fraction,
-                                 given=splits)
+                                 test_fraction=data.test_fraction, given=splits)
         datamodule = DetectionDataModule(
             manifest, splits, prep=data.preprocess(), augment=data.augment,
             classes=None if data.class_agnostic else data.classes,

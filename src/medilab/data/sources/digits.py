@@ -54,7 +54,7 @@ def array_datamodule(
     assert arrays.labels is not None
     table = pd.DataFrame({"sample_id": arrays.sample_ids, "label": arrays.labels})
     splits = training_splits(table, seed=config.seed, val_fraction=config.data.val_fraction,
-                             given=splits)
+                             test_fraction=config.data.test_fraction, given=splits)
     return ArrayClassificationDataModule(
         arrays,
         splits,

@@ -156,7 +156,7 @@ class ImageTableSource(DataSource):
                                 cache=data_cache(data))
         assert images is not None
         splits = training_splits(table, seed=config.seed, val_fraction=data.val_fraction,
-                                 given=splits)
+                                 test_fraction=data.test_fraction, given=splits)
         numeric, categorical = split_covariates(table, data.covariates)
         return ArrayClassificationDataModule(
             ImageArrays(images, table["label"].to_numpy(), list(table["sample_id"])),

@@ -140,6 +140,7 @@ class MedMNISTSource(DataSource):
         arrays, own = medmnist_arrays(data)
         table = own.assign(label=arrays.labels)
         splits = training_splits(table.drop(columns="split"), seed=config.seed,
+                                 test_fraction=data.test_fraction,  # when the file has no test
                                  given=own if splits is None else splits)
         found = int(arrays.labels.max()) + 1 if len(arrays.labels) else 0
         return ArrayClassificationDataModule(

@@ -37,8 +37,10 @@ def write_predictions(
     module: Any, trainer: L.Trainer, inputs: NewInputs, given: Path, out: Path,
     batch_size: int, covariates: np.ndarray | None = None,
 ) -> Path:
-    """``image, prediction, prob_<class>…, error`` for every input. None usable: an error
-    naming ``given`` and the first reason, no file; some unusable: a warning counting them."""
+    """``image, prediction, prob_<class>…, error`` for every input; ``prediction`` is the
+    decision at the run's operating point (binary: the val threshold, ``p >= t``). None usable:
+    an error naming ``given`` and the first reason, no file; some unusable: a warning counting
+    them."""
     usable = inputs.usable
     total = len(inputs.names)
     if not usable.any():
@@ -54,7 +56,7 @@ def write_predictions(
     probs[usable] = torch.cat(trainer.predict(module, dataloaders=loader)).float().numpy()
     frame = pd.DataFrame({"image": inputs.names})
     frame["prediction"] = [names[k] if good else "" for k, good in
-                           zip(probs.argmax(axis=1), usable, strict=True)]
+                           zip(module.decide(probs), usable, strict=True)]
     for k, name in enumerate(names):
         frame[f"prob_{name}"] = np.where(usable, probs[:, k].round(6), np.nan)
     frame["error"] = [e or "" for e in inputs.errors]

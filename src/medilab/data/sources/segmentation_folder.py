@@ -114,7 +114,8 @@ class SegmentationFolderSource(DataSource):
         table = manifest[[c for c in ("sample_id", "patient_id") if c in manifest.columns]]
         splits = training_splits(table.assign(sample_id=table["sample_id"].astype(str)),
                                  seed=config.seed, val_fraction=data.val_fraction,
-                                 val_count=data.val_count, given=splits)
+                                 val_count=data.val_count, test_fraction=data.test_fraction,
+                                 given=splits)
         images = dict(zip(manifest["sample_id"].astype(str), manifest["image"], strict=True))
         splits = splits.assign(image=[Path(images[i]).name for i in splits["sample_id"]])
         cache = data_cache(data)

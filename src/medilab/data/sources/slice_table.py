@@ -5,7 +5,8 @@ Volumes (NIfTI, NRRD, DICOM series folders) and their labels come from either
 - ``table``: a CSV ``volume, slice, label[, patient_id]`` (one row per labelled slice), or
 - label maps: ``<name><image_suffix>`` beside ``<name><label_suffix>`` under ``root``
   (default ``*_image.nrrd`` / ``*_label.nrrd``); a slice is positive when it holds foreground.
-The split is grouped by volume (or the patient column), so no volume is in two splits.
+The split and the bootstrap are grouped by the table's ``patient_id`` column when it has one
+(else by volume), so no patient (volume) is in two splits.
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ def _volume(path: Path) -> np.ndarray:
 
 def _labelled_volumes(
     data: SliceTableData, cache: ArrayCache | None = None
-) -> list[tuple[str, Path, dict[int, int]]]:
-    """(volume id, path, {slice: label}) for every volume."""
+) -> list[tuple[str, Path, dict[int, int], str]]:
+    """(volume id, path, {slice: label}, patient) for every volume; the patient is the table's
+    ``patient_id`` when it has that column, else the volume itself."""
     if data.table is not None:
         csv = data.root / data.table
         table = read_csv_table(csv)
@@ -67,7 +69,15 @@ def _labelled_volumes(
         out = []
         for volume, rows in table.groupby("volume", sort=True):
             labels = dict(zip(rows["slice"].astype(int), rows["label"].astype(int), strict=True))
-            out.append((Path(str(volume)).name.split(".")[0], data.root / str(volume), labels))
+            name = Path(str(volume)).name.split(".")[0]
+            patient = name
+            if "patient_id" in rows.columns:
+                patients = set(rows["patient_id"].astype(str))
+                if len(patients) != 1:
+                    raise InputFileError(csv, f"volume {volume!r} has rows of {len(patients)} "
+                                         "patients in column 'patient_id' (one per volume)")
+                patient = patients.pop()
+            out.append((name, data.root / str(volume), labels, patient))
         return out
     images = sorted(data.root.glob(f"*{data.image_suffix}"))
     if not images:
@@ -80,7 +90,7 @@ def _labelled_volumes(
             raise InputFileError(image, f"no label map {label_path.name} beside it")
         positive = cached(cache, label_path, {"step": "slice_table.positive", "axis": data.axis},
                           lambda path=label_path: _positive_slices(path, data.axis))
-        out.append((name, image, {i: int(v) for i, v in enumerate(positive)}))
+        out.append((name, image, {i: int(v) for i, v in enumerate(positive)}, name))
     return out
 
 
@@ -112,7 +122,7 @@ def slice_arrays(
     each volume is decoded and sliced once, then served from ``cache`` when given."""
     images, labels, ids, volumes = [], [], [], []
     shape = None
-    for name, path, slice_labels in _labelled_volumes(data, cache):
+    for name, path, slice_labels, patient in _labelled_volumes(data, cache):
         indices = sorted(slice_labels)
         if not indices:
             continue
@@ -129,7 +139,7 @@ def slice_arrays(
             images.append(stack.astype(np.float32))
             labels.append(label)
             ids.append(f"{name}_{index:04d}")
-            volumes.append(name)
+            volumes.append(patient)
     table = pd.DataFrame({"sample_id": ids, "patient_id": volumes, "label": labels})
     arrays = ImageArrays(np.stack(images), np.asarray(labels, dtype=np.int64), ids)
     return arrays, table
@@ -148,7 +158,7 @@ class SliceTableSource(DataSource):
         assert isinstance(data, SliceTableData)
         arrays, table = slice_arrays(data, data_cache(data))
         splits = training_splits(table, seed=config.seed, val_fraction=data.val_fraction,
-                                 given=splits)
+                                 test_fraction=data.test_fraction, given=splits)
         return ArrayClassificationDataModule(
             arrays, splits, batch_size=data.batch_size, num_workers=data.num_workers,
             pin_memory=pins_memory(config),
@@ -161,13 +171,14 @@ class SliceTableSource(DataSource):
         data = config.data
         assert isinstance(data, SliceTableData)
         volumes = _labelled_volumes(data)
-        table = pd.DataFrame({"sample_id": [name for name, _, _ in volumes],
-                              "patient_id": [name for name, _, _ in volumes],
-                              "image": [str(path) for _, path, _ in volumes]})
+        table = pd.DataFrame({"sample_id": [name for name, *_ in volumes],
+                              "patient_id": [patient for *_, patient in volumes],
+                              "image": [str(path) for _, path, *_ in volumes]})
         if data.table is None:
             table["mask"] = [str(path.with_name(name + data.label_suffix))
-                             for name, path, _ in volumes]
-        slices = [(f"{name}_{index:04d}", name, label) for name, _, labels in volumes
+                             for name, path, *_ in volumes]
+        slices = [(f"{name}_{index:04d}", patient, label)
+                  for name, _, labels, patient in volumes
                   for index, label in sorted(labels.items())]
         split_table = pd.DataFrame(slices, columns=["sample_id", "patient_id", "label"])
         return SampleTable(table, split_table)
