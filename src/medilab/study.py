@@ -134,15 +134,10 @@ def run_study(path: str | Path, out: str | Path, overrides: list[str] | None = N
         if (member_dir / MEMBER_FILE).is_file() and (member_dir / METRICS_FILE).is_file():
             continue  # study_member.json is written last: trained and evaluated
         start = time.perf_counter()
-        if (read_status(member_dir) or {}).get("state") == "finished":
-            pass  # stopped while evaluating: evaluate again, do not train again
-        elif checkpoint_path(member_dir, "last").is_file():
-            run.train(None, run_dir=member_dir, resume=True)
-        else:
-            if shared_splits.is_file():
-                data = config.data.model_copy(update={"splits_csv": shared_splits})
-                config = config.model_copy(update={"data": data})
-            run.train(config, run_dir=member_dir)
+        if shared_splits.is_file():  # every member trains on the first member's split
+            data = config.data.model_copy(update={"splits_csv": shared_splits})
+            config = config.model_copy(update={"data": data})
+        run.train_to_finish(config, member_dir)
         if not shared_splits.is_file():
             write_bytes(shared_splits, (member_dir / SPLITS_FILE).read_bytes())
         seconds = time.perf_counter() - start
