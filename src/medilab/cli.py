@@ -256,9 +256,10 @@ def study(
     from medilab import api
 
     summary = api.study(study_file, out, override or [], force=force)
-    for row in summary.itertuples(index=False):
-        typer.echo(f"{row.member:<12} {row.split:<5} accuracy {row.accuracy:.4f}  "
-                   f"AUROC {row.auroc:.4f}  (n={row.n})")
+    names = summary.attrs.get("metrics", [])
+    for row in summary.to_dict("records"):
+        values = "  ".join(f"{name} {row[name]:.4f}" for name in names)
+        typer.echo(f"{row['member']:<12} {row['split']:<5} {values}  (n={row['n']})")
     typer.echo(f"page: {out / 'study.html'}")
 
 

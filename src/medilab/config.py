@@ -203,12 +203,16 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return result
 
 
-@functools.cache
 def _registered_schema() -> type[ExperimentConfig]:
-    """ExperimentConfig whose ``data`` is the union of every registered source's section."""
+    """ExperimentConfig whose ``data`` is the union of every registered source's section (a
+    source registered later, e.g. by a plug-in module, joins the union)."""
     from medilab.registry import SOURCES
 
-    sections = tuple(SOURCES.get(name).Config for name in SOURCES.names())
+    return _schema_for(tuple(SOURCES.get(name).Config for name in SOURCES.names()))
+
+
+@functools.cache
+def _schema_for(sections: tuple[type, ...]) -> type[ExperimentConfig]:
     data_type = Annotated[Union[sections], Field(discriminator="source")]  # noqa: UP007
     return create_model("ExperimentConfig", __base__=ExperimentConfig, data=(data_type, ...))
 

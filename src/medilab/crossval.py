@@ -36,7 +36,6 @@ from medilab.config import ExperimentConfig
 from medilab.data.splits import load_splits, make_splits, save_splits
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_csv, write_text
-from medilab.runfolder import checkpoint_path, read_status
 from medilab.tasks.registry import get_task_family
 
 FOLDS_FILE = "folds.csv"
@@ -98,15 +97,10 @@ def cross_validate(
     for k, fold_dir in enumerate(fold_dirs(out, folds)):
         if (fold_dir / FOLD_DONE_FILE).is_file() and (fold_dir / "metrics.json").is_file():
             continue
-        if (read_status(fold_dir) or {}).get("state") == "finished":
-            pass  # stopped while evaluating: evaluate again, do not train again
-        elif checkpoint_path(fold_dir, "last").is_file():
-            run.train(config, run_dir=fold_dir, resume=True)
-        else:
-            splits = fold_splits(table, k, config.data.val_fraction, config.seed)
-            splits_path = save_splits(splits, out / f"splits_fold{k}.csv")
-            fold_data = config.data.model_copy(update={"splits_csv": splits_path})
-            run.train(config.model_copy(update={"data": fold_data}), run_dir=fold_dir)
+        splits = fold_splits(table, k, config.data.val_fraction, config.seed)
+        splits_path = save_splits(splits, out / f"splits_fold{k}.csv")  # the same on a rerun
+        fold_data = config.data.model_copy(update={"splits_csv": splits_path})
+        run.train_to_finish(config.model_copy(update={"data": fold_data}), fold_dir)
         evaluate(fold_dir)
         write_text(fold_dir / FOLD_DONE_FILE, json.dumps({"fold": k, "folds": folds}) + "\n")
     return summarize(out, folds)

@@ -109,16 +109,14 @@ def export_run(
     if fmt not in FORMATS:
         raise MedilabError(f"export: format {fmt!r} unknown; choose {' or '.join(FORMATS)}")
     config = load_run_config(run_dir)
-    if config.task == "detection":
-        raise MedilabError("export: ONNX / TorchScript export of torchvision Faster R-CNN "
-                           "detectors is not supported here")
-    if config.task not in ("classification", "segmentation"):
-        raise MedilabError(f"export: task {config.task!r} cannot be exported")
-    module = load_module(run_dir, get_task_family(config.task), config, checkpoint).cpu().float()
+    family = get_task_family(config.task)
+    if not family.export_kind:
+        raise MedilabError(f"export: task {config.task!r}: {family.export_refusal}")
+    module = load_module(run_dir, family, config, checkpoint).cpu().float()
     # the deployed model is the evaluated one: the temperature fitted on val is exported with it
     model = with_temperature(module.model, float(getattr(module, "temperature", 1.0))).eval()
     spec = input_spec(module, run_dir)
-    segmentation = config.task == "segmentation"
+    segmentation = family.export_kind == "dense"  # per-pixel output, spatial axes of any size
     path = Path(out) if out is not None else default_export_path(run_dir, fmt)
     made_folder = not path.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -305,7 +303,9 @@ def use_engine(
 
     if engine != "onnxruntime":
         raise MedilabError(f"predict: engine {engine!r} unknown; choose torch or onnxruntime")
-    if config.task != "classification":
+    from medilab.tasks.registry import get_task_family
+
+    if not get_task_family(config.task).onnx_predict:
         raise MedilabError(f"predict --engine onnxruntime: only classification runs, not "
                            f"{config.task!r}")
     module.model = OnnxModel(Path(model) if model is not None

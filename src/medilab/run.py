@@ -497,6 +497,20 @@ def train(
     return run_dir
 
 
+def train_to_finish(config: ExperimentConfig, run_dir: Path) -> bool:
+    """Bring ``run_dir`` to a finished training the way a rerun after a stop should (crossval
+    folds, study members): a finished training is kept (its caller evaluates it again), one
+    with ``last.ckpt`` resumes, anything else trains anew from ``config``. Returns whether
+    training ran."""
+    if (read_status(run_dir) or {}).get("state") == "finished":
+        return False
+    if checkpoint_path(run_dir, "last").is_file():
+        train(None, run_dir=run_dir, resume=True)
+    else:
+        train(config, run_dir=run_dir)
+    return True
+
+
 def _release(run_dir: Path, created: bool) -> None:
     """Give the run folder's lock back (and remove a folder made only to hold it)."""
     release_lock(run_dir)

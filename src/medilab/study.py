@@ -55,12 +55,13 @@ from medilab.runfolder import (
     role_label,
 )
 from medilab.tasks.bootstrap import resample_indices
+from medilab.tasks.registry import find_task_family
 
 SUMMARY_FILE = "summary.csv"
 PAIRED_FILE = "paired.csv"
 MEMBER_FILE = "study_member.json"
 STUDY_FILE = "study.json"  # the study's name and member order, for rebuilding its page
-SUMMARY_METRICS = ("accuracy", "f1_macro", "auroc")
+DEFAULT_METRICS = ("accuracy", "f1_macro", "auroc")  # members of an unknown task
 
 
 def load_study(path: str | Path, overrides: list[str] | None = None
@@ -133,15 +134,10 @@ def run_study(path: str | Path, out: str | Path, overrides: list[str] | None = N
         if (member_dir / MEMBER_FILE).is_file() and (member_dir / METRICS_FILE).is_file():
             continue  # study_member.json is written last: trained and evaluated
         start = time.perf_counter()
-        if (read_status(member_dir) or {}).get("state") == "finished":
-            pass  # stopped while evaluating: evaluate again, do not train again
-        elif checkpoint_path(member_dir, "last").is_file():
-            run.train(None, run_dir=member_dir, resume=True)
-        else:
-            if shared_splits.is_file():
-                data = config.data.model_copy(update={"splits_csv": shared_splits})
-                config = config.model_copy(update={"data": data})
-            run.train(config, run_dir=member_dir)
+        if shared_splits.is_file():  # every member trains on the first member's split
+            data = config.data.model_copy(update={"splits_csv": shared_splits})
+            config = config.model_copy(update={"data": data})
+        run.train_to_finish(config, member_dir)
         if not shared_splits.is_file():
             write_bytes(shared_splits, (member_dir / SPLITS_FILE).read_bytes())
         seconds = time.perf_counter() - start
@@ -208,6 +204,7 @@ def _parameters(run_dir: Path) -> int:
 def summarize(name: str, out: Path, members: list[str]) -> pd.DataFrame:
     """summary.csv, predictions/<member>.csv, paired.csv and study.html from member folders."""
     rows, predictions = [], {}
+    metric_names: tuple[str, ...] = DEFAULT_METRICS
     for member in members:
         member_dir = out / member
         metrics_path = member_dir / METRICS_FILE
@@ -216,10 +213,13 @@ def summarize(name: str, out: Path, members: list[str]) -> pd.DataFrame:
         metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
         extra = json.loads((member_dir / MEMBER_FILE).read_text(encoding="utf-8")) \
             if (member_dir / MEMBER_FILE).is_file() else {}
+        family = find_task_family(metrics.get("task"))
+        if family is not None and family.summary_metrics:
+            metric_names = family.summary_metrics
         for split in ordered_splits(metrics):
             values = metrics["splits"][split]
             row: dict[str, Any] = {"member": member, "split": split, "role": role_label(split)}
-            for metric in SUMMARY_METRICS:
+            for metric in metric_names:
                 entry = values.get(metric, {})
                 row[metric] = entry.get("value")
                 row[f"{metric}_low"], row[f"{metric}_high"] = entry.get("low"), entry.get("high")
@@ -238,8 +238,9 @@ def summarize(name: str, out: Path, members: list[str]) -> pd.DataFrame:
         headline = "test" if "test" in set(summary["split"]) else "val"
         summary = summary.sort_values("split", key=lambda s: s != headline, kind="stable")
         summary = summary.reset_index(drop=True)
+    summary.attrs["metrics"] = list(metric_names)
     write_csv(summary, out / SUMMARY_FILE)
-    compared = _paired_split(predictions, members)
+    compared = _paired_split(predictions, members) if "auroc" in metric_names else None
     paired = paired_auroc(predictions, members, splits=[compared] if compared else [])
     write_csv(paired, out / PAIRED_FILE)
     from medilab.reports.study import write_study_page

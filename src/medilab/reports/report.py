@@ -33,6 +33,7 @@ from medilab.reports.runfiles import (
     split_metrics,
 )
 from medilab.runfolder import headline_split, ordered_splits, role_label, warn_if_unfinished
+from medilab.tasks.registry import find_task_family
 
 GALLERY_CAP = 24
 CASES = 3
@@ -45,10 +46,10 @@ CONFIG_SUMMARY_KEYS = (
     "optimizer.name", "optimizer.lr", "optimizer.weight_decay", "scheduler.name",
     "trainer.max_epochs", "trainer.precision", "trainer.accelerator", "trainer.monitor",
 )
-OVERLAY_LEGEND = ("Overlays: predicted foreground tinted red; ground truth outlined in green "
-                  "(just outside its border).")
-BOX_LEGEND = ("Ground-truth boxes green; detections scoring ≥ 0.5 red with their score. matched: "
-              "hits (IoU ≥ 0.5) / (ground-truth boxes + false positives).")
+# a run without a known task (or metrics) gets the classification pages
+DEFAULT_PLOTS = ("confusion_matrix", "f1_per_class", "roc", "calibration", "scores")
+PLOT_TITLES = {"confusion_matrix": "confusion matrix", "f1_per_class": "F1 per class",
+               "roc": "ROC", "calibration": "calibration", "scores": "per-image scores"}
 ENSEMBLE_FILE = "ensemble.json"
 STOP_REASONS = {"max_epochs": "reached max_epochs", "early_stopping": "early stopping",
                 "max_time": "reached max_time", "time_budget": "time budget spent"}
@@ -80,8 +81,13 @@ def make_run_plots(run_dir: Path, task: str | None = None,
                    class_names: list[str] | None = None,
                    threshold: float | None = None) -> list[tuple[str, Path]]:
     """Write the plots the run folder's files allow into ``run_dir/plots``; ``(title, path)``s.
-    ``threshold``: the binary decision threshold, marked on the ROC curves."""
+    The task's family names its per-split plots (``report_plots``); ``threshold``: the binary
+    decision threshold, marked on the ROC curves."""
     run_dir = Path(run_dir)
+    family = find_task_family(task)
+    kinds = family.report_plots if family is not None else DEFAULT_PLOTS
+    # per-sample score columns of predictions_<split>.csv (segmentation: iou, dice)
+    score_columns = family.summary_metrics if family is not None else ()
     out = run_dir / "plots"
     made: list[tuple[str, Path | None]] = []
     curves = read_curves(run_dir)
@@ -96,21 +102,9 @@ def make_run_plots(run_dir: Path, task: str | None = None,
         frame = read_csv(path)
         if frame is None or frame.empty:
             continue
-        if task not in ("segmentation", "detection"):
-            made += [
-                (f"{split}: confusion matrix", plots.plot_confusion_matrix(
-                    frame, out / f"{split}_confusion_matrix.png", class_names, title=split)),
-                (f"{split}: F1 per class", plots.plot_f1_per_class(
-                    frame, out / f"{split}_f1_per_class.png", class_names, title=split)),
-                (f"{split}: ROC", plots.plot_roc(
-                    frame, out / f"{split}_roc.png", class_names, title=split,
-                    threshold=threshold)),
-                (f"{split}: calibration", plots.plot_calibration(
-                    frame, out / f"{split}_calibration.png", class_names, title=split)),
-            ]
-        if task != "detection":
-            made.append((f"{split}: per-image scores", plots.plot_score_distribution(
-                frame, out / f"{split}_scores.png", title=split)))
+        made += [(f"{split}: {PLOT_TITLES[kind]}",
+                  _split_plot(kind, frame, out, split, class_names, threshold, score_columns))
+                 for kind in kinds]
     for path in sorted(run_dir.glob("curves_*.json")):  # detection: PR, FROC, image scores
         split = path.stem.removeprefix("curves_")
         try:
@@ -120,6 +114,21 @@ def make_run_plots(run_dir: Path, task: str | None = None,
         made.append((f"{split}: PR, FROC and image scores", plots.plot_detection_curves(
             curves, out / f"{split}_detection_curves.png", title=split)))
     return [(title, path) for title, path in made if path is not None]
+
+
+def _split_plot(kind: str, frame: pd.DataFrame, out: Path, split: str,
+                class_names: list[str] | None, threshold: float | None,
+                score_columns: tuple[str, ...] = ()) -> Path | None:
+    """One per-split plot named by a family's ``report_plots`` (``out/<split>_<kind>.png``)."""
+    path = out / f"{split}_{kind}.png"
+    if kind == "roc":
+        return plots.plot_roc(frame, path, class_names, title=split, threshold=threshold)
+    if kind == "scores":
+        return plots.plot_score_distribution(frame, path, score_columns, title=split)
+    drawer = {"confusion_matrix": plots.plot_confusion_matrix,
+              "f1_per_class": plots.plot_f1_per_class,
+              "calibration": plots.plot_calibration}[kind]
+    return drawer(frame, path, class_names, title=split)
 
 
 def build_report(run_dir: Path) -> Path:
@@ -143,10 +152,11 @@ def build_report(run_dir: Path) -> Path:
     sections = [Section("Plots", [_image(title, path, run_dir) for title, path in generated])]
     sections += _other_plot_sections(run_dir, {p.resolve() for _, p in generated},
                                      skip=_case_folders(run_dir))
-    segmentation = task == "segmentation"
+    family = find_task_family(task)
+    legend = family.overlay_legend if family is not None else ""
     for section in sections:
-        if segmentation and "overlay" in section.title.lower():
-            section.note = f"{OVERLAY_LEGEND} {section.note}".strip()
+        if legend and "overlay" in section.title.lower():
+            section.note = f"{legend} {section.note}".strip()
     members = ensemble_members(run_dir)
     return render_page(
         "report.html",
@@ -156,8 +166,7 @@ def build_report(run_dir: Path) -> Path:
         model=_model_name(metrics, config, members),
         ensemble=members,
         training=[*class_facts(metrics), *training_facts(metrics, config, curves)],
-        overlay_legend=OVERLAY_LEGEND if segmentation else
-        BOX_LEGEND if task == "detection" else "",
+        overlay_legend=legend,
         run_name=run_dir.name,
         run_date=_run_date(run_dir),
         built=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -329,11 +338,12 @@ def _get(config: dict[str, Any], dotted: str) -> Any:
 
 def _config_summary(config: dict[str, Any]) -> list[tuple[str, str]]:
     rows = []
-    task = config.get("task")
+    family = find_task_family(config.get("task"))
+    unused = family.unused_config_keys if family is not None else ()
     for key in CONFIG_SUMMARY_KEYS:
         value = _get(config, key)
-        if value is None or value == {} or (key == "loss.name" and task == "detection"):
-            continue  # a detector has its own losses (RPN and box head)
+        if value is None or value == {} or key in unused:
+            continue  # e.g. a detector has its own losses (RPN and box head)
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         elif isinstance(value, list):

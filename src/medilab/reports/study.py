@@ -23,6 +23,9 @@ def _cell(row: pd.Series, metric: str) -> str:
     return format_interval(float(value), low, high)
 
 
+METRIC_LABELS = {"accuracy": "accuracy", "f1_macro": "macro F1", "auroc": "AUROC",
+                 "dice": "Dice", "iou": "IoU", "map": "mAP", "ap50": "AP50"}
+
 def write_study_page(
     name: str, out: Path, summary: pd.DataFrame, paired: pd.DataFrame,
     predictions: dict[tuple[str, str], pd.DataFrame], members: list[str],
@@ -32,14 +35,18 @@ def write_study_page(
     per member its model, epochs and precision (``medilab.study.member_settings``);
     ``notices``: settings the members differ in, one line each."""
     settings = settings or {}
+    metrics = list(summary.attrs.get("metrics") or
+                   [m for m in ("accuracy", "f1_macro", "auroc") if m in summary])
+    headline = metrics[-1]
     tables = []
     for split, rows in summary.groupby("split", sort=False):
-        best = rows["auroc"].astype(float).idxmax() if rows["auroc"].notna().any() else None
+        best = (rows[headline].astype(float).idxmax() if rows[headline].notna().any()
+                else None)
         tables.append({
             "split": split, "role": "held out" if split != "val" else
             "selection set, in-sample for what was fitted on it",
             "rows": [{"member": r["member"], "best": index == best,
-                      "cells": [_cell(r, m) for m in ("accuracy", "f1_macro", "auroc")],
+                      "cells": [_cell(r, m) for m in metrics],
                       "n": r["n"], "seconds": r["train_seconds"], "parameters": r["parameters"]}
                      for index, r in rows.iterrows()],
         })
@@ -70,6 +77,8 @@ def write_study_page(
     names = first.get("class_names") or []
     classes = " · ".join(f"{k} = {n}" for k, n in enumerate(names))
     return render_page("study.html", out / "study.html", name=name, tables=tables,
+                       metric_labels=[METRIC_LABELS.get(m, m) for m in metrics],
+                       headline=METRIC_LABELS.get(headline, headline),
                        figures=figures, comparisons=comparisons, members=members,
                        described=described, notices=notices or [],
                        classes=classes, positive=first.get("positive_class"),

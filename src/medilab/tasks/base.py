@@ -130,6 +130,19 @@ class TaskFamily(ABC):
     """
 
     name: ClassVar[str]
+    # What the rest of medilab asks a family instead of testing its name:
+    # study summary and CLI lines; the last one is the headline (marked best on study pages)
+    summary_metrics: ClassVar[tuple[str, ...]] = ()
+    # per-split plots the report draws from predictions_<split>.csv (names of reports.plots
+    # drawers: confusion_matrix, f1_per_class, roc, calibration, scores)
+    report_plots: ClassVar[tuple[str, ...]] = ()
+    overlay_legend: ClassVar[str] = ""  # what the colours of its overlay images mean
+    unused_config_keys: ClassVar[tuple[str, ...]] = ()  # config summary keys it ignores
+    # export: "per_sample" (class probabilities), "dense" (per-pixel, any spatial size) or
+    # "" (refused, saying ``export_refusal``)
+    export_kind: ClassVar[str] = ""
+    export_refusal: ClassVar[str] = "cannot be exported"
+    onnx_predict: ClassVar[bool] = False  # predict --engine onnxruntime
 
     def build_datamodule(
         self, config: ExperimentConfig, splits: pd.DataFrame | None

@@ -138,6 +138,10 @@ class ClassificationFamily(TaskFamily):
     """Classification of whole images (digits, medical images, 2.5D slices, volumes)."""
 
     name = "classification"
+    summary_metrics = ("accuracy", "f1_macro", "auroc")
+    report_plots = ("confusion_matrix", "f1_per_class", "roc", "calibration", "scores")
+    export_kind = "per_sample"
+    onnx_predict = True
 
     def model_args(self, config: ExperimentConfig, datamodule: L.LightningDataModule) -> dict:
         assert isinstance(datamodule, ArrayClassificationDataModule)
@@ -287,9 +291,9 @@ class ClassificationFamily(TaskFamily):
     ) -> Path:
         assert isinstance(module, ClassificationModule)
         source = get_source(config.data.source)
-        if hasattr(source, "read_unlabelled"):
-            return write_submission(module, source.read_unlabelled(config, inputs), inputs, out,
-                                    trainer)
+        unlabelled = source.read_unlabelled(config, inputs)
+        if unlabelled is not None:  # a pixel table: a Kaggle submission
+            return write_submission(module, unlabelled, inputs, out, trainer)
         return source.predict_table(module, config, inputs, out, trainer, **options)
 
     def explain(

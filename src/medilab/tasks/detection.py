@@ -36,6 +36,12 @@ class DetectionFamily(TaskFamily):
     """Boxes of one or more lesion classes in 2D images (chest X-rays)."""
 
     name = "detection"
+    summary_metrics = ("map", "ap50")
+    overlay_legend = ("Ground-truth boxes green; detections scoring ≥ 0.5 red with their score. "
+                      "matched: hits (IoU ≥ 0.5) / (ground-truth boxes + false positives).")
+    unused_config_keys = ("loss.name",)  # Faster R-CNN has its own losses
+    export_refusal = ("ONNX / TorchScript export of torchvision Faster R-CNN detectors is not "
+                      "supported here")
 
     def model_args(self, config: ExperimentConfig, datamodule: L.LightningDataModule) -> dict:
         assert isinstance(datamodule, DetectionDataModule)

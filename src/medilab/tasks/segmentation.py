@@ -132,6 +132,11 @@ class SegmentationFamily(TaskFamily):
     """Per-pixel classification of 2D images (or 3D volumes) with U-Net / FCN-8s."""
 
     name = "segmentation"
+    summary_metrics = ("iou", "dice")
+    report_plots = ("scores",)
+    overlay_legend = ("Overlays: predicted foreground tinted red; ground truth outlined in green "
+                      "(just outside its border).")
+    export_kind = "dense"
 
     def model_args(self, config: ExperimentConfig, datamodule: L.LightningDataModule) -> dict:
         assert isinstance(datamodule, seg_data.SegmentationDataModule)

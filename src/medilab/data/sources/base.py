@@ -14,6 +14,7 @@ import lightning as L
 import pandas as pd
 
 from medilab.config import DataCommon, ExperimentConfig
+from medilab.data.formats.arrays import ImageArrays
 from medilab.data.sample_table import SampleTable
 from medilab.errors import MedilabError
 from medilab.registry import SOURCES
@@ -37,6 +38,12 @@ class DataSource(ABC):
                      ) -> SampleTable | None:
         """The samples ``medilab data verify`` checks; ``pixels`` False: only what needs no
         decoding (None when that is nothing beyond what building the datamodule checks)."""
+        return None
+
+    def read_unlabelled(self, config: ExperimentConfig, path: Path) -> ImageArrays | None:
+        """Classification: the pixels of an unlabelled table to predict as a submission CSV
+        (``ImageId,Label``, Kaggle's layout); None: this source predicts through
+        :meth:`predict_table` instead."""
         return None
 
     def predict_table(
