@@ -278,11 +278,10 @@ def validate_config(
     family = _task_family(raw)
     moved: dict[str, str] = getattr(family, "moved_config_keys", {})
     raw = move_keys(raw, moved, origin)
-    overrides = [_moved_override(text, moved) for text in overrides or []]
     try:
         config = _registered_schema(getattr(family, "config_sections", {})).model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{origin}: {_describe(exc, overrides)}") from None
+        raise ConfigError(f"{origin}: {_describe(exc, overrides or [], moved)}") from None
     if config.task not in TASKS:
         raise ConfigError(f"{origin}: field 'task': unknown task {config.task!r}; available: "
                           f"{', '.join(TASKS.names())}")
@@ -300,12 +299,6 @@ def validate_config(
     except ValueError as exc:  # a rule across sections (e.g. TTA axes vs. spatial_dims)
         raise ConfigError(f"{origin}: {exc}") from None
     return config
-
-
-def _moved_override(text: str, moved: dict[str, str]) -> str:
-    """``text`` with a deprecated key renamed, so errors name the override that set it."""
-    key, sep, value = text.partition("=")
-    return f"{moved[key.strip()]}{sep}{value}" if key.strip() in moved else text
 
 
 CREATED_PATHS = ("cache_dir",)  # data paths medilab makes itself
@@ -357,10 +350,12 @@ def config_to_yaml(config: ExperimentConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
-def _describe(exc: ValidationError, overrides: list[str]) -> str:
+def _describe(exc: ValidationError, overrides: list[str], moved: dict[str, str]) -> str:
     """Every invalid field (the discriminator tag dropped from the path), the first on the
-    first line and the rest indented below; fields set by an override name it."""
-    set_by = {".".join(parse_override(text)[0]): text for text in overrides}
+    first line and the rest indented below; fields set by an override name it (also when
+    ``moved`` took its deprecated key to a new place)."""
+    keys = (".".join(parse_override(text)[0]) for text in overrides)
+    set_by = {moved.get(key, key): text for key, text in zip(keys, overrides, strict=True)}
     messages = []
     for error in exc.errors():
         loc = [str(p) for p in error["loc"]]
