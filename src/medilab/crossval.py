@@ -36,6 +36,7 @@ from medilab.config import ExperimentConfig
 from medilab.data.splits import load_splits, make_splits, save_splits
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_csv, write_text
+from medilab.runfolder import METRICS_FILE
 from medilab.tasks.registry import get_task_family
 
 FOLDS_FILE = "folds.csv"
@@ -95,7 +96,7 @@ def cross_validate(
     config = run.resolve_config(config, overrides)
     table = _fold_table(config, folds, out)
     for k, fold_dir in enumerate(fold_dirs(out, folds)):
-        if (fold_dir / FOLD_DONE_FILE).is_file() and (fold_dir / "metrics.json").is_file():
+        if (fold_dir / FOLD_DONE_FILE).is_file() and (fold_dir / METRICS_FILE).is_file():
             continue
         splits = fold_splits(table, k, config.data.val_fraction, config.seed)
         splits_path = save_splits(splits, out / f"splits_fold{k}.csv")  # the same on a rerun
@@ -121,7 +122,7 @@ def summarize(out: Path, folds: int) -> dict[str, Any]:
     """crossval.csv, crossval.json and predictions_oof.csv from the evaluated fold folders."""
     rows, predictions = [], []
     for k, fold_dir in enumerate(fold_dirs(out, folds)):
-        metrics_path = fold_dir / "metrics.json"
+        metrics_path = fold_dir / METRICS_FILE
         if not metrics_path.is_file():
             raise InputFileError(metrics_path, "not found: evaluate the fold first")
         metrics = json.loads(metrics_path.read_text())

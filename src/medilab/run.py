@@ -51,7 +51,7 @@ from medilab.runfolder import (
     load_run_config,
     load_run_splits,
     prepend_curves,
-    read_curves,
+    read_logged_rows,
     read_status,
     release_lock,
     split_roles,
@@ -550,7 +550,7 @@ def _first_line(exc: BaseException) -> str:
 def _finish_status(
     run_dir: Path, trainer: L.Trainer, config: ExperimentConfig, precision: dict[str, Any]
 ) -> None:
-    summary = training_summary(trainer, config, read_curves(run_dir))
+    summary = training_summary(trainer, config, read_logged_rows(run_dir))
     state = "interrupted" if trainer.interrupted else "finished"
     if trainer.interrupted:
         summary["stop_reason"] = "interrupted by the user"

@@ -43,6 +43,7 @@ METRICS_FILE = "metrics.json"
 ENSEMBLE_FILE = "ensemble.json"
 FITTED_FILE = "fitted.json"
 STATUS_FILE = "status.json"
+REPORT_FILE = "report.html"
 PRECISION_PROBE_FILE = "precision_probe.json"  # trainer.precision: auto's timed answers
 
 
@@ -176,8 +177,9 @@ def read_fitted(run_dir: Path, checkpoint: str) -> dict[str, Any] | None:
     return body
 
 
-def read_curves(run_dir: Path) -> pd.DataFrame | None:
-    """metrics.csv as Lightning's CSV logger wrote it, or None."""
+def read_logged_rows(run_dir: Path) -> pd.DataFrame | None:
+    """metrics.csv as Lightning's CSV logger wrote it (sparse rows, one per logging hook), or
+    None; :func:`medilab.reports.runfiles.read_curves` makes it one row per epoch."""
     path = run_dir / CURVES_FILE
     return pd.read_csv(path) if path.is_file() and path.stat().st_size else None
 
@@ -204,7 +206,7 @@ def curves_to_resume(run_dir: Path) -> pd.DataFrame | None:
     saved_path = run_dir / RESUME_CURVES_FILE
     saved = pd.read_csv(saved_path) if saved_path.is_file() and saved_path.stat().st_size \
         else None
-    current = read_curves(run_dir)
+    current = read_logged_rows(run_dir)
     if saved is None or current is None:
         earlier = current if saved is None else saved
     else:  # a resumed fit was stopped too: its epochs follow the saved ones
@@ -217,7 +219,7 @@ def curves_to_resume(run_dir: Path) -> pd.DataFrame | None:
 def prepend_curves(run_dir: Path, earlier: pd.DataFrame) -> None:
     """Lightning's CSV logger starts metrics.csv afresh on resume: put the earlier epochs back
     (all of them when a finished run was resumed and logged nothing new)."""
-    latest = read_curves(run_dir)
+    latest = read_logged_rows(run_dir)
     merged = earlier if latest is None else merge_curves(earlier, latest)
     write_text(run_dir / CURVES_FILE, merged.to_csv(index=False))
     (run_dir / RESUME_CURVES_FILE).unlink(missing_ok=True)

@@ -39,7 +39,7 @@ from medilab.reports.runfiles import (
     require_run_dir,
     split_metrics,
 )
-from medilab.runfolder import role_label, warn_if_unfinished
+from medilab.runfolder import REPORT_FILE, role_label, warn_if_unfinished
 
 MAIN_METRICS = ("auroc", "auc", "f1_macro", "accuracy", "balanced_accuracy", "dice", "iou",
                 "map_50", "map50", "map")
@@ -201,7 +201,7 @@ def _value_and_interval(entry: tuple[float, ...] | None) -> tuple[str, str]:
 
 def _report_link(run_dir: Path, page: Path) -> str | None:
     """The run's report.html relative to the comparison page, when it exists."""
-    report = run_dir / "report.html"
+    report = run_dir / REPORT_FILE
     if not report.is_file():
         return None
     return Path(os.path.relpath(report.resolve(), page.resolve().parent)).as_posix()

@@ -32,7 +32,13 @@ from medilab.reports.runfiles import (
     require_run_dir,
     split_metrics,
 )
-from medilab.runfolder import headline_split, ordered_splits, role_label, warn_if_unfinished
+from medilab.runfolder import (
+    REPORT_FILE,
+    headline_split,
+    ordered_splits,
+    role_label,
+    warn_if_unfinished,
+)
 from medilab.tasks.registry import find_task_family
 
 GALLERY_CAP = 24
@@ -159,8 +165,8 @@ def build_report(run_dir: Path) -> Path:
             section.note = f"{legend} {section.note}".strip()
     members = ensemble_members(run_dir)
     return render_page(
-        "report.html",
-        run_dir / "report.html",
+        "report.html",  # the template
+        run_dir / REPORT_FILE,
         experiment=metrics.get("experiment") or config.get("experiment") or run_dir.parent.name,
         task=task or "–",
         model=_model_name(metrics, config, members),

@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from medilab.errors import InputFileError, MedilabError
+from medilab.runfolder import CONFIG_FILE, CURVES_FILE, METRICS_FILE
 
 SPLIT_PREFIXES = ("train", "val", "test")
 PROB_COLUMN = re.compile(r"^prob_(\d+)$")
@@ -25,7 +26,7 @@ LOWER_IS_BETTER = ("loss", "hausdorff", "hd95", "error", "mae", "mse", "rmse", "
                    "distance", "assd", "nll")
 
 
-RUN_FILES = ("metrics.json", "metrics.csv", "config.yaml")
+RUN_FILES = (METRICS_FILE, CURVES_FILE, CONFIG_FILE)
 
 
 def require_run_dir(run_dir: Path) -> Path:
@@ -46,7 +47,7 @@ def require_run_dir(run_dir: Path) -> Path:
 
 def read_metrics_json(run_dir: Path, required: bool = False) -> dict[str, Any] | None:
     """Load ``metrics.json``; ``None`` when absent unless ``required``."""
-    path = Path(run_dir) / "metrics.json"
+    path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         if required:
             raise MedilabError(f"{run_dir}: no metrics.json in this run folder "
@@ -63,7 +64,7 @@ def read_metrics_json(run_dir: Path, required: bool = False) -> dict[str, Any] |
 
 def read_config(run_dir: Path) -> dict[str, Any] | None:
     """Load the resolved ``config.yaml`` as a plain dict; ``None`` when absent."""
-    path = Path(run_dir) / "config.yaml"
+    path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         return None
     try:
@@ -75,7 +76,7 @@ def read_config(run_dir: Path) -> dict[str, Any] | None:
 
 def read_config_text(run_dir: Path) -> str | None:
     """The resolved config as written, for display."""
-    path = Path(run_dir) / "config.yaml"
+    path = Path(run_dir) / CONFIG_FILE
     return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
 
 
@@ -103,7 +104,7 @@ def read_curves(run_dir: Path) -> pd.DataFrame | None:
     dropped and ``*_epoch`` suffixes removed; names become ``<split>/<metric>``, so
     ``train/loss_epoch`` and ``train_loss`` both become ``train/loss``.
     """
-    path = Path(run_dir) / "metrics.csv"
+    path = Path(run_dir) / CURVES_FILE
     frame = read_csv(path)
     if frame is None or frame.empty or "epoch" not in frame.columns:
         return None

@@ -13,7 +13,7 @@ from PIL import Image
 from cli_samples import run_cli
 from medilab import api
 from medilab.config import validate_config
-from medilab.data.sources.medmnist_data import MedMNISTSource
+from medilab.data.sources.medmnist import MedMNISTSource
 from medilab.errors import ConfigError, InputFileError
 from medilab.run import build_inference_trainer
 from medilab.tasks.classification_metrics import binary_threshold

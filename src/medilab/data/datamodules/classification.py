@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from medilab.data.covariates import CovariateEncoder
 from medilab.data.formats.arrays import ImageArrays
-from medilab.data.loading import loader_options, resolve_workers
+from medilab.data.loading import loader_options, pins_memory, resolve_workers
+from medilab.data.transforms.augment import build_image_augmentation
 from medilab.errors import ConfigError, MedilabError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -222,3 +223,20 @@ def _positions_by_split(sample_ids: list[str], splits: pd.DataFrame) -> dict[str
     if "train" not in result:
         raise MedilabError("splits.csv: no sample is in the 'train' split")
     return result
+
+
+def classification_datamodule(
+    config: Any, arrays: ImageArrays, splits: pd.DataFrame, **options: Any
+) -> ArrayClassificationDataModule:
+    """The one way a source builds its classification datamodule: batch size, workers, pinned
+    memory, augmentation, seed, sampler and class settings from ``config``; ``options`` (e.g.
+    ``table``, ``numeric``/``categorical`` covariates, ``class_names``) add or override."""
+    data = config.data
+    settings: dict[str, Any] = {
+        "batch_size": data.batch_size, "num_workers": data.num_workers,
+        "pin_memory": pins_memory(config),
+        "train_transform": build_image_augmentation(data.augment), "seed": config.seed,
+        "balanced": data.balanced_sampler, "class_names": data.class_names,
+        "positive_class": data.positive_class,
+    }
+    return ArrayClassificationDataModule(arrays, splits, **{**settings, **options})

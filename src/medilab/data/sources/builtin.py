@@ -4,7 +4,7 @@ from medilab.data.sources import (  # noqa: F401
     box_table,
     digits,
     image_table,
-    medmnist_data,
+    medmnist,
     segmentation_folder,
     slice_table,
 )

@@ -9,18 +9,19 @@ import pandas as pd
 from pydantic import Field
 
 from medilab.config import DataCommon, ExperimentConfig
-from medilab.data.datamodules.classification import ArrayClassificationDataModule
+from medilab.data.datamodules.classification import (
+    ArrayClassificationDataModule,
+    classification_datamodule,
+)
 from medilab.data.formats.pixel_tables import (
     ImageArrays,
     load_sklearn_digits,
     read_mnist_idx,
     read_pixel_csv,
 )
-from medilab.data.loading import pins_memory
 from medilab.data.sample_table import SampleTable, array_sample_table
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.splits import training_splits
-from medilab.data.transforms.augment import build_image_augmentation
 from medilab.errors import InputFileError
 
 
@@ -55,18 +56,7 @@ def array_datamodule(
     table = pd.DataFrame({"sample_id": arrays.sample_ids, "label": arrays.labels})
     splits = training_splits(table, seed=config.seed, val_fraction=config.data.val_fraction,
                              test_fraction=config.data.test_fraction, given=splits)
-    return ArrayClassificationDataModule(
-        arrays,
-        splits,
-        batch_size=config.data.batch_size,
-        num_workers=config.data.num_workers,
-        pin_memory=pins_memory(config),
-        train_transform=build_image_augmentation(config.data.augment),
-        seed=config.seed,
-        balanced=config.data.balanced_sampler,
-        class_names=config.data.class_names,
-        positive_class=config.data.positive_class,
-    )
+    return classification_datamodule(config, arrays, splits)
 
 
 def check_pixel_table(path: Path) -> Path:

@@ -16,16 +16,17 @@ from pydantic import Field
 from medilab.config import DataCommon, ExperimentConfig
 from medilab.data.cache import ArrayCache, cached, data_cache
 from medilab.data.covariates import CovariateEncoder
-from medilab.data.datamodules.classification import ArrayClassificationDataModule
+from medilab.data.datamodules.classification import (
+    ArrayClassificationDataModule,
+    classification_datamodule,
+)
 from medilab.data.formats.arrays import ImageArrays
 from medilab.data.formats.image_folder import images_base
 from medilab.data.formats.pixels import input_image_files, read_array
-from medilab.data.loading import pins_memory
 from medilab.data.sample_table import SampleTable
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.sources.new_inputs import NewInputs, write_predictions
 from medilab.data.splits import training_splits
-from medilab.data.transforms.augment import build_image_augmentation
 from medilab.data.transforms.prep import ImagePrep, PrepConfig
 from medilab.errors import ConfigError, InputFileError, MedilabError
 from medilab.io.messages import one_line, short_list
@@ -158,15 +159,10 @@ class ImageTableSource(DataSource):
         splits = training_splits(table, seed=config.seed, val_fraction=data.val_fraction,
                                  test_fraction=data.test_fraction, given=splits)
         numeric, categorical = split_covariates(table, data.covariates)
-        return ArrayClassificationDataModule(
-            ImageArrays(images, table["label"].to_numpy(), list(table["sample_id"])),
-            splits, batch_size=data.batch_size, num_workers=data.num_workers,
-            pin_memory=pins_memory(config),
-            train_transform=build_image_augmentation(data.augment), seed=config.seed,
-            balanced=config.data.balanced_sampler,
-            table=table, numeric=numeric, categorical=categorical,
-            class_names=_display_names(data, classes), positive_class=data.positive_class,
-        )
+        return classification_datamodule(
+            config, ImageArrays(images, table["label"].to_numpy(), list(table["sample_id"])),
+            splits, table=table, numeric=numeric, categorical=categorical,
+            class_names=_display_names(data, classes))
 
     def sample_table(self, config: ExperimentConfig, *, pixels: bool = True) -> SampleTable:
         data = config.data

@@ -20,13 +20,14 @@ from pydantic import Field
 
 from medilab.config import DataCommon, ExperimentConfig
 from medilab.data.cache import ArrayCache, cached, data_cache
-from medilab.data.datamodules.classification import ArrayClassificationDataModule
+from medilab.data.datamodules.classification import (
+    ArrayClassificationDataModule,
+    classification_datamodule,
+)
 from medilab.data.formats.arrays import ImageArrays
-from medilab.data.loading import pins_memory
 from medilab.data.sample_table import SampleTable
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.splits import training_splits
-from medilab.data.transforms.augment import build_image_augmentation
 from medilab.data.transforms.prep import stack_slices
 from medilab.errors import InputFileError
 from medilab.io.intensity import percentile_normalise, resize
@@ -159,13 +160,7 @@ class SliceTableSource(DataSource):
         arrays, table = slice_arrays(data, data_cache(data))
         splits = training_splits(table, seed=config.seed, val_fraction=data.val_fraction,
                                  test_fraction=data.test_fraction, given=splits)
-        return ArrayClassificationDataModule(
-            arrays, splits, batch_size=data.batch_size, num_workers=data.num_workers,
-            pin_memory=pins_memory(config),
-            train_transform=build_image_augmentation(data.augment), seed=config.seed,
-            balanced=config.data.balanced_sampler,
-            table=table, class_names=data.class_names, positive_class=data.positive_class,
-        )
+        return classification_datamodule(config, arrays, splits, table=table)
 
     def sample_table(self, config: ExperimentConfig, *, pixels: bool = True) -> SampleTable:
         data = config.data

@@ -13,17 +13,18 @@ import pandas as pd
 import torch
 
 from medilab.config import DataCommon, ExperimentConfig
-from medilab.data.datamodules.classification import ArrayClassificationDataModule
+from medilab.data.datamodules.classification import (
+    ArrayClassificationDataModule,
+    classification_datamodule,
+)
 from medilab.data.formats.arrays import ImageArrays
 from medilab.data.formats.medmnist import load_medmnist
 from medilab.data.formats.medmnist_labels import medmnist_class_names
 from medilab.data.formats.pixels import input_image_files, read_array
-from medilab.data.loading import pins_memory
 from medilab.data.sample_table import SampleTable, array_sample_table
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.sources.new_inputs import NewInputs, write_predictions
 from medilab.data.splits import training_splits
-from medilab.data.transforms.augment import build_image_augmentation
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.images import npz_array, open_npz
 from medilab.io.messages import one_line
@@ -143,14 +144,9 @@ class MedMNISTSource(DataSource):
                                  test_fraction=data.test_fraction,  # when the file has no test
                                  given=own if splits is None else splits)
         found = int(arrays.labels.max()) + 1 if len(arrays.labels) else 0
-        return ArrayClassificationDataModule(
-            arrays, splits, batch_size=data.batch_size, num_workers=data.num_workers,
-            pin_memory=pins_memory(config),
-            train_transform=build_image_augmentation(data.augment), seed=config.seed,
-            balanced=config.data.balanced_sampler,
-            class_names=data.class_names or medmnist_class_names(data.path, found),
-            positive_class=data.positive_class,
-        )
+        return classification_datamodule(
+            config, arrays, splits,
+            class_names=data.class_names or medmnist_class_names(data.path, found))
 
     def sample_table(self, config: ExperimentConfig, *, pixels: bool = True
                      ) -> SampleTable | None:
