@@ -212,6 +212,7 @@ def test_3d_volumes_train_and_predict_as_nifti(tmp_path):
     raw["data"] = {"source": "segmentation_folder", "root": str(tmp_path),
                    "manifest": "volumes.csv", "spatial_dims": 3, "val_count": 1,
                    "patch_size": [8, 8, 8], "patches_per_image": 2, "batch_size": 4}
+    del raw["inference"]  # the 2D window; the default is data.patch_size
     raw["trainer"]["max_epochs"] = 1
     run_dir = api.train(validate_config(raw), run_dir=tmp_path / "run")
     saved = json.loads((run_dir / "checkpoints" / "model.json").read_text())
