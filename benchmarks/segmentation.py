@@ -35,7 +35,7 @@ from medilab.models.weights import hub_file
 from medilab.runfolder import headline_metrics
 
 REPO = Path(__file__).resolve().parents[1]
-ISBI = ["data.layout=isbi", "data.roi_size=[256,256]"]
+ISBI = ["data.layout=isbi", "inference.roi_size=[256,256]"]
 RUNS = {  # name → (config, data folder under MEDILAB_DATA, extra overrides, target)
     "unet_drive": ("lab4_unet.yaml", "drive/training", [], ("dice", ">=", 0.80)),
     "fcn8s_drive": ("lab4_fcn8s.yaml", "drive/training", [], ("dice", ">=", 0.77)),

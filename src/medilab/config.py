@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -203,18 +204,68 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return result
 
 
-def _registered_schema() -> type[ExperimentConfig]:
+def _registered_schema(task_sections: dict[str, type[BaseModel]] | None = None
+                       ) -> type[ExperimentConfig]:
     """ExperimentConfig whose ``data`` is the union of every registered source's section (a
-    source registered later, e.g. by a plug-in module, joins the union)."""
+    source registered later, e.g. by a plug-in module, joins the union), plus the top-level
+    sections the chosen task family owns (``TaskFamily.config_sections``, e.g. segmentation's
+    ``inference:``), each defaulted when absent."""
     from medilab.registry import SOURCES
 
-    return _schema_for(tuple(SOURCES.get(name).Config for name in SOURCES.names()))
+    return _schema_for(tuple(SOURCES.get(name).Config for name in SOURCES.names()),
+                       tuple(sorted((task_sections or {}).items())))
 
 
 @functools.cache
-def _schema_for(sections: tuple[type, ...]) -> type[ExperimentConfig]:
-    data_type = Annotated[Union[sections], Field(discriminator="source")]  # noqa: UP007
-    return create_model("ExperimentConfig", __base__=ExperimentConfig, data=(data_type, ...))
+def _schema_for(
+    sources: tuple[type, ...], task_sections: tuple[tuple[str, type[BaseModel]], ...] = ()
+) -> type[ExperimentConfig]:
+    data_type = Annotated[Union[sources], Field(discriminator="source")]  # noqa: UP007
+    owned: dict[str, Any] = {name: (model, Field(default_factory=model))
+                             for name, model in task_sections}
+    return create_model("ExperimentConfig", __base__=ExperimentConfig, data=(data_type, ...),
+                        **owned)
+
+
+def _task_family(raw: dict[str, Any]) -> Any:
+    """The registered family ``raw`` names (None for a missing or unknown one)."""
+    from medilab.registry import TASKS
+
+    name = raw.get("task", ExperimentConfig.model_fields["task"].default)
+    return TASKS.get(name) if isinstance(name, str) and name in TASKS else None
+
+
+def move_keys(raw: dict[str, Any], moved: dict[str, str], origin: str = "config"
+              ) -> dict[str, Any]:
+    """A copy of ``raw`` with each deprecated dotted key of ``moved`` (old → new, e.g.
+    ``data.roi_size`` → ``inference.roi_size``) moved to its new place, warning once per key;
+    a key set in both places is a ConfigError."""
+    result = _deep_copy(raw)
+    for old, new in moved.items():
+        *old_parents, old_leaf = old.split(".")
+        parent = _section(result, old_parents)
+        if parent is None or old_leaf not in parent:
+            continue
+        *new_parents, new_leaf = new.split(".")
+        target = result
+        for part in new_parents:
+            child = target.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{origin}: {part!r} is not a section")
+            target = child
+        if new_leaf in target:
+            raise ConfigError(f"{origin}: {old} and {new} are both set; keep {new} only")
+        target[new_leaf] = parent.pop(old_leaf)
+        warnings.warn(f"{origin}: {old} is deprecated; set {new} instead", DeprecationWarning,
+                      stacklevel=2)
+    return result
+
+
+def _section(raw: dict[str, Any], parts: list[str]) -> dict[str, Any] | None:
+    node: Any = raw
+    for part in parts:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else None
 
 
 def validate_config(
@@ -224,10 +275,13 @@ def validate_config(
     one of ``overrides`` names that override instead of the file)."""
     from medilab.registry import SOURCES, TASKS
 
+    family = _task_family(raw)
+    moved: dict[str, str] = getattr(family, "moved_config_keys", {})
+    raw = move_keys(raw, moved, origin)
     try:
-        config = _registered_schema().model_validate(raw)
+        config = _registered_schema(getattr(family, "config_sections", {})).model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{origin}: {_describe(exc, overrides or [])}") from None
+        raise ConfigError(f"{origin}: {_describe(exc, overrides or [], moved)}") from None
     if config.task not in TASKS:
         raise ConfigError(f"{origin}: field 'task': unknown task {config.task!r}; available: "
                           f"{', '.join(TASKS.names())}")
@@ -240,6 +294,10 @@ def validate_config(
     if config.task not in served:
         raise ConfigError(f"{origin}: data.source {config.data.source!r} serves "
                           f"{' / '.join(served)}, not task {config.task!r}")
+    try:
+        family.check_config(config)
+    except ValueError as exc:  # a rule across sections (e.g. TTA axes vs. spatial_dims)
+        raise ConfigError(f"{origin}: {exc}") from None
     return config
 
 
@@ -292,10 +350,12 @@ def config_to_yaml(config: ExperimentConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
-def _describe(exc: ValidationError, overrides: list[str]) -> str:
+def _describe(exc: ValidationError, overrides: list[str], moved: dict[str, str]) -> str:
     """Every invalid field (the discriminator tag dropped from the path), the first on the
-    first line and the rest indented below; fields set by an override name it."""
-    set_by = {".".join(parse_override(text)[0]): text for text in overrides}
+    first line and the rest indented below; fields set by an override name it (also when
+    ``moved`` took its deprecated key to a new place)."""
+    keys = (".".join(parse_override(text)[0]) for text in overrides)
+    set_by = {moved.get(key, key): text for key, text in zip(keys, overrides, strict=True)}
     messages = []
     for error in exc.errors():
         loc = [str(p) for p in error["loc"]]

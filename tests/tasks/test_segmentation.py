@@ -12,7 +12,7 @@ from monai.losses import DiceCELoss
 from PIL import Image
 
 from medilab import api
-from medilab.config import validate_config
+from medilab.config import apply_overrides, validate_config
 from medilab.errors import ConfigError, InputFileError
 from medilab.models import create_model
 from medilab.tasks.segmentation import SegmentationModule
@@ -115,7 +115,7 @@ def test_pooled_dice_sums_counts_over_images():
 
 def test_sliding_window_equals_whole_image_forward(tmp_path):
     raw = circles_config(tmp_path)
-    raw["data"].update(roi_size=[23, 30], blend_mode="constant", overlap=0.0)
+    raw["inference"].update(roi_size=[23, 30], blend_mode="constant", overlap=0.0)
     config = validate_config(raw)
     torch.manual_seed(0)
     model = create_model("unet", in_channels=1, num_classes=2, depth=2, base_width=4)
@@ -212,6 +212,7 @@ def test_3d_volumes_train_and_predict_as_nifti(tmp_path):
     raw["data"] = {"source": "segmentation_folder", "root": str(tmp_path),
                    "manifest": "volumes.csv", "spatial_dims": 3, "val_count": 1,
                    "patch_size": [8, 8, 8], "patches_per_image": 2, "batch_size": 4}
+    del raw["inference"]  # the 2D window; the default is data.patch_size
     raw["trainer"]["max_epochs"] = 1
     run_dir = api.train(validate_config(raw), run_dir=tmp_path / "run")
     saved = json.loads((run_dir / "checkpoints" / "model.json").read_text())
@@ -235,14 +236,15 @@ def test_mirror_axes_cover_every_flip_combination():
 
 def test_mirror_tta_axes_outside_the_image_are_a_config_error(tmp_path):
     raw = circles_config(tmp_path)
-    raw["data"].update(mirror_tta=True, mirror_tta_axes=[2])
+    raw["inference"].update(mirror_tta=True, mirror_tta_axes=[2])
     with pytest.raises(ConfigError, match="mirror_tta_axes.*outside 0..1"):
         validate_config(raw)
 
 
 def test_mirror_tta_averages_the_flipped_predictions(tmp_path):
     raw = circles_config(tmp_path)
-    raw["data"].update(roi_size=[23, 30], blend_mode="constant", overlap=0.0, mirror_tta=True)
+    raw["inference"].update(roi_size=[23, 30], blend_mode="constant", overlap=0.0,
+                            mirror_tta=True)
     torch.manual_seed(0)
     model = create_model("unet", in_channels=1, num_classes=2, depth=2, base_width=4).eval()
     module = SegmentationModule(validate_config(raw), model, 2, 1)
@@ -284,3 +286,59 @@ def test_training_on_soft_labels_lowers_the_loss(tmp_path):
     run_dir = api.train(validate_config(raw), run_dir=tmp_path / "run", evaluate_after=False)
     losses = pd.read_csv(run_dir / "metrics.csv")["train/loss"].dropna().to_numpy()
     assert len(losses) == 3 and losses[-1] < losses[0]
+
+
+def test_old_data_keys_resolve_to_the_same_inference_section(tmp_path):
+    new = circles_config(tmp_path)
+    new["inference"].update(blend_mode="constant", sw_batch_size=2, mirror_tta=True,
+                            mirror_tta_axes=[1])
+    old = circles_config(tmp_path)
+    old["data"].update(old.pop("inference"), blend_mode="constant", sw_batch_size=2,
+                       mirror_tta=True, mirror_tta_axes=[1])
+    with pytest.warns(DeprecationWarning, match=r"data.roi_size is deprecated; set "
+                      r"inference.roi_size instead"):
+        moved = validate_config(old)
+    assert moved.model_dump() == validate_config(new).model_dump()
+    assert moved.inference.model_dump() == {  # type: ignore[attr-defined]
+        "roi_size": [16, 16], "overlap": 0.5, "blend_mode": "constant", "sw_batch_size": 2,
+        "mirror_tta": True, "mirror_tta_axes": [1]}
+    assert "roi_size" not in moved.data.model_dump()
+
+
+def test_an_old_key_given_by_override_is_moved_too(tmp_path):
+    raw = circles_config(tmp_path)
+    del raw["inference"]
+    with pytest.warns(DeprecationWarning, match="set inference.overlap"):
+        config = validate_config(apply_overrides(raw, ["data.overlap=0.1"]))
+    assert config.inference.overlap == 0.1  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match=r"field 'inference.overlap'.*\(from -o data.overlap=2\)"):
+        validate_config(apply_overrides(raw, ["data.overlap=2"]), overrides=["data.overlap=2"])
+
+
+def test_an_option_set_in_both_places_is_refused(tmp_path):
+    raw = circles_config(tmp_path)
+    raw["data"]["overlap"] = 0.1
+    with pytest.raises(ConfigError, match="data.overlap and inference.overlap are both set"):
+        validate_config(raw)
+
+
+def test_a_misspelled_inference_key_is_a_one_line_error(tmp_path):
+    raw = circles_config(tmp_path)
+    raw["inference"]["overlapp"] = 0.1
+    with pytest.raises(ConfigError) as error:
+        validate_config(raw, origin="lab.yaml")
+    assert str(error.value) == "lab.yaml: unknown key 'inference.overlapp'"
+
+
+def test_inference_defaults_and_belongs_to_segmentation_only(tmp_path):
+    raw = circles_config(tmp_path)
+    del raw["inference"]
+    defaults = validate_config(raw).inference  # type: ignore[attr-defined]
+    assert (defaults.roi_size, defaults.overlap, defaults.blend_mode) == (None, 0.25, "gaussian")
+    raw["inference"] = {"roi_size": [16, 16, 16]}
+    with pytest.raises(ConfigError, match=r"inference.roi_size: \[16, 16, 16\] is not 2D"):
+        validate_config(raw)
+    other = {"task": "classification", "data": {"source": "sklearn_digits"},
+             "model": {"name": "simple_nn"}, "inference": {"overlap": 0.5}}
+    with pytest.raises(ConfigError, match="unknown key 'inference'"):
+        validate_config(other)

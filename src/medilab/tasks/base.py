@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import lightning as L
 import pandas as pd
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 from medilab.config import ExperimentConfig, OptimizerConfig, SchedulerConfig
@@ -143,6 +144,16 @@ class TaskFamily(ABC):
     export_kind: ClassVar[str] = ""
     export_refusal: ClassVar[str] = "cannot be exported"
     onnx_predict: ClassVar[bool] = False  # predict --engine onnxruntime
+    # top-level config sections this family owns (name → pydantic model; defaulted when
+    # absent, an unknown key under any other task), and deprecated dotted keys moved into them
+    # on load (old → new, e.g. ``data.roi_size`` → ``inference.roi_size``)
+    config_sections: ClassVar[dict[str, type[BaseModel]]] = {}
+    moved_config_keys: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def check_config(cls, config: ExperimentConfig) -> None:
+        """Rules across sections, run after validation; a ValueError names the field."""
+        return None
 
     def build_datamodule(
         self, config: ExperimentConfig, splits: pd.DataFrame | None

@@ -27,7 +27,14 @@ from medilab.models.registry import checkpoint_model_args
 from medilab.tasks.base import BaseModule, TaskFamily
 from medilab.tasks.bootstrap import bootstrap
 from medilab.tasks.registry import register_task
-from medilab.tasks.segmentation_contract import SegmentationInputs, segmentation_inputs
+from medilab.tasks.segmentation_contract import (
+    MOVED_INFERENCE_KEYS,
+    SegmentationInference,
+    SegmentationInputs,
+    check_inference,
+    segmentation_inference,
+    segmentation_inputs,
+)
 from medilab.tasks.segmentation_loss import SegmentationLoss
 from medilab.tasks.segmentation_metrics import (
     EMPTY_MASK_NOTE,
@@ -59,9 +66,10 @@ class SegmentationModule(BaseModule):
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.spatial_dims = data.spatial_dims
-        self.roi_size = list(data.roi_size or data.patch_size)
+        self.inference = segmentation_inference(config)
+        self.roi_size = list(self.inference.roi_size or data.patch_size)
         if len(self.roi_size) != self.spatial_dims:
-            raise ConfigError(f"data.roi_size: {self.roi_size} is not {self.spatial_dims}D")
+            raise ConfigError(f"inference.roi_size: {self.roi_size} is not {self.spatial_dims}D")
         self.loss_fn = SegmentationLoss(config.loss.name, num_classes, config.loss.class_weights)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -69,11 +77,11 @@ class SegmentationModule(BaseModule):
 
     def infer(self, image: torch.Tensor) -> torch.Tensor:
         """Logits for whole images by MONAI sliding-window inference (roi, overlap, blending
-        from ``config.data``)."""
-        data = self.config.data
+        from the ``inference:`` section)."""
+        inference = self.inference
         return sliding_window_inference(
-            image, self.roi_size, data.sw_batch_size, self.model, overlap=data.overlap,
-            mode=data.blend_mode,
+            image, self.roi_size, inference.sw_batch_size, self.model, overlap=inference.overlap,
+            mode=inference.blend_mode,
         )
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -94,11 +102,11 @@ class SegmentationModule(BaseModule):
 
     def tta_probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``(N, K, *S)`` of whole images ``(N, C, *S)``; with
-        ``data.mirror_tta`` the mean over every combination of flips of the spatial axes
-        (``data.mirror_tta_axes``, default all)."""
+        ``inference.mirror_tta`` the mean over every combination of flips of the spatial axes
+        (``inference.mirror_tta_axes``, default all)."""
         total = torch.zeros(())
-        data = self.config.data
-        flips = mirror_axes(self.spatial_dims, data.mirror_tta_axes) if data.mirror_tta else [()]
+        tta = self.inference
+        flips = mirror_axes(self.spatial_dims, tta.mirror_tta_axes) if tta.mirror_tta else [()]
         for axes in flips:
             logits = self.infer(batch.flip(axes) if axes else batch)
             probs = torch.softmax(logits.float(), dim=1)
@@ -137,6 +145,12 @@ class SegmentationFamily(TaskFamily):
     overlay_legend = ("Overlays: predicted foreground tinted red; ground truth outlined in green "
                       "(just outside its border).")
     export_kind = "dense"
+    config_sections = {"inference": SegmentationInference}
+    moved_config_keys = MOVED_INFERENCE_KEYS  # the options' old place: data:
+
+    @classmethod
+    def check_config(cls, config: ExperimentConfig) -> None:
+        check_inference(config)
 
     def model_args(self, config: ExperimentConfig, datamodule: L.LightningDataModule) -> dict:
         assert isinstance(datamodule, seg_data.SegmentationDataModule)
@@ -210,9 +224,10 @@ class SegmentationFamily(TaskFamily):
                 "dice_pooled (binary): one Dice over all images' field-of-view pixels together "
                 "(as most DRIVE papers report F1); its interval resamples images.",
                 f"Inference: sliding window, roi {module.roi_size}, overlap "
-                f"{config.data.overlap}, {config.data.blend_mode} blending"
-                + (f"; mean over flips of spatial axes {config.data.mirror_tta_axes or 'all'}."
-                   if config.data.mirror_tta else "."),
+                f"{module.inference.overlap}, {module.inference.blend_mode} blending"
+                + (f"; mean over flips of spatial axes "
+                   f"{module.inference.mirror_tta_axes or 'all'}."
+                   if module.inference.mirror_tta else "."),
             ],
         }
 

@@ -47,13 +47,8 @@ class SegmentationFolderData(DataCommon):
     val_count: int | None = Field(None, ge=1)  # images held back (else val_fraction)
     patch_size: list[int] = Field(default_factory=lambda: [96, 96])
     patches_per_image: int = Field(8, ge=1)
-    roi_size: list[int] | None = None  # sliding window; None: patch_size
-    overlap: float = Field(0.25, ge=0, lt=1)
-    blend_mode: Literal["gaussian", "constant"] = "gaussian"
-    sw_batch_size: int = Field(4, ge=1)
-    mirror_tta: bool = False  # evaluate/predict: average over all spatial flips (nnU-Net style)
-    # only these spatial axes (0 = rows, i.e. vertical flips; 1 = columns; 2 = …); None = all
-    mirror_tta_axes: list[int] | None = None
+    # sliding-window inference and mirror TTA live in the segmentation family's inference:
+    # section (roi_size, overlap, ... here still load, moved there with a DeprecationWarning)
 
     @property
     def mask_inverted(self) -> bool:
@@ -64,13 +59,6 @@ class SegmentationFolderData(DataCommon):
     def uses_field_of_view(self) -> bool:
         """Whether predictions are blanked outside a field of view (DRIVE's FOV masks)."""
         return bool(self.fov or (self.layout == "drive" and self.manifest is None))
-
-    @model_validator(mode="after")
-    def _tta_axes_exist(self) -> SegmentationFolderData:
-        if any(not 0 <= axis < self.spatial_dims for axis in self.mirror_tta_axes or []):
-            raise ValueError(f"mirror_tta_axes {self.mirror_tta_axes} names an axis outside "
-                             f"0..{self.spatial_dims - 1}")
-        return self
 
     @model_validator(mode="after")
     def _augment_fits_dims(self) -> SegmentationFolderData:
