@@ -152,19 +152,21 @@ def experiment(case: Case, args: argparse.Namespace) -> ExperimentConfig:
                "precision": args.precision, "channels_last": args.channels_last,
                "max_epochs": 1, "progress_bar": False,
                "early_stopping": {"enabled": False}, "deterministic": False}
+    sections: dict[str, Any] = {}
     if case.task == "classification":
         data: dict[str, Any] = {"source": "sklearn_digits", "batch_size": case.batch}
     elif case.task == "segmentation":
         size = [case.size] * case.dims
         data = {"source": "segmentation_folder", "root": "unused", "patch_size": size,
-                "roi_size": size, "batch_size": case.batch, "sw_batch_size": case.batch}
+                "batch_size": case.batch}
+        sections["inference"] = {"roi_size": size, "sw_batch_size": case.batch}
     else:
         data = {"source": "box_table", "root": "unused", "size": case.size,
                 "channels": case.channels, "batch_size": case.batch}
         trainer.update(monitor="val/ap50", monitor_mode="max")
     return validate_config({"task": case.task, "data": data, "trainer": trainer,
                             "model": {"name": case.model, "kwargs": case.kwargs},
-                            "loss": {"name": "cross_entropy"}})
+                            "loss": {"name": "cross_entropy"}, **sections})
 
 
 def build_module(case: Case, config: ExperimentConfig) -> BaseModule:

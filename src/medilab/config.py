@@ -256,7 +256,7 @@ def move_keys(raw: dict[str, Any], moved: dict[str, str], origin: str = "config"
         if new_leaf in target:
             raise ConfigError(f"{origin}: {old} and {new} are both set; keep {new} only")
         target[new_leaf] = parent.pop(old_leaf)
-        warnings.warn(f"{origin}: {old} is deprecated; set {new} instead", DeprecationWarning,
+        warnings.warn(f"{origin}: {old} is deprecated; set {new} instead", FutureWarning,
                       stacklevel=2)
     return result
 

@@ -295,7 +295,7 @@ def test_old_data_keys_resolve_to_the_same_inference_section(tmp_path):
     old = circles_config(tmp_path)
     old["data"].update(old.pop("inference"), blend_mode="constant", sw_batch_size=2,
                        mirror_tta=True, mirror_tta_axes=[1])
-    with pytest.warns(DeprecationWarning, match=r"data.roi_size is deprecated; set "
+    with pytest.warns(FutureWarning, match=r"data.roi_size is deprecated; set "
                       r"inference.roi_size instead"):
         moved = validate_config(old)
     assert moved.model_dump() == validate_config(new).model_dump()
@@ -308,7 +308,7 @@ def test_old_data_keys_resolve_to_the_same_inference_section(tmp_path):
 def test_an_old_key_given_by_override_is_moved_too(tmp_path):
     raw = circles_config(tmp_path)
     del raw["inference"]
-    with pytest.warns(DeprecationWarning, match="set inference.overlap"):
+    with pytest.warns(FutureWarning, match="set inference.overlap"):
         config = validate_config(apply_overrides(raw, ["data.overlap=0.1"]))
     assert config.inference.overlap == 0.1  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match=r"field 'inference.overlap'.*\(from -o data.overlap=2\)"):
