@@ -16,7 +16,6 @@ from medilab.precision import (
     PRECISION_ENV,
     choose_precision,
     cpu_has_native_bf16,
-    precision_record,
     resolve_precision,
 )
 from medilab.run import ChannelsLast, build_inference_trainer, build_trainer, to_channels_last
@@ -80,9 +79,9 @@ def test_auto_with_cpu_bf16_is_bf16_mixed_channels_last(monkeypatch, tmp_path):
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     config = _config()
     assert resolve_precision(config) == ("bf16-mixed", True)
-    assert precision_record(config) == {"configured": "auto", "precision": "bf16-mixed",
-                                        "channels_last": True,
-                                        "reason": "native bf16 on this device"}
+    assert choose_precision(config).record("auto") == {
+        "configured": "auto", "precision": "bf16-mixed", "channels_last": True,
+        "reason": "native bf16 on this device"}
     trainer = build_trainer(config, tmp_path)
     assert trainer.precision == "bf16-mixed"
     assert any(isinstance(c, ChannelsLast) for c in trainer.callbacks)
@@ -149,7 +148,7 @@ def test_environment_override_wins_over_auto_only(monkeypatch):
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     monkeypatch.setenv(PRECISION_ENV, "32-true")
     assert resolve_precision(_config()) == ("32-true", False)
-    assert precision_record(_config())["reason"] == f"{PRECISION_ENV}=32-true"
+    assert choose_precision(_config()).reason == f"{PRECISION_ENV}=32-true"
     assert resolve_precision(_config(precision="bf16-mixed")) == ("bf16-mixed", False)
     monkeypatch.setenv(PRECISION_ENV, "fp33")
     with pytest.raises(ConfigError, match=f"{PRECISION_ENV}: unknown precision 'fp33'"):

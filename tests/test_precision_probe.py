@@ -14,7 +14,7 @@ from medilab.config import validate_config
 from medilab.models.registry import create_model
 from medilab.precision import PRECISION_ENV
 from medilab.precision_probe import phase_choice
-from medilab.run import ChannelsLast, build_inference_trainer, first_batch, train
+from medilab.run import build_inference_trainer, first_batch, train
 from medilab.runfolder import PRECISION_PROBE_FILE, read_status
 from medilab.tasks.classification import ClassificationFamily
 
@@ -46,10 +46,6 @@ def _batch():
             "label": torch.tensor([0, 1, 2, 0])}
 
 
-def _to_channels_last(module):
-    ChannelsLast().on_fit_start(None, module)
-
-
 def _simulated_cpu(monkeypatch, seconds):
     """A CPU with native bf16 whose probe takes ``seconds[(phase, precision)]`` per step."""
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda *a: True)
@@ -72,8 +68,7 @@ def test_without_native_bf16_auto_is_fp32_for_both_phases_and_never_probes(monke
     monkeypatch.setattr(precision_probe, "probe", no_probe)
     config = _config()
     for phase in ("train", "infer"):
-        choice = phase_choice(config, phase, tmp_path / "probe.json", _module(config), _batch,
-                              _to_channels_last)
+        choice = phase_choice(config, phase, tmp_path / "probe.json", _module(config), _batch)
         assert (choice.precision, choice.channels_last) == ("32-true", False)
         assert "no native bf16" in choice.reason
     assert not (tmp_path / "probe.json").exists()
@@ -86,8 +81,8 @@ def test_native_bf16_probe_keeps_the_faster_per_phase_and_caches_it(monkeypatch,
                                          ("infer", "bf16-mixed"): 0.2})
     config, cache = _config(), tmp_path / "probe.json"
     module = _module(config)
-    trained = phase_choice(config, "train", cache, module, _batch, _to_channels_last)
-    inferred = phase_choice(config, "infer", cache, module, _batch, _to_channels_last)
+    trained = phase_choice(config, "train", cache, module, _batch)
+    inferred = phase_choice(config, "infer", cache, module, _batch)
     assert (trained.precision, trained.channels_last) == ("bf16-mixed", True)
     assert trained.reason == "probe: bf16 + channels-last 2.00x faster than fp32 for train"
     assert trained.seconds == {"32-true": 0.2, "bf16-mixed+channels_last": 0.1}
@@ -101,12 +96,12 @@ def test_native_bf16_probe_keeps_the_faster_per_phase_and_caches_it(monkeypatch,
     assert stored["train"]["input_shape"] == [[4, 1, 8, 8], [4]]
 
     calls.clear()  # a second use on the same machine reads the cache
-    again = phase_choice(config, "infer", cache, module, _batch, _to_channels_last)
+    again = phase_choice(config, "infer", cache, module, _batch)
     assert calls == [] and again.precision == "32-true"
     assert again.reason.startswith("cached probe (probe: fp32 4.00x")
 
     monkeypatch.setattr(precision_probe, "cpu_name", lambda *a: "Another CPU")
-    phase_choice(config, "infer", cache, module, _batch, _to_channels_last)
+    phase_choice(config, "infer", cache, module, _batch)
     assert calls == [("infer", "32-true"), ("infer", "bf16-mixed")]  # another machine: probed
 
 
@@ -114,12 +109,12 @@ def test_a_tie_keeps_fp32_and_no_batch_means_no_probe(monkeypatch, tmp_path):
     calls = _simulated_cpu(monkeypatch, {("infer", "32-true"): 0.1,
                                          ("infer", "bf16-mixed"): 0.1})
     config = _config()
-    assert phase_choice(config, "infer", tmp_path / "p.json", _module(config), _batch,
-                        _to_channels_last).precision == "32-true"
+    assert phase_choice(config, "infer", tmp_path / "p.json", _module(config),
+                        _batch).precision == "32-true"
     calls.clear()
     unprobed = {phase: phase_choice(_config(), phase, None) for phase in ("train", "infer")}
     compiled = phase_choice(_config(compile=True), "infer", tmp_path / "c.json", _module(config),
-                            _batch, _to_channels_last)
+                            _batch)
     assert calls == [] and compiled.precision == "32-true"
     assert (unprobed["train"].precision, unprobed["train"].channels_last) == ("bf16-mixed", True)
     assert unprobed["infer"].precision == "32-true"
@@ -129,17 +124,15 @@ def test_a_tie_keeps_fp32_and_no_batch_means_no_probe(monkeypatch, tmp_path):
 def test_an_explicit_precision_and_a_gpu_are_not_probed(monkeypatch, tmp_path):
     calls = _simulated_cpu(monkeypatch, {})
     choice = phase_choice(_config(precision="bf16-mixed", channels_last=True), "infer",
-                          tmp_path / "p.json", _module(_config()), _batch, _to_channels_last)
+                          tmp_path / "p.json", _module(_config()), _batch)
     assert (choice.precision, choice.channels_last, choice.reason) == ("bf16-mixed", True,
                                                                        "set in the config")
     monkeypatch.setenv(PRECISION_ENV, "32-true")  # the override wins over a probe
-    override = phase_choice(_config(), "train", tmp_path / "p.json", _module(_config()), _batch,
-                            _to_channels_last)
+    override = phase_choice(_config(), "train", tmp_path / "p.json", _module(_config()), _batch)
     assert (override.precision, override.reason) == ("32-true", f"{PRECISION_ENV}=32-true")
     monkeypatch.delenv(PRECISION_ENV)
     volume = create_model("cnn3d", in_channels=1, num_classes=2, width=2, depth=1)
-    kept = phase_choice(_config(), "infer", tmp_path / "p.json", volume, _batch,
-                        _to_channels_last)
+    kept = phase_choice(_config(), "infer", tmp_path / "p.json", volume, _batch)
     assert kept.precision == "32-true" and "3D" in kept.reason  # fp32 for 3D, not probed
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
@@ -158,7 +151,7 @@ def test_a_real_probe_leaves_the_module_and_rngs_as_they_were(phase):
     module.train()
     before = {k: v.clone() for k, v in module.state_dict().items()}
     rng = torch.get_rng_state()
-    choice = precision_probe.probe(module, _batch(), phase, _to_channels_last)
+    choice = precision_probe.probe(module, _batch(), phase)
     assert set(choice.seconds) == {"32-true", "bf16-mixed+channels_last"}
     assert all(s > 0 for s in choice.seconds.values())
     assert choice.precision == ("32-true" if choice.seconds["32-true"]

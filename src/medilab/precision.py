@@ -85,6 +85,20 @@ def native_bf16(accelerator: str) -> bool:
     return False  # mps, tpu, ...: keep fp32
 
 
+CHANNELS_LAST_FORMATS = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def to_channels_last(module: torch.nn.Module) -> None:
+    """Put 4D weights in channels-last and 5D weights in channels-last-3d layout, in place;
+    other tensors stay as they are (``Module.to(memory_format=...)`` refuses 5D weights).
+    Measured on the Lab 3 3D CNN (fp32, 2 CPU cores): channels-last-3d trains about twice
+    as fast at 28³ and 64³ and infers as fast at 28³, faster at 64³."""
+    for tensor in [*module.parameters(), *module.buffers()]:
+        layout = CHANNELS_LAST_FORMATS.get(tensor.dim())
+        if layout is not None:
+            tensor.data = tensor.data.contiguous(memory_format=layout)
+
+
 def has_volume_weights(model: nn.Module | None) -> bool:
     """Whether ``model`` has 5D (3D convolution) weights."""
     return model is not None and any(p.dim() == 5 for p in model.parameters())
@@ -130,10 +144,3 @@ def resolve_precision(
     :func:`choose_precision`."""
     choice = choose_precision(config, model)
     return choice.precision, choice.channels_last
-
-
-def precision_record(
-    config: ExperimentConfig, model: nn.Module | None = None
-) -> dict[str, object]:
-    """What the run chose, for status.json: ``{configured, precision, channels_last, reason}``."""
-    return choose_precision(config, model).record(config.trainer.precision)

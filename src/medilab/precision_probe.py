@@ -26,17 +26,19 @@ from medilab.io.atomic import write_text
 from medilab.precision import (
     AUTO,
     BF16,
+    CHANNELS_LAST_FORMATS,
+    CPUINFO,
     FP32,
     PrecisionChoice,
     choose_precision,
     precision_override,
+    to_channels_last,
     uses_cuda,
 )
 
 PHASES = ("train", "infer")
 CANDIDATES = ((FP32, False), (BF16, True))  # (precision, channels-last weights)
 PROBE_STEPS = 2  # timed calls per candidate (after one untimed), the fastest counts
-CPUINFO = Path("/proc/cpuinfo")
 
 
 def label(precision: str, channels_last: bool) -> str:
@@ -115,9 +117,8 @@ def restored(module: torch.nn.Module) -> Iterator[None]:
             module.load_state_dict(state)
             for name, param in module.named_parameters():
                 if not formats[name]:  # channels-last before the probe
-                    param.data = param.data.contiguous(memory_format=torch.channels_last
-                                                       if param.dim() == 4 else
-                                                       torch.channels_last_3d)
+                    param.data = param.data.contiguous(
+                        memory_format=CHANNELS_LAST_FORMATS[param.dim()])
             module.train(training)
             _reset_metrics(module)
 
@@ -149,8 +150,7 @@ def step_function(module: Any, batch: Any, phase: str, precision: str) -> Callab
     return infer_step
 
 
-def probe(module: Any, batch: Any, phase: str,
-          to_channels_last: Callable[[torch.nn.Module], None]) -> PrecisionChoice:
+def probe(module: Any, batch: Any, phase: str) -> PrecisionChoice:
     """Time each candidate on ``batch`` and keep the faster (fp32 on a tie)."""
     seconds: dict[str, float] = {}
     batch = move_data_to_device(batch, torch.device("cpu"))
@@ -185,9 +185,7 @@ def shape_of(batch: Any) -> list[Any]:
 # ----------------------------------------------------------------------------- choosing
 def phase_choice(config: ExperimentConfig, phase: str, probe_file: Path | None = None,
                  module: torch.nn.Module | None = None,
-                 batch: Callable[[], Any] | None = None,
-                 to_channels_last: Callable[[torch.nn.Module], None] | None = None
-                 ) -> PrecisionChoice:
+                 batch: Callable[[], Any] | None = None) -> PrecisionChoice:
     """Precision and weight layout of one phase (``train`` / ``infer``), with the reason.
 
     :func:`medilab.precision.choose_precision` decides, except where ``auto`` would take bf16
@@ -204,15 +202,15 @@ def phase_choice(config: ExperimentConfig, phase: str, probe_file: Path | None =
     cached = cached_choice(probe_file, phase)
     if cached is not None:
         return cached
-    can_probe = module is not None and to_channels_last is not None and not tcfg.compile
+    can_probe = module is not None and not tcfg.compile
     example = _call(batch) if can_probe else None  # a compiled network would compile per try
-    if example is None or module is None or to_channels_last is None:
+    if example is None or module is None:
         if phase == "train":
             return PrecisionChoice(BF16, True, "native bf16 CPU, not probed")
         return PrecisionChoice(FP32, tcfg.channels_last, "native bf16 CPU, inference not "
                                                          "probed: fp32 (bf16 can be slower)")
     try:
-        choice = probe(module, example, phase, to_channels_last)
+        choice = probe(module, example, phase)
     except Exception as exc:  # noqa: BLE001 - a failed probe must not stop a run
         reason = f"probe failed ({type(exc).__name__}: {exc})"
         return (PrecisionChoice(BF16, True, reason) if phase == "train" else
