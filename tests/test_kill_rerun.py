@@ -251,20 +251,22 @@ def test_predict_on_a_folder_killed_then_rerun(tmp_path):
     root = write_image_table(tmp_path / "data", 24)
     run = api.train(_table_config(tmp_path, root), run_dir=tmp_path / "run",
                     evaluate_after=False)
-    inputs = write_image_table(tmp_path / "new", 400, labelled=False) / "images"
+    # enough inputs that reading them lasts many polls, even on a fast machine
+    inputs = write_image_table(tmp_path / "new", 2000, labelled=False) / "images"
     reference = api.predict(run, inputs, tmp_path / "reference.csv")
 
     out, log = tmp_path / "out" / "preds.csv", tmp_path / "log.txt"
     process = Forked(("predict", run, inputs, "--out", out), log)
     kill_when(process, lambda: any(name.startswith(str(inputs)) or "/.preds.csv." in name
-                                   for name in open_files(process.pid)), log)
+                                   for name in open_files(process.pid))
+              or any(out.parent.glob(".preds.csv.*")), log)
     assert not out.exists()
     if out.parent.exists():
         assert_nothing_truncated(out.parent)
 
     assert run_cli("predict", run, inputs, "--out", out) == 0
     assert_same_table(out, reference)
-    assert len(pd.read_csv(out)) == 400
+    assert len(pd.read_csv(out)) == 2000
 
 
 def _table_config(tmp_path: Path, root: Path) -> Path:
