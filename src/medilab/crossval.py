@@ -35,9 +35,8 @@ from medilab import run
 from medilab.config import ExperimentConfig
 from medilab.data.splits import load_splits, make_splits, save_splits
 from medilab.errors import InputFileError, MedilabError
-from medilab.io.atomic import write_csv, write_text
-from medilab.runfolder import METRICS_FILE
-from medilab.tasks.registry import get_task_family
+from medilab.io.atomic import write_csv, write_once, write_text
+from medilab.runfolder import METRICS_FILE, job_lock, progress_line
 
 FOLDS_FILE = "folds.csv"
 SUMMARY_FILE = "crossval.json"
@@ -90,21 +89,77 @@ def cross_validate(
     out: str | Path,
     overrides: list[str] | None = None,
     evaluate: Callable[[Path], dict[str, Any]] = run.evaluate,
+    assemble_only: bool = False,
 ) -> dict[str, Any]:
-    """Train and evaluate every fold into ``out/fold<k>``; write and return the summary."""
+    """Train and evaluate every fold not yet finished into ``out/fold<k>``; write and return
+    the summary. With ``assemble_only`` nothing trains: the summary is made from finished folds
+    (trained by ``train_fold`` in other processes), or a one-line error lists the missing."""
+    out = Path(out)
+    config = run.resolve_config(config, overrides)
+    if assemble_only:
+        _saved_folds(out / FOLDS_FILE, folds, missing="no fold was started there")
+        missing = [f"fold{k} ({progress_line(out / f'fold{k}', fold_lock(out, k))})"
+                   for k in range(folds) if not fold_finished(out, k)]
+        if missing:
+            raise MedilabError(
+                f"{out}: cannot assemble, {len(missing)} of {folds} folds not finished: "
+                f"{', '.join(missing)}; train them (`medilab crossval … --fold K`) or run the "
+                "command without --assemble-only")
+        return summarize(out, folds)
+    table = _fold_table(config, folds, out)
+    for k in range(folds):
+        _finish_fold(config, table, out, k, evaluate)
+    return summarize(out, folds)
+
+
+def train_fold(
+    config: ExperimentConfig | str | Path,
+    folds: int,
+    out: str | Path,
+    fold: int,
+    overrides: list[str] | None = None,
+    evaluate: Callable[[Path], dict[str, Any]] = run.evaluate,
+) -> Path:
+    """Train and evaluate fold ``fold`` only (one process of a job array; others train the
+    other folds into the same ``out`` on a shared file system) and return its run folder. The
+    first process to arrive writes folds.csv, the others read that same file."""
+    if not 0 <= fold < folds:
+        raise MedilabError(f"--fold {fold}: out of range, the folds of --folds {folds} are 0 to "
+                           f"{folds - 1}")
     out = Path(out)
     config = run.resolve_config(config, overrides)
     table = _fold_table(config, folds, out)
-    for k, fold_dir in enumerate(fold_dirs(out, folds)):
-        if (fold_dir / FOLD_DONE_FILE).is_file() and (fold_dir / METRICS_FILE).is_file():
-            continue
+    _finish_fold(config, table, out, fold, evaluate)
+    return out / f"fold{fold}"
+
+
+def fold_finished(out: Path, k: int) -> bool:
+    """Whether fold ``k`` is trained and evaluated (crossval_fold.json is written last)."""
+    fold_dir = out / f"fold{k}"
+    return (fold_dir / FOLD_DONE_FILE).is_file() and (fold_dir / METRICS_FILE).is_file()
+
+
+def fold_lock(out: Path, k: int) -> Path:
+    """The lock file held by the process training and evaluating fold ``k``."""
+    return out / f".fold{k}.lock"
+
+
+def _finish_fold(config: ExperimentConfig, table: pd.DataFrame, out: Path, k: int,
+                 evaluate: Callable[[Path], dict[str, Any]]) -> None:
+    """Train (or resume) and evaluate fold ``k`` unless it is finished, holding its lock."""
+    if fold_finished(out, k):
+        return
+    with job_lock(fold_lock(out, k), f"{out}: fold {k}"):
+        if fold_finished(out, k):  # finished by another process meanwhile
+            return
+        fold_dir = out / f"fold{k}"
         splits = fold_splits(table, k, config.data.val_fraction, config.seed)
         splits_path = save_splits(splits, out / f"splits_fold{k}.csv")  # the same on a rerun
         fold_data = config.data.model_copy(update={"splits_csv": splits_path})
         run.train_to_finish(config.model_copy(update={"data": fold_data}), fold_dir)
         evaluate(fold_dir)
+        folds = int(table["fold"].max()) + 1
         write_text(fold_dir / FOLD_DONE_FILE, json.dumps({"fold": k, "folds": folds}) + "\n")
-    return summarize(out, folds)
 
 
 def fold_dirs(out: Path, folds: int) -> list[Path]:
@@ -164,19 +219,23 @@ def _over_folds(table: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 
 def _fold_table(config: ExperimentConfig, folds: int, out: Path) -> pd.DataFrame:
-    """The saved fold assignment when OUT has one (a continued run), else a new one."""
+    """The saved fold assignment; made first when OUT has none. Processes starting at once
+    compute the same (seeded) table; the first to write folds.csv wins and all read it back."""
     path = out / FOLDS_FILE
-    if path.is_file():
-        table = load_splits(path)
-        if "fold" not in table.columns or table["fold"].max() + 1 != folds:
-            raise InputFileError(path, f"holds a different number of folds than {folds}")
-        return table
-    if out.exists() and any(out.iterdir()):
-        raise InputFileError(out, "exists, is not empty and has no folds.csv")
-    family = get_task_family(config.task)
-    given = load_splits(config.data.splits_csv) if config.data.splits_csv else None
-    splits = family.build_datamodule(config, given).splits
-    table = assign_folds(splits, folds, config.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    save_splits(table, path)
+    if not path.is_file():
+        if out.exists() and any(not p.name.startswith(f".{FOLDS_FILE}.") for p in out.iterdir()) \
+                and not path.is_file():  # (another process may have written it meanwhile)
+            raise InputFileError(out, "exists, is not empty and has no folds.csv")
+        table = assign_folds(run.planned_splits(config), folds, config.seed)
+        write_once(path, table.to_csv(index=False).encode("utf-8"))
+    return _saved_folds(path, folds)
+
+
+def _saved_folds(path: Path, folds: int, missing: str = "") -> pd.DataFrame:
+    """folds.csv, refused when missing or made for another number of folds."""
+    if not path.is_file():
+        raise InputFileError(path, f"not found: {missing}")
+    table = load_splits(path)
+    if "fold" not in table.columns or table["fold"].max() + 1 != folds:
+        raise InputFileError(path, f"holds a different number of folds than {folds}")
     return table

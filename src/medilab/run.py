@@ -562,6 +562,13 @@ def resolve_config(
     return config
 
 
+def planned_splits(config: ExperimentConfig) -> pd.DataFrame:
+    """The splits table (sample_id, split, …) a training of ``config`` would use, without
+    training: ``data.splits_csv`` when given, else the split its data source makes."""
+    given = load_splits(config.data.splits_csv) if config.data.splits_csv else None
+    return get_task_family(config.task).build_datamodule(config, given).splits
+
+
 def is_primary_process() -> bool:
     """False in the extra processes of a multi-process (DDP) run."""
     return rank_zero_only.rank == 0

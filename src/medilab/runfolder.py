@@ -14,10 +14,12 @@ so the deployed model is the evaluated one.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -252,31 +254,80 @@ def acquire_lock(run_dir: Path) -> Path:
     pid not alive) is taken over; a live one raises ``MedilabError`` naming its holder."""
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_FILE
+    return take_lock(path, lambda holder: (
+        f"{run_dir}: another training (pid {holder['pid']} on {holder['host']}) is writing "
+        f"this run folder; wait for it or remove {path} if it is gone"))
+
+
+def take_lock(path: Path, busy: Callable[[dict[str, Any]], str]) -> Path:
+    """Create the lock file ``path`` (pid and host of this process) atomically. A lock of a
+    process that is gone (same host, pid not alive) is taken over; a live one raises
+    ``MedilabError(busy(holder))``."""
     body = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n"
     for _ in range(3):
         try:
             handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
-            holder = _read_lock(path)
-            if holder is not None and _holder_alive(holder):
-                raise MedilabError(
-                    f"{run_dir}: another training (pid {holder['pid']} on {holder['host']}) is "
-                    f"writing this run folder; wait for it or remove {path} if it is gone"
-                ) from None
+            holder = lock_holder(path)
+            if holder is not None:
+                raise MedilabError(busy(holder)) from None
             path.unlink(missing_ok=True)  # stale: its process is gone
             continue
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(body)
         return path
-    raise MedilabError(f"{path}: could not take the run folder's lock (another process races)")
+    raise MedilabError(f"{path}: could not take the lock (another process races)")
+
+
+def drop_lock(path: Path) -> None:
+    """Remove the lock file ``path`` when this process holds it."""
+    holder = _read_lock(path)
+    if holder is not None and holder.get("pid") == os.getpid():
+        path.unlink(missing_ok=True)
+
+
+def lock_holder(path: Path) -> dict[str, Any] | None:
+    """The live holder (pid, host) of the lock file ``path``, or None when it is missing,
+    unreadable or left by a process that is gone."""
+    holder = _read_lock(path)
+    return holder if holder is not None and _holder_alive(holder) else None
 
 
 def release_lock(run_dir: Path) -> None:
     """Remove ``run_dir/lock`` when this process holds it."""
-    path = run_dir / LOCK_FILE
-    holder = _read_lock(path)
-    if holder is not None and holder.get("pid") == os.getpid():
-        path.unlink(missing_ok=True)
+    drop_lock(run_dir / LOCK_FILE)
+
+
+@contextlib.contextmanager
+def job_lock(path: Path, what: str) -> Iterator[Path]:
+    """Hold the lock file ``path`` while one process trains and evaluates ``what`` (a study
+    member, a fold) of a group folder; a second process on the same ``what`` is refused."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    take_lock(path, lambda holder: (
+        f"{what} is being trained by pid {holder['pid']} on {holder['host']}; wait for it, or "
+        f"remove {path} if that process is gone"))
+    try:
+        yield path
+    finally:
+        drop_lock(path)
+
+
+def progress_line(run_dir: Path, lock: Path | None = None) -> str:
+    """Where an unfinished run of a group folder stands, in a few words: ``in progress (pid P on
+    HOST)`` while ``lock`` is held, else ``not started``, ``trained, not evaluated`` or its
+    training state from status.json."""
+    holder = lock_holder(lock) if lock is not None else None
+    if holder is not None:
+        return f"in progress (pid {holder['pid']} on {holder['host']})"
+    status = read_status(run_dir)
+    if status is None:
+        return "not started"
+    state = status.get("state")
+    if state == "finished":
+        return "trained, not evaluated"
+    if state == "running":
+        return "stopped while training"
+    return f"training {state}"
 
 
 def _read_lock(path: Path) -> dict[str, Any] | None:

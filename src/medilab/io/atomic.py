@@ -93,3 +93,33 @@ def write_bytes(target: str | os.PathLike[str], data: bytes) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
     return Path(target)
+
+
+def write_once(target: str | os.PathLike[str], data: bytes) -> bytes:
+    """Write ``data`` to ``target`` unless it exists, and return what ``target`` then holds.
+
+    Several processes may call this at once (on a shared file system): each writes a temporary
+    file and hard-links it to the name, which only the first succeeds in, so every caller reads
+    back the same whole file. Where the file system has no hard links, the temporary file is
+    renamed onto the name (callers whose ``data`` is the same then still agree)."""
+    target = Path(target)
+    if target.exists():
+        return target.read_bytes()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".once",
+                                    dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            pass  # another process was first
+        except OSError:
+            if not target.exists():
+                os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target.read_bytes()
