@@ -100,14 +100,32 @@ def crossval(
     folds: int,
     run_dir: str | Path,
     overrides: list[str] | None = None,
+    assemble_only: bool = False,
 ) -> dict[str, Any]:
     """K-fold cross-validation into ``run_dir/fold<k>`` (each evaluated, with its report), the
-    summary over folds (crossval.json / .csv, predictions_oof.csv) and compare.html."""
+    summary over folds (crossval.json / .csv, predictions_oof.csv) and compare.html. Folds
+    finished by :func:`crossval_fold` processes are kept; with ``assemble_only`` none is
+    trained here (a missing one is a one-line error listing them)."""
     from medilab.crossval import cross_validate
 
-    summary = cross_validate(config, folds, run_dir, overrides, evaluate=evaluate)
+    summary = cross_validate(config, folds, run_dir, overrides, evaluate=evaluate,
+                             assemble_only=assemble_only)
     _compare_folds(Path(run_dir), folds)
     return summary
+
+
+def crossval_fold(
+    config: ExperimentConfig | str | Path,
+    folds: int,
+    run_dir: str | Path,
+    fold: int,
+    overrides: list[str] | None = None,
+) -> Path:
+    """Train and evaluate one fold of a K-fold cross-validation (one task of a job array on a
+    shared file system) into ``run_dir/fold<fold>``; :func:`crossval` assembles the summary."""
+    from medilab.crossval import train_fold
+
+    return train_fold(config, folds, run_dir, fold, overrides, evaluate=evaluate)
 
 
 def _compare_folds(folder: Path, folds: int) -> Path:
@@ -120,14 +138,27 @@ def _compare_folds(folder: Path, folds: int) -> Path:
 
 def study(
     study_file: str | Path, out: str | Path, overrides: list[str] | None = None,
-    force: bool = False,
+    force: bool = False, assemble_only: bool = False,
 ) -> Any:
     """Train and evaluate every member of a study file into ``out``; summary.csv, paired.csv,
     predictions/<member>.csv and study.html. Run again to continue after a stop; a member
-    trained with another config is refused, or trained again with ``force``."""
+    trained with another config is refused, or trained again with ``force``. Members finished
+    by :func:`study_member` processes are kept; with ``assemble_only`` none is trained here."""
     from medilab.study import run_study
 
-    return run_study(study_file, out, overrides, evaluate=evaluate, force=force)
+    return run_study(study_file, out, overrides, evaluate=evaluate, force=force,
+                     assemble_only=assemble_only)
+
+
+def study_member(
+    study_file: str | Path, out: str | Path, member: str,
+    overrides: list[str] | None = None, force: bool = False,
+) -> Path:
+    """Train and evaluate one member of a study (by name or index; one task of a job array on
+    a shared file system) into ``out/<member>``; :func:`study` assembles the page."""
+    from medilab.study import train_member
+
+    return train_member(study_file, out, member, overrides, evaluate=evaluate, force=force)
 
 
 def export(

@@ -226,12 +226,28 @@ def crossval(
         list[str] | None,
         typer.Option("--override", "-o", help="KEY.SUB=VALUE, e.g. -o trainer.max_epochs=30."),
     ] = None,
+    fold: Annotated[
+        int | None, typer.Option("--fold", help="Train and evaluate only this fold (0..K-1), "
+                                                "e.g. $SLURM_ARRAY_TASK_ID; no summary.")
+    ] = None,
+    assemble_only: Annotated[
+        bool, typer.Option("--assemble-only", help="Train nothing: summarise the folds that "
+                                                   "other processes finished (else list the "
+                                                   "missing ones).")
+    ] = False,
 ) -> None:
     """K-fold cross-validation: train and evaluate one run per held-out fold (grouped by patient,
-    stratified by label), then the mean over folds. Run it again to continue after a stop."""
+    stratified by label), then the mean over folds. Run it again to continue after a stop.
+    With --fold K one process trains one fold (a job array on a shared file system); the plain
+    command then assembles the summary, training only the folds still missing."""
     from medilab import api
 
-    summary = api.crossval(config, folds, run_dir, override or [])
+    if fold is not None:
+        folder = api.crossval_fold(config, folds, run_dir, fold, override or [])
+        typer.echo(f"fold {fold} of {folds} trained and evaluated: {folder} (the command "
+                   "without --fold assembles the summary once every fold is done)")
+        return
+    summary = api.crossval(config, folds, run_dir, override or [], assemble_only=assemble_only)
     for name, value in summary["metrics"].items():
         typer.echo(f"{name}: {value['weighted_mean']:.4f} (fold mean {value['mean']:.4f} "
                    f"± {value['std']:.4f})")
@@ -250,12 +266,30 @@ def study(
         bool, typer.Option("--force", help="Train again the members whose saved config differs "
                                            "from the request (else such a rerun is refused).")
     ] = False,
+    member: Annotated[
+        str | None, typer.Option("--member", help="Train and evaluate only this member (its "
+                                                  "name, or its index 0, 1, … in the file, e.g. "
+                                                  "$SLURM_ARRAY_TASK_ID); no study page.")
+    ] = None,
+    assemble_only: Annotated[
+        bool, typer.Option("--assemble-only", help="Train nothing: build the page from the "
+                                                   "members other processes finished (else "
+                                                   "list the missing ones).")
+    ] = False,
 ) -> None:
     """Train and compare several models the same way (Lab 3: single / early / late / 3D):
-    one run folder per member, summary.csv, paired tests and study.html. Run again to continue."""
+    one run folder per member, summary.csv, paired tests and study.html. Run again to continue.
+    With --member NAME one process trains one member (a job array on a shared file system);
+    the plain command then builds the page, training only the members still missing."""
     from medilab import api
 
-    summary = api.study(study_file, out, override or [], force=force)
+    if member is not None:
+        folder = api.study_member(study_file, out, member, override or [], force=force)
+        typer.echo(f"member {folder.name} trained and evaluated: {folder} (the command "
+                   "without --member builds the study page once every member is done)")
+        return
+    summary = api.study(study_file, out, override or [], force=force,
+                        assemble_only=assemble_only)
     names = summary.attrs.get("metrics", [])
     for row in summary.to_dict("records"):
         values = "  ".join(f"{name} {row[name]:.4f}" for name in names)

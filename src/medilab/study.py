@@ -41,16 +41,18 @@ import yaml
 
 from medilab import run
 from medilab.config import ExperimentConfig, apply_overrides, read_yaml, validate_config
-from medilab.errors import ConfigError, InputFileError
-from medilab.io.atomic import write_bytes, write_csv, write_text
+from medilab.errors import ConfigError, InputFileError, MedilabError
+from medilab.io.atomic import write_bytes, write_csv, write_once, write_text
 from medilab.models.registry import check_model_kwargs
 from medilab.runfolder import (
     CONFIG_FILE,
     METRICS_FILE,
     SPLITS_FILE,
     checkpoint_path,
+    job_lock,
     load_run_config,
     ordered_splits,
+    progress_line,
     read_status,
     role_label,
 )
@@ -106,11 +108,91 @@ def load_study(path: str | Path, overrides: list[str] | None = None
 
 
 def run_study(path: str | Path, out: str | Path, overrides: list[str] | None = None,
-              evaluate: Any = run.evaluate, force: bool = False) -> pd.DataFrame:
-    """Train and evaluate every member into ``out``; write and return the summary table.
-    A member folder trained with another config is refused (``force``: trained again)."""
+              evaluate: Any = run.evaluate, force: bool = False,
+              assemble_only: bool = False) -> pd.DataFrame:
+    """Train and evaluate every member not yet finished into ``out``; write and return the
+    summary table. A member folder trained with another config is refused (``force``: trained
+    again). With ``assemble_only`` nothing trains: the summary is made from finished members
+    (trained by ``train_member`` in other processes), or a one-line error lists the missing."""
     out = Path(out)
     name, configs = load_study(path, overrides)
+    if assemble_only:
+        _changed_or_refuse(out, configs, force=False)
+        missing = [f"{m} ({progress_line(out / m, member_lock(out, m))})"
+                   for m in configs if not member_finished(out, m)]
+        if missing:
+            raise MedilabError(
+                f"{out}: cannot assemble, {len(missing)} of {len(configs)} members not "
+                f"finished: {', '.join(missing)}; train them (`medilab study … --member NAME`) "
+                "or run the command without --assemble-only")
+        return summarize(name, out, list(configs))
+    changed = _changed_or_refuse(out, configs, force)
+    _write_study_file(out, name, configs)
+    if any(_splits_changed(fields) for fields in changed.values()):
+        shared_splits(out, next(iter(configs.values())), renew=True)
+    for member in configs:
+        _finish_member(out, member, configs, changed.get(member), evaluate)
+    return summarize(name, out, list(configs))
+
+
+def train_member(path: str | Path, out: str | Path, member: str,
+                 overrides: list[str] | None = None, evaluate: Any = run.evaluate,
+                 force: bool = False) -> Path:
+    """Train and evaluate one member (by name, or by its index in the study file, as a job
+    array's task id gives it) into ``out/<member>`` and return its folder; other processes
+    train the other members into the same ``out``. No study page: the plain command (or
+    ``run_study(..., assemble_only=True)``) assembles it once every member is finished."""
+    out = Path(out)
+    name, configs = load_study(path, overrides)
+    member = member_name(member, configs, Path(path))
+    changed = _changed_or_refuse(out, {member: configs[member]}, force)
+    _write_study_file(out, name, configs)
+    if _splits_changed(changed.get(member, [])):
+        shared_splits(out, next(iter(configs.values())), renew=True)
+    _finish_member(out, member, configs, changed.get(member), evaluate)
+    return out / member
+
+
+def member_name(member: str, configs: dict[str, ExperimentConfig], path: Path) -> str:
+    """``member`` as a member name: a name of the study, or its index (0, 1, …) in the file."""
+    names = list(configs)
+    if member in configs:
+        return member
+    if member.isdigit() and int(member) < len(names):
+        return names[int(member)]
+    raise ConfigError(f"{path}: --member {member!r} is not a member of the study (members: "
+                      f"{', '.join(names)}; or their index 0 to {len(names) - 1})")
+
+
+def member_finished(out: Path, member: str) -> bool:
+    """Whether the member is trained and evaluated (study_member.json is written last)."""
+    return (out / member / MEMBER_FILE).is_file() and (out / member / METRICS_FILE).is_file()
+
+
+def member_lock(out: Path, member: str) -> Path:
+    """The lock file held by the process training and evaluating ``member``."""
+    return out / f".{member}.lock"
+
+
+def shared_splits(out: Path, config: ExperimentConfig, renew: bool = False) -> Path:
+    """``out/splits.csv``, the split every member trains on: the one ``config`` (the first
+    member's) makes. Written once by whichever process needs it first (all read that file);
+    ``renew`` replaces it (atomically) after the study's data or seed changed."""
+    path = out / SPLITS_FILE
+    if path.is_file() and not renew:
+        return path
+    text = run.planned_splits(config).to_csv(index=False).encode("utf-8")
+    if renew:
+        write_bytes(path, text)
+    else:
+        write_once(path, text)
+    return path
+
+
+def _changed_or_refuse(out: Path, configs: dict[str, ExperimentConfig],
+                       force: bool) -> dict[str, list[str]]:
+    """The members of ``configs`` whose folder was trained with another config; refused,
+    naming the first field, unless ``force``."""
     changed = changed_members(out, configs)
     if changed and not force:
         member, fields = next(iter(changed.items()))
@@ -119,33 +201,43 @@ def run_study(path: str | Path, out: str | Path, overrides: list[str] | None = N
             f"{out / member / CONFIG_FILE}: member {member!r} was trained with "
             f"{fields[0]}{others}; rerun with --force to train the changed members again, "
             "or choose another --out")
-    for member, fields in changed.items():
-        warnings.warn(f"{out / member}: config changed ({'; '.join(fields)}); training the "
-                      "member again", UserWarning, stacklevel=2)
-        shutil.rmtree(out / member)
-        if any(f.startswith(("data.", "seed=")) for f in fields):
-            (out / SPLITS_FILE).unlink(missing_ok=True)  # the shared split is made again
+    return changed
+
+
+def _splits_changed(fields: list[str]) -> bool:
+    return any(f.startswith(("data.", "seed=")) for f in fields)
+
+
+def _write_study_file(out: Path, name: str, configs: dict[str, ExperimentConfig]) -> None:
+    """study.json (the study's name and member order; the same from every process)."""
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / STUDY_FILE, json.dumps({"study": name, "members": list(configs)},
                                             indent=2) + "\n")
-    shared_splits = out / SPLITS_FILE
-    for member, config in configs.items():
-        member_dir = out / member
-        if (member_dir / MEMBER_FILE).is_file() and (member_dir / METRICS_FILE).is_file():
-            continue  # study_member.json is written last: trained and evaluated
+
+
+def _finish_member(out: Path, member: str, configs: dict[str, ExperimentConfig],
+                   changed: list[str] | None, evaluate: Any) -> None:
+    """Train (or resume) and evaluate one member unless it is finished, holding its lock;
+    a member trained with another config (``changed``: its fields) is removed first."""
+    member_dir = out / member
+    with job_lock(member_lock(out, member), f"{out}: member {member!r}"):
+        if changed:
+            warnings.warn(f"{member_dir}: config changed ({'; '.join(changed)}); training the "
+                          "member again", UserWarning, stacklevel=3)
+            shutil.rmtree(member_dir)
+        if member_finished(out, member):
+            return
+        splits = shared_splits(out, next(iter(configs.values())))
         start = time.perf_counter()
-        if shared_splits.is_file():  # every member trains on the first member's split
-            data = config.data.model_copy(update={"splits_csv": shared_splits})
-            config = config.model_copy(update={"data": data})
+        config = configs[member]  # every member trains on the first member's split
+        config = config.model_copy(update={
+            "data": config.data.model_copy(update={"splits_csv": splits})})
         run.train_to_finish(config, member_dir)
-        if not shared_splits.is_file():
-            write_bytes(shared_splits, (member_dir / SPLITS_FILE).read_bytes())
         seconds = time.perf_counter() - start
         evaluate(member_dir)
         write_text(member_dir / MEMBER_FILE, json.dumps(
             {"member": member, "train_seconds": round(seconds, 1),
              "parameters": _parameters(member_dir)}, indent=2) + "\n")
-    return summarize(name, out, list(configs))
 
 
 IGNORED_FIELDS = ("experiment", "data.splits_csv")  # set per member by the study itself
