@@ -2,12 +2,17 @@
 the mean over folds, and a stopped cross-validation continues."""
 
 import json
+import os
+import shutil
+import socket
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
+from cli_samples import Forked, run_cli
+from digits_samples import write_digits_csv
 from medilab import api, cli
 from medilab.config import validate_config
 from medilab.crossval import assign_folds, cross_validate, fold_splits
@@ -151,3 +156,79 @@ def test_classification_folds_are_stratified_and_pool_out_of_fold_predictions(
     assert len(oof) == len(folds) == summary["n"]
     accuracy = (oof["label"] == oof["prediction"]).mean()
     assert summary["metrics"]["accuracy"]["weighted_mean"] == pytest.approx(accuracy, abs=1e-4)
+
+
+# ------------------------------------------------------------- one fold per process (job arrays)
+def small_digits_config(root):
+    csv = write_digits_csv(root / "digits.csv", n=80)
+    config = root / "digits.yaml"
+    config.write_text(yaml.safe_dump({
+        "experiment": "cv_digits", "seed": 3,
+        "data": {"source": "pixel_csv", "train_csv": str(csv), "pixel_scale": 16,
+                 "batch_size": 8},
+        "model": {"name": "simple_nn", "kwargs": {"hidden_sizes": [8]}},
+        "trainer": {"max_epochs": 1, "progress_bar": False, "deterministic": True,
+                    "precision": "32-true"},
+        "evaluation": {"bootstrap_samples": 10}}))
+    return config
+
+
+@pytest.mark.usefixtures("one_torch_thread")  # forked children must not inherit a thread pool
+def test_folds_trained_by_two_processes_at_once_assemble_like_one_process(tmp_path, capsys):
+    config = small_digits_config(tmp_path)
+    reference = tmp_path / "reference"
+    api.crossval(config, 2, reference)
+    out = tmp_path / "cv"
+    workers = [Forked(("crossval", config, "--folds", 2, "--run-dir", out, "--fold", k),
+                      tmp_path / f"log{k}.txt") for k in (0, 1)]
+    codes = [worker.wait(timeout=180) for worker in workers]
+    assert codes == [0, 0], [(tmp_path / f"log{k}.txt").read_text()[-2000:] for k in (0, 1)]
+    assert "fold 1 of 2 trained and evaluated" in (tmp_path / "log1.txt").read_text()
+    assert not (out / "crossval.json").exists()  # a fold process writes no summary
+    assert (out / "folds.csv").read_bytes() == (reference / "folds.csv").read_bytes()
+    assert not list(out.glob(".*"))  # no lock or temporary file left
+    stamps = [(out / f"fold{k}" / "checkpoints" / "best.ckpt").stat().st_mtime_ns
+              for k in (0, 1)]
+
+    assert run_cli("crossval", config, "--folds", 2, "--run-dir", out, "--assemble-only") == 0
+    assert stamps == [(out / f"fold{k}" / "checkpoints" / "best.ckpt").stat().st_mtime_ns
+                      for k in (0, 1)]  # assembled, nothing trained again
+    ours = json.loads((out / "crossval.json").read_text())
+    theirs = json.loads((reference / "crossval.json").read_text())
+    assert ours["n"] == theirs["n"] == 80 and ours["metrics"].keys() == theirs["metrics"].keys()
+    for name, values in theirs["metrics"].items():
+        assert ours["metrics"][name] == pytest.approx(values, rel=1e-6, abs=1e-9), name
+    pd.testing.assert_frame_equal(pd.read_csv(out / "predictions_oof.csv"),
+                                  pd.read_csv(reference / "predictions_oof.csv"), rtol=1e-6)
+    assert (out / "compare.html").is_file()
+
+    # a fold not finished: --assemble-only lists it (with where it stands), trains nothing
+    partial = tmp_path / "partial"
+    shutil.copytree(out, partial)
+    (partial / "fold1" / "crossval_fold.json").unlink()
+    (partial / ".fold0.lock").write_text(json.dumps({"pid": os.getppid(),
+                                                     "host": socket.gethostname()}))
+    (partial / "fold0" / "crossval_fold.json").unlink()
+    capsys.readouterr()
+    assert run_cli("crossval", config, "--folds", 2, "--run-dir", partial,
+                   "--assemble-only") == 2
+    err = capsys.readouterr().err
+    assert f"cannot assemble, 2 of 2 folds not finished: fold0 (in progress (pid {os.getppid()}" \
+        in err and "fold1 (trained, not evaluated)" in err and "Traceback" not in err
+    # the plain command would train fold 0 too: refused while another process holds it
+    assert run_cli("crossval", config, "--folds", 2, "--run-dir", partial) == 2
+    assert f"fold 0 is being trained by pid {os.getppid()}" in capsys.readouterr().err
+
+
+def test_a_fold_out_of_range_is_a_one_line_error(tmp_path, capsys):
+    config = small_digits_config(tmp_path)
+    for fold in (2, -1):
+        assert run_cli("crossval", config, "--folds", 2, "--run-dir", tmp_path / "cv",
+                       "--fold", fold) == 2
+        err = capsys.readouterr().err
+        assert f"error: --fold {fold}: out of range, the folds of --folds 2 are 0 to 1" in err
+        assert err.count("\n") == 1
+    assert not (tmp_path / "cv").exists()
+    assert run_cli("crossval", config, "--folds", 2, "--run-dir", tmp_path / "cv",
+                   "--assemble-only") == 2
+    assert "folds.csv: not found: no fold was started there" in capsys.readouterr().err

@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import torch
 import yaml
 from PIL import Image
 
-from cli_samples import run_cli
+from cli_samples import Forked, run_cli
 from dicom_samples import write_dicom, write_dicom_folder
 from digits_samples import write_digits_csv
 from medilab import api
@@ -49,44 +48,6 @@ def start(command: list[str], log: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     with open(log, "wb") as out:
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-class Forked:
-    """``medilab ARGS`` (``cli.main``) in a forked child of this process: a real process to
-    kill, without the seconds a fresh interpreter spends importing torch and Lightning."""
-
-    def __init__(self, args: tuple[object, ...], log: Path) -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        self.returncode: int | None = None
-        self.pid = os.fork()
-        if self.pid == 0:  # the child: run the command, never return into pytest
-            code = 1
-            try:
-                sys.stdout = sys.stderr = open(log, "w", buffering=1)  # noqa: SIM115
-                code = run_cli(*args)
-            except BaseException:  # noqa: BLE001
-                traceback.print_exc()
-            finally:
-                os._exit(code)
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def send_signal(self, signum: int) -> None:
-        os.kill(self.pid, signum)
-
-    def wait(self, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        while self.poll() is None:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"pid {self.pid} still runs after {timeout} s")
-            time.sleep(0.01)
-        return self.returncode
 
 
 def kill_when(process: subprocess.Popen | Forked, ready: Callable[[], bool], log: Path,
