@@ -94,6 +94,42 @@ def test_study_trains_summarizes_and_resumes(tmp_path, capsys):
     assert "narrow" in page and "wide" in page and (out / "wide" / "report.html").is_file()
 
 
+def test_member_trains_only_that_member_and_the_plain_command_assembles(tmp_path, capsys):
+    path, out = write_study(tmp_path), tmp_path / "out"
+    assert run_cli("study", path, "--out", out, "--member", "medium") == 2
+    err = capsys.readouterr().err
+    assert f"error: {path}: --member 'medium' is not a member of the study (members: narrow, " \
+        "wide; or their index 0 to 1)" in err and err.count("\n") == 1
+    assert not out.exists()
+
+    assert run_cli("study", path, "--out", out, "--member", "1") == 0  # by index, as an array
+    assert "member wide trained and evaluated" in capsys.readouterr().out
+    assert (out / "wide" / "study_member.json").is_file() and not (out / "narrow").exists()
+    assert not (out / "study.html").exists() and not (out / "summary.csv").exists()
+    assert not list(out.glob(".*"))  # the member's lock is given back
+    assert run_cli("study", path, "--out", out, "--assemble-only") == 2
+    assert "cannot assemble, 1 of 2 members not finished: narrow (not started)" in \
+        capsys.readouterr().err
+    assert not (out / "study.html").exists()
+
+    stamp = os.path.getmtime(out / "wide" / "checkpoints" / "best.ckpt")
+    assert run_cli("study", path, "--out", out) == 0  # trains the missing member, assembles
+    assert os.path.getmtime(out / "wide" / "checkpoints" / "best.ckpt") == stamp
+    narrow_stamp = os.path.getmtime(out / "narrow" / "checkpoints" / "best.ckpt")
+    assert run_cli("study", path, "--out", out, "--member", "narrow") == 0  # finished: kept
+    assert run_cli("study", path, "--out", out, "--assemble-only") == 0
+    assert os.path.getmtime(out / "narrow" / "checkpoints" / "best.ckpt") == narrow_stamp
+    assert pd.read_csv(out / "narrow" / "splits.csv").equals(pd.read_csv(out / "splits.csv"))
+    assert pd.read_csv(out / "wide" / "splits.csv").equals(pd.read_csv(out / "splits.csv"))
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["member"]) == ["narrow", "wide"]  # the file's order, not training's
+    for member in ("narrow", "wide"):
+        metrics = json.loads((out / member / "metrics.json").read_text())
+        row = summary[summary["member"] == member].iloc[0]
+        assert row["auroc"] == pytest.approx(metrics["splits"]["val"]["auroc"]["value"])
+    assert (out / "study.html").is_file() and (out / "predictions" / "wide.csv").is_file()
+
+
 def test_paired_bootstrap_finds_a_real_difference():
     rng = np.random.default_rng(0)
     y = np.arange(200) % 2
