@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from cli_samples import run_cli
+from cli_samples import Forked, run_cli
 from medilab import api
 from medilab.errors import ConfigError
 from medilab.study import load_study, mismatch_notices, paired_auroc
@@ -94,40 +94,54 @@ def test_study_trains_summarizes_and_resumes(tmp_path, capsys):
     assert "narrow" in page and "wide" in page and (out / "wide" / "report.html").is_file()
 
 
-def test_member_trains_only_that_member_and_the_plain_command_assembles(tmp_path, capsys):
-    path, out = write_study(tmp_path), tmp_path / "out"
+THREE = {name: {"model": {"name": "convnet", "kwargs": {"widths": [width], "convs": 1}}}
+         for name, width in (("narrow", 4), ("wide", 8), ("mid", 6))}
+
+
+@pytest.mark.usefixtures("one_torch_thread")  # forked children must not inherit a thread pool
+def test_members_trained_at_once_by_separate_processes_then_assembled(tmp_path, capsys):
+    """Two processes train one member each at the same time (racing for the shared split);
+    neither touches the third member; the plain command trains only that one and assembles."""
+    path, out = write_study(tmp_path, THREE, test_fraction=0.25), tmp_path / "out"
     assert run_cli("study", path, "--out", out, "--member", "medium") == 2
     err = capsys.readouterr().err
-    assert f"error: {path}: --member 'medium' is not a member of the study (members: narrow, " \
-        "wide; or their index 0 to 1)" in err and err.count("\n") == 1
+    assert f"error: {path}: --member 'medium' is not a member of the study (members: mid, " \
+        "narrow, wide; or their index 0 to 2)" in err and err.count("\n") == 1
     assert not out.exists()
 
-    assert run_cli("study", path, "--out", out, "--member", "1") == 0  # by index, as an array
-    assert "member wide trained and evaluated" in capsys.readouterr().out
-    assert (out / "wide" / "study_member.json").is_file() and not (out / "narrow").exists()
-    assert not (out / "study.html").exists() and not (out / "summary.csv").exists()
-    assert not list(out.glob(".*"))  # the member's lock is given back
+    workers = [Forked(("study", path, "--out", out, "--member", member),
+                      tmp_path / f"{member}.txt") for member in ("narrow", "2")]  # 2: by index
+    codes = [worker.wait(timeout=180) for worker in workers]
+    assert codes == [0, 0], [(tmp_path / f"{m}.txt").read_text()[-2000:] for m in ("narrow", "2")]
+    assert "member wide trained and evaluated" in (tmp_path / "2.txt").read_text()
+    assert (out / "narrow" / "study_member.json").is_file()
+    assert (out / "wide" / "study_member.json").is_file() and not (out / "mid").exists()
+    assert not (out / "summary.csv").exists() and not (out / "study.html").exists()
+    assert not list(out.glob(".*"))  # locks given back, no temporary file left
+    shared = (out / "splits.csv").read_bytes()
+    assert (out / "narrow" / "splits.csv").read_bytes() == shared
+    assert (out / "wide" / "splits.csv").read_bytes() == shared
     assert run_cli("study", path, "--out", out, "--assemble-only") == 2
-    assert "cannot assemble, 1 of 2 members not finished: narrow (not started)" in \
+    assert "cannot assemble, 1 of 3 members not finished: mid (not started)" in \
         capsys.readouterr().err
-    assert not (out / "study.html").exists()
+    assert not (out / "summary.csv").exists()
 
-    stamp = os.path.getmtime(out / "wide" / "checkpoints" / "best.ckpt")
+    stamps = {m: os.path.getmtime(out / m / "checkpoints" / "best.ckpt") for m in ("narrow",
+                                                                                   "wide")}
     assert run_cli("study", path, "--out", out) == 0  # trains the missing member, assembles
-    assert os.path.getmtime(out / "wide" / "checkpoints" / "best.ckpt") == stamp
-    narrow_stamp = os.path.getmtime(out / "narrow" / "checkpoints" / "best.ckpt")
-    assert run_cli("study", path, "--out", out, "--member", "narrow") == 0  # finished: kept
-    assert run_cli("study", path, "--out", out, "--assemble-only") == 0
-    assert os.path.getmtime(out / "narrow" / "checkpoints" / "best.ckpt") == narrow_stamp
-    assert pd.read_csv(out / "narrow" / "splits.csv").equals(pd.read_csv(out / "splits.csv"))
-    assert pd.read_csv(out / "wide" / "splits.csv").equals(pd.read_csv(out / "splits.csv"))
+    assert stamps == {m: os.path.getmtime(out / m / "checkpoints" / "best.ckpt")
+                      for m in ("narrow", "wide")}
+    assert (out / "mid" / "splits.csv").read_bytes() == shared
+    assert run_cli("study", path, "--out", out, "--member", "mid") == 0  # finished: kept
     summary = pd.read_csv(out / "summary.csv")
-    assert list(summary["member"]) == ["narrow", "wide"]  # the file's order, not training's
-    for member in ("narrow", "wide"):
+    assert list(summary["member"]) == ["mid", "narrow", "wide"] * 2  # the file's order
+    for member in THREE:
         metrics = json.loads((out / member / "metrics.json").read_text())
         row = summary[summary["member"] == member].iloc[0]
-        assert row["auroc"] == pytest.approx(metrics["splits"]["val"]["auroc"]["value"])
-    assert (out / "study.html").is_file() and (out / "predictions" / "wide.csv").is_file()
+        assert row["split"] == "test"
+        assert row["auroc"] == pytest.approx(metrics["splits"]["test"]["auroc"]["value"])
+    assert len(pd.read_csv(out / "paired.csv")) == 3
+    assert (out / "study.html").is_file() and (out / "predictions" / "mid_test.csv").is_file()
 
 
 def test_paired_bootstrap_finds_a_real_difference():
