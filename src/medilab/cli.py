@@ -243,6 +243,8 @@ def crossval(
     from medilab import api
 
     if fold is not None:
+        if assemble_only:
+            raise MedilabError("--fold trains one fold, --assemble-only trains none: give one")
         folder = api.crossval_fold(config, folds, run_dir, fold, override or [])
         typer.echo(f"fold {fold} of {folds} trained and evaluated: {folder} (the command "
                    "without --fold assembles the summary once every fold is done)")
@@ -284,6 +286,9 @@ def study(
     from medilab import api
 
     if member is not None:
+        if assemble_only:
+            raise MedilabError("--member trains one member, --assemble-only trains none: give "
+                               "one")
         folder = api.study_member(study_file, out, member, override or [], force=force)
         typer.echo(f"member {folder.name} trained and evaluated: {folder} (the command "
                    "without --member builds the study page once every member is done)")

@@ -19,6 +19,11 @@ Each finished fold gets ``fold<k>/crossval_fold.json`` once it is trained and ev
 the same command again keeps those folds, evaluates a fold whose training finished, resumes one
 with a ``last.ckpt`` and starts the others again, so an interrupted (even killed)
 cross-validation continues where it stopped and ends as an uninterrupted one.
+
+``train_fold`` trains one fold per process (a job array on a shared file system; each fold under
+the lock ``OUT/.fold<k>.lock``); folds.csv is written once by whichever process comes first and
+read back by all. ``cross_validate`` then keeps the finished folds and assembles the summary
+(``assemble_only``: training nothing, refusing with the list of missing folds).
 """
 
 from __future__ import annotations

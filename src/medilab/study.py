@@ -10,7 +10,7 @@ fusion, 3D CNN)::
       single: {model: {name: fusion_single, kwargs: {backbone: convnet}}}
       3d: {model: {name: cnn3d}}
 
-Every member gets the same seed, data and split (the first member's ``splits.csv`` is reused)
+Every member gets the same seed, data and split (``OUT/splits.csv``, the first member's)
 and its own ordinary run folder ``OUT/<member>``. OUT then holds ``predictions/<member>.csv``,
 ``summary.csv`` (member, split, its role, metrics with intervals, n, training seconds,
 parameters; the held-out ``test`` rows first when the members have a test part),
@@ -23,6 +23,12 @@ from what the study now asks (another ``-o trainer.max_epochs``, an edited study
 refused before anything trains, naming the field, or trained again from scratch with
 ``force=True``; members that ran at different precisions or epoch budgets are warned about and
 named on the page.
+
+``train_member`` trains one member per process (a job array on a shared file system; each member
+under the lock ``OUT/.<member>.lock``); the shared ``splits.csv`` is made up front from the
+first member's config by whichever process needs it first. ``run_study`` then keeps the finished
+members and assembles the page (``assemble_only``: training nothing, refusing with the list of
+missing members).
 """
 
 from __future__ import annotations
