@@ -215,9 +215,14 @@ def test_folds_trained_by_two_processes_at_once_assemble_like_one_process(tmp_pa
     err = capsys.readouterr().err
     assert f"cannot assemble, 2 of 2 folds not finished: fold0 (in progress (pid {os.getppid()}" \
         in err and "fold1 (trained, not evaluated)" in err and "Traceback" not in err
-    # the plain command would train fold 0 too: refused while another process holds it
+    # the plain command leaves fold 0 to the process holding it, finishes fold 1 meanwhile,
+    # and refuses to assemble until fold 0 is done
     assert run_cli("crossval", config, "--folds", 2, "--run-dir", partial) == 2
-    assert f"fold 0 is being trained by pid {os.getppid()}" in capsys.readouterr().err
+    assert "not assembled, 1 fold(s) still being trained by other processes: fold0 (pid " \
+        f"{os.getppid()}" in capsys.readouterr().err
+    assert (partial / "fold1" / "crossval_fold.json").is_file()
+    assert not (partial / "fold0" / "crossval_fold.json").is_file()
+    assert (partial / "fold1" / "checkpoints" / "best.ckpt").stat().st_mtime_ns == stamps[1]
 
 
 def test_a_fold_out_of_range_is_a_one_line_error(tmp_path, capsys):

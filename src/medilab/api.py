@@ -187,7 +187,7 @@ def write_report(run_dir: str | Path) -> Path:
             build_report(fold_dir)
         crossval.summarize(folder, folds)
         return _compare_folds(folder, folds)
-    if (folder / study.SUMMARY_FILE).is_file():
+    if (folder / study.STUDY_FILE).is_file() or (folder / study.SUMMARY_FILE).is_file():
         for member_dir in sorted(p for p in folder.iterdir() if (p / study.MEMBER_FILE).is_file()):
             build_report(member_dir)
         return study.rebuild(folder)

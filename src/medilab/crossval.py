@@ -41,7 +41,7 @@ from medilab.config import ExperimentConfig
 from medilab.data.splits import load_splits, make_splits, save_splits
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_csv, write_once, write_text
-from medilab.runfolder import METRICS_FILE, job_lock, progress_line
+from medilab.runfolder import METRICS_FILE, job_lock, lock_holder, progress_line
 
 FOLDS_FILE = "folds.csv"
 SUMMARY_FILE = "crossval.json"
@@ -112,8 +112,17 @@ def cross_validate(
                 "command without --assemble-only")
         return summarize(out, folds)
     table = _fold_table(config, folds, out)
+    elsewhere = []
     for k in range(folds):
+        holder = lock_holder(fold_lock(out, k))
+        if holder is not None and not fold_finished(out, k):
+            elsewhere.append(f"fold{k} (pid {holder['pid']} on {holder['host']})")
+            continue  # another process trains it: do the others meanwhile
         _finish_fold(config, table, out, k, evaluate)
+    if elsewhere:
+        raise MedilabError(
+            f"{out}: not assembled, {len(elsewhere)} fold(s) still being trained by other "
+            f"processes: {', '.join(elsewhere)}; run the command again once they are done")
     return summarize(out, folds)
 
 

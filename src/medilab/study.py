@@ -57,6 +57,7 @@ from medilab.runfolder import (
     checkpoint_path,
     job_lock,
     load_run_config,
+    lock_holder,
     ordered_splits,
     progress_line,
     read_status,
@@ -136,8 +137,17 @@ def run_study(path: str | Path, out: str | Path, overrides: list[str] | None = N
     _write_study_file(out, name, configs)
     if any(_splits_changed(fields) for fields in changed.values()):
         shared_splits(out, next(iter(configs.values())), renew=True)
+    elsewhere = []
     for member in configs:
+        holder = lock_holder(member_lock(out, member))
+        if holder is not None and not member_finished(out, member):
+            elsewhere.append(f"{member} (pid {holder['pid']} on {holder['host']})")
+            continue  # another process trains it: do the others meanwhile
         _finish_member(out, member, configs, changed.get(member), evaluate)
+    if elsewhere:
+        raise MedilabError(
+            f"{out}: not assembled, {len(elsewhere)} member(s) still being trained by other "
+            f"processes: {', '.join(elsewhere)}; run the command again once they are done")
     return summarize(name, out, list(configs))
 
 
