@@ -233,6 +233,9 @@ def test_a_fold_out_of_range_is_a_one_line_error(tmp_path, capsys):
         err = capsys.readouterr().err
         assert f"error: --fold {fold}: out of range, the folds of --folds 2 are 0 to 1" in err
         assert err.count("\n") == 1
+    assert run_cli("crossval", config, "--folds", 2, "--run-dir", tmp_path / "cv",
+                   "--fold", 0, "--assemble-only") == 2
+    assert "--fold trains one fold, --assemble-only trains none" in capsys.readouterr().err
     assert not (tmp_path / "cv").exists()
     assert run_cli("crossval", config, "--folds", 2, "--run-dir", tmp_path / "cv",
                    "--assemble-only") == 2
