@@ -201,6 +201,12 @@ def test_folds_trained_by_two_processes_at_once_assemble_like_one_process(tmp_pa
     pd.testing.assert_frame_equal(pd.read_csv(out / "predictions_oof.csv"),
                                   pd.read_csv(reference / "predictions_oof.csv"), rtol=1e-6)
     assert (out / "compare.html").is_file()
+    capsys.readouterr()
+    # a task of the array given other settings: refused before anything trains
+    assert run_cli("crossval", config, "--folds", 2, "--run-dir", out, "--fold", 1,
+                   "-o", "trainer.max_epochs=2") == 2
+    assert "fold 0 was trained with trainer.max_epochs=1, the cross-validation now asks 2" \
+        in capsys.readouterr().err
 
     # a fold not finished: --assemble-only lists it (with where it stands), trains nothing
     partial = tmp_path / "partial"

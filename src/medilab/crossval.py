@@ -39,9 +39,16 @@ import pandas as pd
 from medilab import run
 from medilab.config import ExperimentConfig
 from medilab.data.splits import load_splits, make_splits, save_splits
-from medilab.errors import InputFileError, MedilabError
+from medilab.errors import ConfigError, InputFileError, MedilabError
 from medilab.io.atomic import write_csv, write_once, write_text
-from medilab.runfolder import METRICS_FILE, job_lock, lock_holder, progress_line
+from medilab.runfolder import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    config_changes,
+    job_lock,
+    lock_holder,
+    progress_line,
+)
 
 FOLDS_FILE = "folds.csv"
 SUMMARY_FILE = "crossval.json"
@@ -101,6 +108,7 @@ def cross_validate(
     (trained by ``train_fold`` in other processes), or a one-line error lists the missing."""
     out = Path(out)
     config = run.resolve_config(config, overrides)
+    _check_fold_configs(config, out, folds)
     if assemble_only:
         _saved_folds(out / FOLDS_FILE, folds, missing="no fold was started there")
         missing = [f"fold{k} ({progress_line(out / f'fold{k}', fold_lock(out, k))})"
@@ -142,9 +150,26 @@ def train_fold(
                            f"{folds - 1}")
     out = Path(out)
     config = run.resolve_config(config, overrides)
+    _check_fold_configs(config, out, folds)
     table = _fold_table(config, folds, out)
     _finish_fold(config, table, out, fold, evaluate)
     return out / f"fold{fold}"
+
+
+def _check_fold_configs(config: ExperimentConfig, out: Path, folds: int) -> None:
+    """Refuse when a fold folder was trained with another config than ``config`` (another
+    ``-o`` in one task of a job array, an edited file), naming the first differing field."""
+    for k in range(folds):
+        fold_dir = out / f"fold{k}"
+        try:
+            fields = config_changes(fold_dir, config, "the cross-validation now asks")
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; remove {fold_dir} to train the fold again") from None
+        if fields:
+            raise ConfigError(
+                f"{fold_dir / CONFIG_FILE}: fold {k} was trained with {fields[0]}; every fold "
+                f"needs the same config and -o overrides (remove {fold_dir} to train it again, "
+                "or choose another --run-dir)")
 
 
 def fold_finished(out: Path, k: int) -> bool:

@@ -74,6 +74,33 @@ def load_run_config(run_dir: Path, overrides: list[str] | None = None) -> Experi
     return validate_config(apply_overrides(raw, overrides or []), str(path))
 
 
+GROUP_SET_FIELDS = ("experiment", "data.splits_csv")  # set per run by a study / crossval
+
+
+def config_changes(run_dir: Path, config: ExperimentConfig, asker: str) -> list[str]:
+    """The fields on which the run's saved config.yaml differs from ``config``, each as
+    ``"key=SAVED, ASKER NOW"``; empty when they agree or the run has no config.yaml yet. The
+    fields a study or cross-validation sets per run (``GROUP_SET_FIELDS``) are ignored."""
+    if not (run_dir / CONFIG_FILE).is_file():
+        return []
+    saved = _flatten(load_run_config(run_dir).model_dump(mode="json"))
+    requested = _flatten(config.model_dump(mode="json"))
+    return [f"{key}={saved.get(key)!r}, {asker} {requested.get(key)!r}".replace("'", "")
+            for key in sorted(set(saved) | set(requested))
+            if key not in GROUP_SET_FIELDS and saved.get(key) != requested.get(key)]
+
+
+def _flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}`` (lists kept as values)."""
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def load_run_splits(run_dir: Path) -> pd.DataFrame:
     """The run's ``splits.csv``."""
     return load_splits(run_dir / SPLITS_FILE)

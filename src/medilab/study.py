@@ -55,6 +55,7 @@ from medilab.runfolder import (
     METRICS_FILE,
     SPLITS_FILE,
     checkpoint_path,
+    config_changes,
     job_lock,
     load_run_config,
     lock_holder,
@@ -256,39 +257,20 @@ def _finish_member(out: Path, member: str, configs: dict[str, ExperimentConfig],
              "parameters": _parameters(member_dir)}, indent=2) + "\n")
 
 
-IGNORED_FIELDS = ("experiment", "data.splits_csv")  # set per member by the study itself
-
-
 def changed_members(out: Path, configs: dict[str, ExperimentConfig]) -> dict[str, list[str]]:
     """Members of ``out`` whose saved config.yaml differs from the requested config, each with
-    its differing fields as ``"key: saved X, now Y"`` (study-set fields ignored)."""
+    its differing fields as ``"key=saved X, the study now asks Y"`` (study-set fields
+    ignored)."""
     changed = {}
     for member, config in configs.items():
         member_dir = out / member
-        if not (member_dir / CONFIG_FILE).is_file():
-            continue
         try:
-            saved = _flatten(load_run_config(member_dir).model_dump(mode="json"))
+            fields = config_changes(member_dir, config, "the study now asks")
         except ConfigError as exc:
             raise ConfigError(f"{exc}; remove {member_dir} to train the member again") from None
-        requested = _flatten(config.model_dump(mode="json"))
-        fields = [f"{key}={saved.get(key)!r}, the study now asks {requested.get(key)!r}"
-                  for key in sorted(set(saved) | set(requested))
-                  if key not in IGNORED_FIELDS and saved.get(key) != requested.get(key)]
         if fields:
-            changed[member] = [field.replace("'", "") for field in fields]
+            changed[member] = fields
     return changed
-
-
-def _flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` → ``{"a.b": 1}`` (lists kept as values)."""
-    flat: dict[str, Any] = {}
-    for key, value in raw.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def rebuild(out: Path) -> Path:
