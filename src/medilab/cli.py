@@ -520,6 +520,23 @@ def report(run_dir: RunDir) -> None:
 
 
 @app.command()
+def card(
+    run_dir: RunDir,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for model_card.md / .html (default: "
+                                                "the run folder, beside report.html).")
+    ] = None,
+) -> None:
+    """Write the model card of a run folder: model_card.md and model_card.html with the
+    participant flow, characteristics by partition, held-out figures, limitations and the
+    CLAIM 2024 / TRIPOD+AI checklists; a study or crossval folder gets one per member too."""
+    from medilab import api
+
+    for path in api.write_card(run_dir, out):
+        typer.echo(f"card: {path}")
+
+
+@app.command()
 def compare(
     run_dirs: Annotated[
         list[Path], typer.Argument(help="Run folders (an experiment folder: its latest run).")

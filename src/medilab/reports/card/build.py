@@ -47,6 +47,7 @@ def gather(run_dir: Path, out_dir: Path) -> dict[str, Any]:
         "data_note": rows.note,
         "counts": counts,
         "split_method": population.split_method(info),
+        "deidentification": facts.deidentification_lines(info),
         "flow": flow_numbers,
         "flow_png": flow_png,
         "characteristics": traits,
@@ -83,6 +84,8 @@ def _run_facts(info: RunInfo, counts: Any, traits: list, flow_numbers: Any,
         have.add("selection")
     if info.fitted:
         have.add("fitted")
+    if facts.deidentification_lines(info):
+        have.add("deid")
     if info.splits is not None:
         have.add("split")
         if "patient_id" in info.splits:

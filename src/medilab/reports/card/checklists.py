@@ -13,7 +13,7 @@ from dataclasses import dataclass
 RUN_FACTS = ("model", "software", "init", "input", "training", "selection", "ensemble",
              "split", "disjoint", "counts", "flow", "characteristics", "metrics", "intervals",
              "heldout", "calibration", "subgroups", "worst", "limitations", "fitted",
-             "robustness", "explain", "classes")
+             "robustness", "explain", "classes", "deid")
 FILLED, PARTLY, AUTHOR = "filled", "partly", "author must supply"
 
 
@@ -42,7 +42,7 @@ CLAIM: tuple[Item, ...] = (
     Item("8", "Inclusion and exclusion criteria", "flow", ("flow",), ("eligibility",)),
     Item("9", "Preprocessing of the data", "model", ("input",)),
     Item("10", "Selection of data subsets, if any", "flow", ("flow",)),
-    Item("11", "De-identification", "author", (), ("deidentification",)),
+    Item("11", "De-identification", "data", ("deid",), ("deidentification",)),
     Item("12", "Handling of missing data", "characteristics", ("characteristics",),
          ("missing_data",)),
     Item("13", "Image acquisition protocol", "author", (), ("acquisition",)),

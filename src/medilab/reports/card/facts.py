@@ -186,3 +186,32 @@ def _short(value: Any) -> str:
 
 def _kwargs_text(kwargs: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in kwargs.items()) or "defaults"
+
+
+CONVERT_MANIFEST = "manifest.csv"  # written by `medilab dicom convert` (medilab.io.convert)
+
+
+def deidentification_lines(info: RunInfo) -> list[str]:
+    """De-identification facts when the data folder came through ``medilab dicom convert``:
+    salted patient keys, pseudonymised file names (an empty ``source`` column)."""
+    root = info.get("data.root")
+    if not root:
+        return []
+    manifest = Path(str(root)) / CONVERT_MANIFEST
+    if not manifest.is_file():
+        return []
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(manifest, dtype=str, keep_default_na=False, nrows=100_000)
+    except (OSError, ValueError):
+        return []
+    if "patient_key" not in frame:
+        return []
+    lines = ["The images were converted from DICOM by `medilab dicom convert`: header "
+             "identifiers were not carried over and patients are named by salted hashes "
+             "(patient_key); the salt is kept out of the manifest."]
+    if "source" in frame and (frame["source"] == "").all():
+        lines.append("File names were pseudonymised (--pseudonymise-paths): no source path "
+                     "or folder name of the archive is kept.")
+    return lines

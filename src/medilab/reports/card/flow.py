@@ -4,6 +4,7 @@ numbers are splits.csv's."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +51,13 @@ def flow_counts(info: RunInfo, rows: DataRows) -> FlowCounts | None:
     return FlowCounts(read, patients, excluded, reasons, partitions)
 
 
+def flow_text(counts: FlowCounts) -> str:
+    """The diagram's numbers as JSON (kept in the PNG's Description chunk, for checks)."""
+    return json.dumps({"rows_read": counts.rows_read, "excluded": counts.excluded,
+                       "partitions": {s: {"images": i, "patients": p}
+                                      for s, (i, p) in counts.partitions.items()}})
+
+
 def _people(images: int, patients: int | None) -> str:
     return f"{images} images" + (f"\n{patients} patients" if patients is not None else "")
 
@@ -89,5 +97,6 @@ def draw_flow(counts: FlowCounts, out: Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110,
+                    metadata={"Title": "participant flow", "Description": flow_text(counts)})
     return out

@@ -17,6 +17,7 @@ from medilab.runfolder import unfinished_notice
 
 WIDE_INTERVAL = 0.10  # a held-out interval wider than this is too wide to be useful
 SMALL_SUBGROUP = 30
+SMALL_TEST = 100  # fewer held-out images than this: the interval is not to be trusted
 IMBALANCE_RATIO = 3.0  # largest / smallest class in train
 SHIFT_ALPHA = 0.05
 
@@ -33,9 +34,12 @@ def find_limitations(info: RunInfo, rows: DataRows, counts: pd.DataFrame) -> lis
                      "checkpoint (and threshold / temperature), so they are optimistic.")
     width = interval_width(info)
     n_test = (info.metrics.get("n") or {}).get("test")
-    if width is not None and width[2] > WIDE_INTERVAL:
-        found.append(f"The test part is small (n = {n_test}): the interval of {width[1]} is "
-                     f"{format_number(width[2])} wide, too wide to tell close models apart.")
+    if width is not None and (width[2] > WIDE_INTERVAL or (n_test or 0) < SMALL_TEST):
+        found.append(f"The test part is small (n = {n_test} images): the interval of "
+                     f"{width[1]} is {format_number(width[2])} wide"
+                     + (", too wide to tell close models apart." if width[2] > WIDE_INTERVAL
+                        else f"; with fewer than {SMALL_TEST} images a bootstrap interval "
+                             "understates the uncertainty."))
     small = small_subgroups(info, SMALL_SUBGROUP)
     if small:
         found.append(f"Subgroups with fewer than {SMALL_SUBGROUP} images (their figures are "

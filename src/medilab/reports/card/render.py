@@ -68,6 +68,9 @@ def markdown(card: dict[str, Any], flow_link: str | None) -> str:
     if header:
         out += ["Counts per partition (from splits.csv):", ""] + _table(header, rows)
     out += ["### How the split was made", ""] + [f"- {line}" for line in card["split_method"]]
+    if card["deidentification"]:
+        out += ["", "### De-identification", ""] + [f"- {line}" for line in
+                                                    card["deidentification"]]
     out += ["", "### Participant flow", ""]
     flow = card["flow"]
     if flow is not None:
