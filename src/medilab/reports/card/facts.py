@@ -162,17 +162,18 @@ def fitted_on_val(info: RunInfo) -> list[str]:
     """What evaluation fitted on val (threshold, temperature, fusion weights), said plainly."""
     fitted = info.fitted
     lines = []
-    if "threshold" in fitted:
+    threshold, temperature = fitted.get("threshold"), fitted.get("temperature")
+    if isinstance(threshold, int | float):
         rule = (info.metrics.get("threshold") or {}).get("rule")
-        lines.append(f"Decision threshold {fitted['threshold']:.4g} was chosen on val"
+        lines.append(f"Decision threshold {threshold:.4g} was chosen on val"
                      + (f" ({rule})" if rule else "") + "; val figures at this threshold are "
                      "in-sample.")
-    if "temperature" in fitted:
-        temp = fitted["temperature"]
-        lines.append(f"Temperature {temp:.4g} was fitted on val (NLL)." if temp != 1.0 else
-                     "No temperature scaling (temperature 1).")
+    if isinstance(temperature, int | float):
+        lines.append(f"Temperature {temperature:.4g} was fitted on val (NLL)."
+                     if temperature != 1.0 else "No temperature scaling (temperature 1).")
     for key, value in fitted.items():
-        if key not in ("threshold", "temperature", "checkpoint", "fitted_on"):
+        if key not in ("threshold", "temperature", "checkpoint", "fitted_on") \
+                and value is not None:
             lines.append(f"{key.replace('_', ' ')} fitted on val: {_short(value)}.")
     lines.append("The checkpoint was chosen on val (highest/lowest monitored metric).")
     return lines

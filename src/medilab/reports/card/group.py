@@ -13,7 +13,7 @@ import pandas as pd
 from medilab.io.atomic import write_text
 from medilab.reports.card import build_card
 from medilab.reports.card.performance import metric_tables
-from medilab.reports.card.render import CARD_HTML, CARD_MD, _table
+from medilab.reports.card.render import CARD_HTML, CARD_MD, md_table
 from medilab.reports.card.runinfo import read_run
 from medilab.reports.html import render_page
 from medilab.reports.runfiles import read_csv
@@ -51,20 +51,20 @@ def build_group_card(folder: Path, members: dict[str, Path], kind: str,
         {"split": r.get("split"), "pair": f"{r.get('a')} − {r.get('b')}",
          "difference": _num(r.get("auroc_difference")), "p_holm": _num(r.get("p_holm"))}
         for r in paired.to_dict("records")]
-    notes = [f"Each member has its own card (model, data, flow, characteristics, training, "
-             f"checklists); this page lists their headline figures side by side."]
+    notes = ["Each member has its own card (model, data, flow, characteristics, training, "
+             "checklists); this page lists their headline figures side by side."]
     if kind == "cross-validation":
         notes.append("Each fold's figures are from its outer fold, untouched by what its inner "
                      "val chose; the folds together cover every non-test sample once.")
     built = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     md = [f"# Model card: {kind} {folder.name}", "", f"Card built {built} by medilab from the "
           "member run folders' files.", ""] + [f"- {n}" for n in notes] + [""]
-    md += _table(["member", "model", "split", "n", "metrics [95% CI]", "card"],
+    md += md_table(["member", "model", "split", "n", "metrics [95% CI]", "card"],
                  [[r["member"], r["model"], f"{r['split']} ({r['role']})", r["n"], r["metrics"],
                    f"[{r['card_md']}]({r['card_md']})"] for r in rows])
     if pairs:
         md += ["## Paired AUROC comparisons", ""]
-        md += _table(["split", "pair", "AUROC difference", "p (Holm)"],
+        md += md_table(["split", "pair", "AUROC difference", "p (Holm)"],
                      [[p["split"], p["pair"], p["difference"], p["p_holm"]] for p in pairs])
     written.append(write_text(folder / CARD_MD, "\n".join(md).rstrip() + "\n"))
     written.append(render_page("card_group.html", folder / CARD_HTML, name=folder.name,

@@ -19,7 +19,7 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+def md_table(header: list[str], rows: list[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(map(_cell, header)) + " |",
              "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(map(_cell, row)) + " |" for row in rows]
@@ -58,7 +58,7 @@ def markdown(card: dict[str, Any], flow_link: str | None) -> str:
            f"Run folder `{card['run_name']}`; card built {card['built']} by medilab from the "
            "run folder's files alone (nothing here was typed by hand except the author's "
            "fields).", ""]
-    out += ["## Model", ""] + _table(["fact", "value"], [list(r) for r in card["model"]])
+    out += ["## Model", ""] + md_table(["fact", "value"], [list(r) for r in card["model"]])
     if card["ensemble"]:
         out += ["Ensemble members:", ""] + [f"- `{m}`" for m in card["ensemble"]] + [""]
     out += ["## Data", ""]
@@ -66,7 +66,7 @@ def markdown(card: dict[str, Any], flow_link: str | None) -> str:
         out += [f"Note: {card['data_note']}", ""]
     header, rows = counts_rows(card)
     if header:
-        out += ["Counts per partition (from splits.csv):", ""] + _table(header, rows)
+        out += ["Counts per partition (from splits.csv):", ""] + md_table(header, rows)
     out += ["### How the split was made", ""] + [f"- {line}" for line in card["split_method"]]
     if card["deidentification"]:
         out += ["", "### De-identification", ""] + [f"- {line}" for line in
@@ -83,8 +83,8 @@ def markdown(card: dict[str, Any], flow_link: str | None) -> str:
                 for split, (images, patients) in flow.partitions.items()] + [""]
     header, rows = characteristic_rows(card)
     if header:
-        out += ["### Characteristics by partition", ""] + _table(header, rows)
-    out += ["## Training", ""] + _table(["fact", "value"], [list(r) for r in card["training"]])
+        out += ["### Characteristics by partition", ""] + md_table(header, rows)
+    out += ["## Training", ""] + md_table(["fact", "value"], [list(r) for r in card["training"]])
     if card["fitted"]:
         out += ["Fitted on val:", ""] + [f"- {line}" for line in card["fitted"]] + [""]
     out += ["## Performance", ""]
@@ -92,7 +92,7 @@ def markdown(card: dict[str, Any], flow_link: str | None) -> str:
     for table in card["metric_tables"]:
         title = f"{table['split']} (n = {table['n']}): {table['role']}"
         out += [f"### {'**' + title + '**' if table['headline'] else title}", ""]
-        out += _table(["metric", f"value [{confidence} CI]"], [list(t) for t in table["texts"]])
+        out += md_table(["metric", f"value [{confidence} CI]"], [list(t) for t in table["texts"]])
     if not card["metric_tables"]:
         out += ["No metrics.json yet: run `medilab evaluate` on the run folder.", ""]
     for section, key in (("Notes", "metric_notes"), ("Operating point and calibration",
@@ -103,11 +103,11 @@ def markdown(card: dict[str, Any], flow_link: str | None) -> str:
     out += ["## Limitations found in the run", ""]
     out += [f"- {line}" for line in card["limitations"]] or ["- none found automatically"]
     out += ["", "## Author's part", ""]
-    out += _table(["field", "text"], [[name, text or TO_SUPPLY] for name, text in
+    out += md_table(["field", "text"], [[name, text or TO_SUPPLY] for name, text in
                                       card["author"]])
     for title, key in (("CLAIM 2024 checklist", "claim"), ("TRIPOD+AI checklist", "tripod")):
         out += [f"## {title}", ""]
-        out += _table(["item", "topic", "status", "where in the card"],
+        out += md_table(["item", "topic", "status", "where in the card"],
                       [[r["number"], r["topic"], r["status"], r["where"]] for r in card[key]])
     return "\n".join(out).rstrip() + "\n"
 
