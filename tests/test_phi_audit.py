@@ -1,8 +1,8 @@
 """PHI audit end to end: DICOMs with known identifiers (in their headers, folder and file names)
 go through ``dicom convert --pseudonymise-paths``, ``data verify``, an image_table built from
-its manifest, train, evaluate, predict, explain, report, compare and the model card; no output file name or
-content (CSV, JSON, YAML, HTML, PNG text chunks, checkpoints, logs, TensorBoard events, the
-decoded-image cache) holds any identifier."""
+its manifest, train, evaluate, predict, explain, report, compare and the model card; no output
+file name or content (CSV, JSON, YAML, HTML, PNG text chunks, checkpoints, logs, TensorBoard
+events, the decoded-image cache) holds any identifier."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ def gather(run_dir: Path, out_dir: Path) -> dict[str, Any]:
     info = read_run(run_dir)
     rows = population.data_rows(info)
     counts = population.split_counts(info)
-    names = info.metrics.get("class_names") or []
+    names = (info.metrics.get("class_names") or []) if info.task == "classification" else []
     traits = population.characteristics(rows, names)
     flow_numbers = flow.flow_counts(info, rows)
     flow_png = flow.draw_flow(flow_numbers, out_dir / flow.FLOW_FILE) if flow_numbers else None

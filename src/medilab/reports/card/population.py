@@ -70,7 +70,9 @@ def split_counts(info: RunInfo) -> pd.DataFrame:
     splits = info.splits
     if splits is None or splits.empty:
         return pd.DataFrame()
-    names = info.metrics.get("class_names") or []
+    # splits.csv's label is the class index for classification; other families stratify
+    # on a label of their own (e.g. detection: which box class an image holds)
+    names = (info.metrics.get("class_names") or []) if info.task == "classification" else []
     rows = []
     for split in ordered(list(splits["split"].astype(str))):
         part = splits[splits["split"].astype(str) == split]
@@ -187,8 +189,10 @@ def split_method(info: RunInfo) -> list[str]:
         "Grouped by patient: no patient is in two partitions." if grouped else
         "Not grouped by patient (the data has no patient column): images of one patient may "
         "be in several partitions.")
-    lines.append(f"Stratified by label where every class has enough samples; seed "
-                 f"{info.get('seed')}; val fraction {data.get('val_fraction')}.")
+    stratified = info.splits is not None and "label" in info.splits
+    lines.append(("Stratified by label where every class has enough samples; " if stratified
+                  else "Not stratified (splits.csv has no label); ")
+                 + f"seed {info.get('seed')}; val fraction {data.get('val_fraction')}.")
     test = data.get("test_fraction") or 0
     has_test = info.splits is not None and (info.splits["split"] == "test").any()
     if has_test and test:
