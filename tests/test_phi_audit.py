@@ -183,6 +183,7 @@ def test_no_identifier_reaches_any_output(tmp_path, capsys):
     cards = [p for p in outputs if p.name.startswith("model_card")]
     assert len(cards) == 4  # in the run folder and under --out
     assert [p for p in cards for key in manifest["patient_key"] if key in p.read_text()] == []
+    assert "salted hashes" in (run / "model_card.md").read_text()  # de-identification facts
     assert len(outputs) >= 50  # 56 when written
     hits = [(str(p), value) for p in outputs for text in [str(p), *texts_of(p)]
             for value in phi_values() if value in text]

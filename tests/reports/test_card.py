@@ -247,3 +247,19 @@ def test_card_renders_in_headless_chromium_without_console_errors(card_run, tmp_
     console = [line for line in result.stderr.splitlines() if "CONSOLE" in line
                or "Uncaught" in line]
     assert console == []
+
+
+def test_cards_of_hand_made_folders_say_what_is_missing(segmentation_run, binary_run):
+    """Without splits.csv, status.json or a readable checkpoint the card still builds and
+    says so; a segmentation card names the lowest Dice of its predictions as worst cases."""
+    from medilab.reports.card import build_card
+
+    md_path, html_path = build_card(segmentation_run)
+    md = md_path.read_text()
+    assert html_path.is_file() and "| task | segmentation |" in md
+    assert "No held-out test part" in md and "no splits.csv" in md
+    dice = sorted(pd.read_csv(segmentation_run / "predictions_val.csv")["dice"])[:5]
+    assert "the 5 lowest Dice: " + ", ".join(f"{d:.3f}" for d in dice) in md
+    md = build_card(binary_run)[0].read_text()
+    assert "| parameters | unknown: " in md and "not a readable checkpoint" in md
+    assert "| training time | not recorded in the run folder |" in md

@@ -16,16 +16,22 @@ HIDDEN_KWARGS = ("class_names",)
 STOP_WORDS = {"max_epochs": "reached max_epochs", "early_stopping": "early stopping"}
 
 
-def parameter_count(run_dir: Path) -> int | None:
-    """Floating-point parameters and buffers of the model in ``checkpoints/best.ckpt``."""
+def parameter_count(run_dir: Path) -> str:
+    """Floating-point parameters and buffers of the model in ``checkpoints/best.ckpt``, as
+    text (why not, when the checkpoint is missing or unreadable)."""
     path = checkpoint_path(run_dir, "best")
     if not path.is_file():
-        return None
+        return f"{NOT_RECORDED} (no checkpoints/best.ckpt)"
+    from medilab.errors import InputFileError
     from medilab.trained import read_checkpoint_state
 
-    state = read_checkpoint_state(path)
-    return int(sum(v.numel() for k, v in state.items()
-                   if k.startswith("model.") and v.is_floating_point()))
+    try:
+        state = read_checkpoint_state(path)
+    except InputFileError as exc:
+        return f"unknown: {exc}"
+    count = sum(v.numel() for k, v in state.items()
+                if k.startswith("model.") and v.is_floating_point())
+    return f"{count:,}"
 
 
 def weights_text(kwargs: dict[str, Any]) -> str:
@@ -68,8 +74,7 @@ def model_facts(info: RunInfo) -> list[tuple[str, str]]:
     else:
         name = info.model_json.get("name") or info.get("model.name") or "–"
         rows.append(("architecture", f"{name} ({_kwargs_text(kwargs)})"))
-        count = parameter_count(info.run_dir)
-        rows.append(("parameters", f"{count:,}" if count is not None else NOT_RECORDED))
+        rows.append(("parameters", parameter_count(info.run_dir)))
         rows.append(("initial weights", weights_text(info.get("model.kwargs") or {})))
     rows.append(("input", input_text(info, saved)))
     precision = info.status.get("precision") or {}
