@@ -83,12 +83,14 @@ def evaluate_command(
     run_dir: RunDir,
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
 ) -> None:
-    """Evaluate a run: metrics.json (95% bootstrap intervals), predictions, plots, report."""
+    """Evaluate a run: metrics.json (95% bootstrap intervals), predictions, plots, report and
+    model card."""
     from medilab import api
 
     metrics = api.evaluate(run_dir, checkpoint=checkpoint)
     _print_metrics(metrics)
     typer.echo(f"report: {run_dir / 'report.html'}")
+    typer.echo(f"model card: {run_dir / 'model_card.html'}")
 
 
 def _print_metrics(metrics: dict) -> None:

@@ -260,6 +260,17 @@ def test_cards_of_hand_made_folders_say_what_is_missing(segmentation_run, binary
     assert "No held-out test part" in md and "no splits.csv" in md
     dice = sorted(pd.read_csv(segmentation_run / "predictions_val.csv")["dice"])[:5]
     assert "the 5 lowest Dice: " + ", ".join(f"{d:.3f}" for d in dice) in md
+    (binary_run / "card.yaml").write_text("reference_standard: two readers, consensus\n")
     md = build_card(binary_run)[0].read_text()
     assert "| parameters | unknown: " in md and "not a readable checkpoint" in md
     assert "| training time | not recorded in the run folder |" in md
+    assert "| reference_standard | two readers, consensus |" in md  # card.yaml beside the run
+    assert "| 15 | Why this reference standard | filled |" in md
+
+
+def test_card_section_is_checked_like_every_section():
+    from medilab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="card.intended_usage"):
+        validate_config({"data": {"source": "sklearn_digits"}, "model": {"name": "simple_nn"},
+                         "card": {"intended_usage": "typo"}})
