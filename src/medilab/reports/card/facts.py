@@ -127,6 +127,11 @@ def hardware_text(info: RunInfo) -> str:
 
 def training_facts(info: RunInfo) -> list[tuple[str, str]]:
     """Optimiser, schedule, loss, epochs and stop reason, augmentation, selection rule."""
+    members = info.ensemble.get("members") or []
+    if members:  # its config.yaml is the first member's: training is told on each member's card
+        return [("training", f"{len(members)} member runs, each trained on its own (see each "
+                             "member's model card); the ensemble itself was not trained"),
+                ("combination", "mean of the members' class probabilities")]
     rows = []
     opt = info.get("optimizer") or {}
     if opt:
