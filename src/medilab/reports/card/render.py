@@ -90,7 +90,8 @@ def markdown(card: dict[str, Any], flow_link: str | None) -> str:
     out += ["## Performance", ""]
     confidence = f"{100 * float(card['confidence']):g}%"
     for table in card["metric_tables"]:
-        title = f"{table['split']} (n = {table['n']}): {table['role']}"
+        size = f" (n = {table['n']})" if table["n"] is not None else ""
+        title = f"{table['split']}{size}: {table['role']}"
         out += [f"### {'**' + title + '**' if table['headline'] else title}", ""]
         out += md_table(["metric", f"value [{confidence} CI]"], [list(t) for t in table["texts"]])
     if not card["metric_tables"]:
