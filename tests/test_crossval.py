@@ -183,7 +183,7 @@ def test_folds_trained_by_two_processes_at_once_assemble_like_one_process(tmp_pa
                       tmp_path / f"log{k}.txt") for k in (0, 1)]
     codes = [worker.wait(timeout=180) for worker in workers]
     assert codes == [0, 0], [(tmp_path / f"log{k}.txt").read_text()[-2000:] for k in (0, 1)]
-    assert "fold 1 of 2 trained and evaluated" in (tmp_path / "log1.txt").read_text()
+    assert "fold 1 of 2 is trained and evaluated" in (tmp_path / "log1.txt").read_text()
     assert not (out / "crossval.json").exists()  # a fold process writes no summary
     assert (out / "folds.csv").read_bytes() == (reference / "folds.csv").read_bytes()
     assert not list(out.glob(".*"))  # no lock or temporary file left

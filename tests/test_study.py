@@ -113,7 +113,7 @@ def test_members_trained_at_once_by_separate_processes_then_assembled(tmp_path, 
                       tmp_path / f"{member}.txt") for member in ("narrow", "2")]  # 2: by index
     codes = [worker.wait(timeout=180) for worker in workers]
     assert codes == [0, 0], [(tmp_path / f"{m}.txt").read_text()[-2000:] for m in ("narrow", "2")]
-    assert "member wide trained and evaluated" in (tmp_path / "2.txt").read_text()
+    assert "member wide is trained and evaluated" in (tmp_path / "2.txt").read_text()
     assert (out / "narrow" / "study_member.json").is_file()
     assert (out / "wide" / "study_member.json").is_file() and not (out / "mid").exists()
     assert not (out / "summary.csv").exists() and not (out / "study.html").exists()

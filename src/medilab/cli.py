@@ -248,7 +248,7 @@ def crossval(
         if assemble_only:
             raise MedilabError("--fold trains one fold, --assemble-only trains none: give one")
         folder = api.crossval_fold(config, folds, run_dir, fold, override or [])
-        typer.echo(f"fold {fold} of {folds} trained and evaluated: {folder} (the command "
+        typer.echo(f"fold {fold} of {folds} is trained and evaluated: {folder} (the command "
                    "without --fold assembles the summary once every fold is done)")
         return
     summary = api.crossval(config, folds, run_dir, override or [], assemble_only=assemble_only)
@@ -292,7 +292,7 @@ def study(
             raise MedilabError("--member trains one member, --assemble-only trains none: give "
                                "one")
         folder = api.study_member(study_file, out, member, override or [], force=force)
-        typer.echo(f"member {folder.name} trained and evaluated: {folder} (the command "
+        typer.echo(f"member {folder.name} is trained and evaluated: {folder} (the command "
                    "without --member builds the study page once every member is done)")
         return
     summary = api.study(study_file, out, override or [], force=force,
