@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 
 import numpy as np
 import pandas as pd
@@ -125,6 +126,14 @@ def test_members_trained_at_once_by_separate_processes_then_assembled(tmp_path, 
     assert "cannot assemble, 1 of 3 members not finished: mid (not started)" in \
         capsys.readouterr().err
     assert not (out / "summary.csv").exists()
+    # held by another live process: left to it, and the page is not assembled
+    (out / ".mid.lock").write_text(json.dumps({"pid": os.getppid(),
+                                               "host": socket.gethostname()}))
+    assert run_cli("study", path, "--out", out) == 2
+    assert "not assembled, 1 member(s) still being trained by other processes: mid (pid " \
+        f"{os.getppid()}" in capsys.readouterr().err
+    assert not (out / "mid").exists() and not (out / "summary.csv").exists()
+    (out / ".mid.lock").unlink()
 
     stamps = {m: os.path.getmtime(out / m / "checkpoints" / "best.ckpt") for m in ("narrow",
                                                                                    "wide")}
