@@ -98,7 +98,6 @@ class SchedulerConfig(Strict):
     patience: int = Field(3, ge=0)  # plateau
     step_size: int = Field(10, ge=1)  # step: epochs between decays
     min_lr: float = Field(0.0, ge=0)  # cosine / plateau floor
-    warmup_steps: int = Field(0, ge=0)  # detection: linear warm-up over the first steps
 
 
 class EarlyStoppingConfig(Strict):
@@ -142,6 +141,8 @@ class TrainerConfig(Strict):
 
 
 class EvaluationConfig(Strict):
+    # every task: bootstrap intervals; the rest is classification's (another task that sets
+    # one gets a warning: TaskFamily.unused_config_keys)
     bootstrap_samples: int = Field(1000, ge=0)
     confidence: float = Field(0.95, gt=0, lt=1)
     # classification audits: metrics per subgroup of these metadata columns (numeric ones cut
@@ -261,6 +262,44 @@ def move_keys(raw: dict[str, Any], moved: dict[str, str], origin: str = "config"
     return result
 
 
+# keys a task family took from a shared section into its own (detection: scheduler.warmup_steps
+# → warmup.steps), with their old default: every config saved before the move holds them, so
+# under another task the default is dropped quietly and any other value with a warning
+RETIRED_SHARED_KEYS: dict[str, Any] = {"scheduler.warmup_steps": 0}
+
+
+def drop_retired_keys(raw: dict[str, Any], task: str, origin: str = "config") -> dict[str, Any]:
+    """A copy of ``raw`` without the :data:`RETIRED_SHARED_KEYS` its family did not move
+    (``task`` names it in the warning for a value that had no effect)."""
+    result = _deep_copy(raw)
+    for key, default in RETIRED_SHARED_KEYS.items():
+        *parents, leaf = key.split(".")
+        parent = _section(result, parents)
+        if parent is None or leaf not in parent:
+            continue
+        if parent.pop(leaf) != default:
+            warnings.warn(f"{origin}: {key} has no effect on task {task!r}; ignored",
+                          UserWarning, stacklevel=2)
+    return result
+
+
+def warn_unused_keys(config: ExperimentConfig, unused: tuple[str, ...], origin: str) -> None:
+    """Warn once per dotted key of ``unused`` (keys the task ignores) set to other than its
+    default."""
+    for key in unused:
+        *parents, leaf = key.split(".")
+        node: Any = config
+        for part in parents:
+            node = getattr(node, part, None)
+        field = type(node).model_fields.get(leaf) if isinstance(node, BaseModel) else None
+        if field is None:
+            continue
+        default = field.default_factory() if field.default_factory else field.default
+        if getattr(node, leaf) != default:
+            warnings.warn(f"{origin}: {key} has no effect on task {config.task!r}; ignored",
+                          UserWarning, stacklevel=3)
+
+
 def _section(raw: dict[str, Any], parts: list[str]) -> dict[str, Any] | None:
     node: Any = raw
     for part in parts:
@@ -278,6 +317,7 @@ def validate_config(
     family = _task_family(raw)
     moved: dict[str, str] = getattr(family, "moved_config_keys", {})
     raw = move_keys(raw, moved, origin)
+    raw = drop_retired_keys(raw, str(raw.get("task", "classification")), origin)
     try:
         config = _registered_schema(getattr(family, "config_sections", {})).model_validate(raw)
     except ValidationError as exc:
@@ -298,6 +338,7 @@ def validate_config(
         family.check_config(config)
     except ValueError as exc:  # a rule across sections (e.g. TTA axes vs. spatial_dims)
         raise ConfigError(f"{origin}: {exc}") from None
+    warn_unused_keys(config, family.unused_config_keys, origin)
     return config
 
 

@@ -145,6 +145,9 @@ class SegmentationFamily(TaskFamily):
     overlay_legend = ("Overlays: predicted foreground tinted red; ground truth outlined in green "
                       "(just outside its border).")
     export_kind = "dense"
+    # subgroup audits and temperature scaling are classification's
+    unused_config_keys = ("evaluation.subgroups", "evaluation.age_bands",
+                          "evaluation.temperature_scaling")
     config_sections = {"inference": SegmentationInference}
     moved_config_keys = MOVED_INFERENCE_KEYS  # the options' old place: data:
 
