@@ -28,6 +28,7 @@ from medilab.data.cache import ArrayCache, cached
 from medilab.data.formats.pixels import read_array
 from medilab.data.loading import loader_options, resolve_workers
 from medilab.data.transforms.elastic import RandomElastic
+from medilab.data.transforms.prep import RULES_VERSION, to_grey, to_unit_range
 from medilab.errors import ConfigError, InputFileError, MedilabError
 
 
@@ -71,8 +72,9 @@ def prepare_image(
     array: np.ndarray, channels: str = "auto", spatial_dims: int = 2, normalize: str = "zscore",
     path: object = "image",
 ) -> np.ndarray:
-    """Raw pixels → float32 ``(C, *S)``: channel choice (rgb / green / grey), 0..1 scaling
-    for integer types, then per-image z-score."""
+    """Raw pixels → float32 ``(C, *S)``: 0..1 scaling
+    (:func:`~medilab.data.transforms.prep.to_unit_range`), channel choice (rgb / green / grey
+    by :func:`~medilab.data.transforms.prep.to_grey`), then per-image z-score."""
     array = np.asarray(array)
     if spatial_dims == 2:
         if array.ndim == 2:
@@ -85,14 +87,11 @@ def prepare_image(
         array = array[None]
     else:
         raise InputFileError(path, f"expected a volume (D, H, W), got shape {array.shape}")
-    if np.issubdtype(array.dtype, np.integer):
-        image = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
-    else:
-        image = array.astype(np.float32)
+    image = to_unit_range(array)
     if channels == "green" and image.shape[0] == 3:
         image = image[1:2]
     elif channels == "grey" and image.shape[0] == 3:
-        image = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), image, axes=1)[None]
+        image = to_grey(image, 0)[None]
     elif channels == "rgb" and image.shape[0] == 1:
         image = np.repeat(image, 3, axis=0)
     if normalize == "zscore":
@@ -141,7 +140,8 @@ def load_sample(
     file is decoded once and then served from ``cache`` when given."""
     raw = functools.cache(lambda: read_array(image_path))
     image = _in_memory(cached(
-        cache, image_path, {"step": "segmentation.image", "channels": data.channels,
+        cache, image_path, {"step": "segmentation.image", "rules": RULES_VERSION,
+                            "channels": data.channels,
                             "spatial_dims": data.spatial_dims, "normalize": data.normalize},
         lambda: prepare_image(raw(), data.channels, data.spatial_dims, data.normalize,
                               image_path)))
