@@ -160,12 +160,12 @@ def load_sample(
     valid = np.ones(shape, np.float32)
     if fov_path:
         valid = _in_memory(cached(cache, fov_path, {"step": "segmentation.fov", "dims": len(shape)},
-                                  lambda: _field_of_view(read_array(fov_path), len(shape))))
+                                  lambda: fov_valid_map(read_array(fov_path), len(shape))))
         _check_size(fov_path, valid.shape, image_path, shape)
     return SegSample(sample_id, str(image_path), image, mask, valid, display)
 
 
-def _field_of_view(array: np.ndarray, dims: int) -> np.ndarray:
+def fov_valid_map(array: np.ndarray, dims: int) -> np.ndarray:
     """A field-of-view file as the valid map: 1 where it is > 0 (first channel of RGB)."""
     fov = np.asarray(array)
     if fov.ndim == dims + 1 and fov.shape[-1] in (3, 4):
