@@ -10,8 +10,7 @@ from pydantic import Field
 
 from medilab.config import ExperimentConfig, Strict
 from medilab.data.datamodules.detection import Preprocess
-from medilab.errors import ConfigError
-from medilab.tasks.contract import require
+from medilab.tasks.contract import owned_section, require
 
 
 class DetectionWarmup(Strict):
@@ -44,8 +43,4 @@ def detection_inputs(config: ExperimentConfig) -> DetectionInputs:
 
 def detection_warmup(config: ExperimentConfig) -> DetectionWarmup:
     """The config's ``warmup:`` section (present on every validated detection config)."""
-    section = getattr(config, "warmup", None)
-    if not isinstance(section, DetectionWarmup):
-        raise ConfigError("detection needs a warmup: section; validate the config with "
-                          "task: detection")
-    return section
+    return owned_section(config, "warmup", DetectionWarmup, "detection")

@@ -13,13 +13,13 @@ from PIL import Image
 from medilab.config import validate_config
 from medilab.data.datamodules.segmentation import (
     PatchDataset,
-    SegSample,
     prepare_image,
     prepare_mask,
 )
 from medilab.data.sources.segmentation_folder import SegmentationFolderSource
 from medilab.data.splits import training_splits
 from medilab.errors import InputFileError, MedilabError
+from segmentation_samples import bar_sample
 
 build_datamodule = SegmentationFolderSource().build_datamodule
 
@@ -140,23 +140,15 @@ def test_split_is_seeded_and_saved_splits_are_reused(tmp_path):
     assert [s.sample_id for s in dm.split_samples("val")] == ["21_training"]
 
 
-def _sample(shape=(10, 12)) -> SegSample:
-    mask = np.zeros(shape, np.int64)
-    mask[2:5, 3:9] = 1
-    image = mask[None].astype(np.float32) * 2 - 1
-    return SegSample("s", "s.png", image, mask, np.ones(shape, np.float32),
-                     np.zeros(shape, np.uint8))
-
-
 def test_patches_have_the_patch_size_and_pad_small_images():
     torch.manual_seed(0)
-    dataset = PatchDataset([_sample()], [8, 8], patches_per_image=5)
+    dataset = PatchDataset([bar_sample()], [8, 8], patches_per_image=5)
     assert len(dataset) == 5
     for k in range(5):
         item = dataset[k]
         assert item["image"].shape == (1, 8, 8) and item["mask"].shape == (8, 8)
         assert torch.equal(item["image"][0] > 0, item["mask"].bool())
-    small = PatchDataset([_sample((4, 12))], [8, 8], patches_per_image=1)[0]
+    small = PatchDataset([bar_sample((4, 12))], [8, 8], patches_per_image=1)[0]
     assert small["valid"].sum() == 4 * 8 and small["valid"][4:].sum() == 0
     assert small["mask"][4:].sum() == 0
 

@@ -1,23 +1,15 @@
 """Segmentation augmentation (MONAI dictionary transforms): image, mask and valid map move
 together in 2D and 3D, masks keep their values, soft labels, seeded draws."""
 
-import numpy as np
 import pytest
 import torch
 
 from medilab.config import AugmentConfig
-from medilab.data.datamodules.segmentation import PatchDataset, SegSample
+from medilab.data.datamodules.segmentation import PatchDataset
 from medilab.data.transforms.segmentation_augment import SegmentationAugment
+from segmentation_samples import bar_sample
 
 JointAugment = SegmentationAugment  # the moved tests' name for it
-
-
-def _sample(shape=(10, 12)) -> SegSample:
-    mask = np.zeros(shape, np.int64)
-    mask[2:5, 3:9] = 1
-    image = mask[None].astype(np.float32) * 2 - 1
-    return SegSample("s", "s.png", image, mask, np.ones(shape, np.float32),
-                     np.zeros(shape, np.uint8))
 
 
 def _labelled(shape: tuple[int, ...], classes: int = 3) -> tuple[torch.Tensor, ...]:
@@ -78,7 +70,7 @@ def test_draws_follow_torch_seed():
 def test_patch_dataset_applies_the_augmentation_with_nearest_masks():
     torch.manual_seed(2)
     augment = SegmentationAugment(AugmentConfig(rotate_degrees=30, hflip=True))
-    dataset = PatchDataset([_sample((16, 16))], [12, 12], patches_per_image=4, augment=augment)
+    dataset = PatchDataset([bar_sample((16, 16))], [12, 12], patches_per_image=4, augment=augment)
     for k in range(4):
         item = dataset[k]
         assert item["mask"].shape == (12, 12) and item["mask"].dtype == torch.int64
@@ -91,7 +83,7 @@ def test_patch_dataset_applies_the_augmentation_with_nearest_masks():
 def test_joint_augmentation_moves_image_and_mask_together():
     torch.manual_seed(1)
     augment = JointAugment(AugmentConfig(hflip=True, vflip=True, rot90=True))
-    base = _sample((8, 8))
+    base = bar_sample((8, 8))
     seen = set()
     for _ in range(12):
         image, mask, valid = augment(torch.from_numpy(base.image), torch.from_numpy(base.mask),
