@@ -9,8 +9,6 @@ from medilab.data.datamodules.segmentation import PatchDataset
 from medilab.data.transforms.segmentation_augment import SegmentationAugment
 from segmentation_samples import bar_sample
 
-JointAugment = SegmentationAugment  # the moved tests' name for it
-
 
 def _labelled(shape: tuple[int, ...], classes: int = 3) -> tuple[torch.Tensor, ...]:
     """An image whose pixel value is its class (blocks of 0..classes-1), a valid map with a
@@ -80,9 +78,9 @@ def test_patch_dataset_applies_the_augmentation_with_nearest_masks():
         assert torch.equal((item["image"][0][sure] > 0).long(), item["mask"][sure])
 
 
-def test_joint_augmentation_moves_image_and_mask_together():
+def test_flips_and_rot90_move_image_and_mask_together():
     torch.manual_seed(1)
-    augment = JointAugment(AugmentConfig(hflip=True, vflip=True, rot90=True))
+    augment = SegmentationAugment(AugmentConfig(hflip=True, vflip=True, rot90=True))
     base = bar_sample((8, 8))
     seen = set()
     for _ in range(12):
@@ -91,7 +89,7 @@ def test_joint_augmentation_moves_image_and_mask_together():
         assert torch.equal(image[0] > 0, mask.bool())
         seen.add(tuple(mask.flatten().tolist()))
     assert len(seen) > 2  # the transforms really vary
-    affine = JointAugment(AugmentConfig(rotate_degrees=30, scale=0.2, brightness=0.5))
+    affine = SegmentationAugment(AugmentConfig(rotate_degrees=30, scale=0.2, brightness=0.5))
     image, mask, valid = affine(torch.from_numpy(base.image), torch.from_numpy(base.mask),
                                 torch.from_numpy(base.valid))
     assert set(mask.unique().tolist()) <= {0, 1} and mask.dtype == torch.int64
@@ -104,8 +102,8 @@ def test_soft_labels_resample_the_one_hot_mask_with_the_image():
     image[:, :, 8:] = 1.0
     mask = (image[0] > 0.5).long()
     valid = torch.ones(16, 16)
-    hard = JointAugment(AugmentConfig(hflip=True, rotate_degrees=20))
-    soft = JointAugment(AugmentConfig(hflip=True, rotate_degrees=20, soft_labels=True),
+    hard = SegmentationAugment(AugmentConfig(hflip=True, rotate_degrees=20))
+    soft = SegmentationAugment(AugmentConfig(hflip=True, rotate_degrees=20, soft_labels=True),
                         num_classes=3)
     _, hard_mask, _ = hard(image, mask, valid)
     assert hard_mask.dtype == torch.int64
@@ -122,7 +120,7 @@ def test_soft_labels_resample_the_one_hot_mask_with_the_image():
     assert torch.allclose(out_mask[1][centre], out_image[0][centre], atol=1e-5)
     fractional = (out_mask[1] > 0.05) & (out_mask[1] < 0.95) & centre
     assert fractional.any()  # a rotated edge falls between pixels
-    flips_only = JointAugment(AugmentConfig(hflip=True, soft_labels=True))
+    flips_only = SegmentationAugment(AugmentConfig(hflip=True, soft_labels=True))
     _, onehot, _ = flips_only(image, mask, valid)
     assert set(onehot.unique().tolist()) == {0.0, 1.0}
 
@@ -132,7 +130,7 @@ def test_soft_labels_through_elastic_deformation():
     image = torch.rand(1, 32, 32)
     mask = (image[0] > 0.5).long()
     config = AugmentConfig(elastic_magnitude=2.0, elastic_spacing=8, soft_labels=True)
-    out_image, out_mask, out_valid = JointAugment(config)(image, mask, torch.ones(32, 32))
+    out_image, out_mask, out_valid = SegmentationAugment(config)(image, mask, torch.ones(32, 32))
     assert out_mask.shape == (2, 32, 32)
     inside = out_valid.bool()
     assert torch.allclose(out_mask.sum(0)[inside], torch.ones(int(inside.sum())), atol=1e-5)
