@@ -1,0 +1,6 @@
+"""``medilab tune``: hyperparameter search with Optuna over dotted config keys, one ordinary
+run folder per trial, resumable and shared by many workers (see :mod:`medilab.tune.search`)."""
+
+from medilab.tune.search import TUNE_FILE, rebuild, tune
+
+__all__ = ["TUNE_FILE", "rebuild", "tune"]
