@@ -72,16 +72,19 @@ def tune(
     children = [_start_worker(request, setup, storage, deadline, index)
                 for index in range(1, workers)]
     try:
-        work(open_study(out, storage, setup.config), setup, trials, deadline, worker=0)
+        failed = work(open_study(out, storage, setup.config), setup, trials, deadline, worker=0)
     finally:
         codes = [child.wait() for child in children]
+    body = request if worker_only else finish(out, open_study(out, storage, setup.config),
+                                              request, evaluate, storage)
+    if failed:
+        raise MedilabError(f"{out}: {failed} trials failed (tune.csv says why); fix the config "
+                           "or the space and run again")
     if any(codes):
         raise MedilabError(f"{out}: {sum(c != 0 for c in codes)} of {workers - 1} worker "
                            "processes failed (their errors are above); run the same command "
                            "again to continue")
-    if worker_only:
-        return request
-    return finish(out, open_study(out, storage, setup.config), request, evaluate, storage)
+    return body
 
 
 def prepare(config: ExperimentConfig | str | Path, out: Path, trials: int,
@@ -142,12 +145,17 @@ def _shared_split(config: ExperimentConfig, out: Path) -> Path:
     return path
 
 
+def make_pruner() -> optuna.pruners.BasePruner:
+    """Median pruning: a trial whose val metric at an epoch (from the second on) is worse than
+    the median of earlier trials at that epoch stops, once :data:`PRUNE_AFTER_TRIALS` ended."""
+    return optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS, n_warmup_steps=1)
+
+
 def open_study(out: Path, storage: str | None, config: ExperimentConfig) -> optuna.Study:
     """The tune's study (made on first use), named after the experiment."""
     direction = "maximize" if config.trainer.monitor_mode == "max" else "minimize"
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS, n_warmup_steps=1)
     try:
-        return optuna.create_study(storage=open_storage(out, storage), pruner=pruner,
+        return optuna.create_study(storage=open_storage(out, storage), pruner=make_pruner(),
                                    study_name=config.experiment, direction=direction,
                                    load_if_exists=True)
     except (ValueError, ImportError) as exc:  # a bad URL, a missing database driver
@@ -155,19 +163,19 @@ def open_study(out: Path, storage: str | None, config: ExperimentConfig) -> optu
 
 
 def work(study: optuna.Study, setup: Setup, trials: int, deadline: float | None,
-         worker: int = 0) -> None:
+         worker: int = 0) -> int:
     """Start trials until ``trials`` are complete or pruned (waiting while other workers' trials
-    run), or until ``deadline``; trials of killed workers are marked failed and tried again."""
+    run), or until ``deadline``; trials of killed workers are marked failed and tried again.
+    Returns 0, or the number of trials that failed to train once that reached ``trials``."""
     seed = setup.config.seed
     while True:
         reap_stale(study)
         all_trials = study.get_trials(deepcopy=False)
         tally = counts(all_trials)
         if tally["done"] >= trials or (deadline is not None and time.time() >= deadline):
-            return
+            return 0
         if tally["failed"] >= trials:
-            raise MedilabError(f"{setup.out}: {tally['failed']} trials failed (tune.csv says "
-                               "why); fix the config or the space and run again")
+            return tally["failed"]
         if tally["done"] + tally["running"] >= trials:
             time.sleep(POLL_S)  # other workers run the last trials; one may still fail
             continue

@@ -22,7 +22,10 @@ def main() -> int:
         config = validate_config(body["config"], origin=f"{WORKER_ENV}")
         setup = Setup(config, space_of(body), Path(body["out"]))
         study = open_study(setup.out, body["storage"], config)
-        work(study, setup, int(body["trials"]), body["deadline"], worker=int(body["worker"]))
+        failed = work(study, setup, int(body["trials"]), body["deadline"],
+                      worker=int(body["worker"]))
+        if failed:
+            raise MedilabError(f"{failed} trials failed (tune.csv says why)")
     except MedilabError as exc:
         print(f"error: tune worker {os.getpid()}: {exc}", file=sys.stderr)
         return 2
