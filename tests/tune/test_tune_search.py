@@ -121,3 +121,14 @@ def test_trials_that_fail_to_train_fail_alone_until_n_of_them_stop_the_tune(
     table = pd.read_csv(out / "tune.csv")
     assert list(table["state"]) == ["FAIL", "FAIL"]
     assert table["note"].str.contains("training loss is nan").all()
+
+
+def test_a_timeout_that_has_passed_starts_no_trial(tune_config, tmp_path):
+    config, space = tune_config
+    out = tmp_path / "late"
+    assert run_cli("tune", config, "--space", space, "--trials", 2, "--out", out,
+                   "--timeout", "soon") == 2
+    assert not out.exists()
+    body = api.tune(config, out, 2, space, timeout_s=1e-9)
+    assert body["best"] is None
+    assert len(pd.read_csv(out / "tune.csv")) == 0
