@@ -13,7 +13,7 @@ from cli_samples import run_cli
 from medilab import api
 from medilab.errors import InputFileError, MedilabError
 from medilab.runfolder import METRICS_FILE, read_status
-from medilab.tune import search
+from medilab.tune import folder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -94,7 +94,7 @@ def test_three_trials_give_the_table_the_page_and_a_held_out_best(tune_config, t
 def test_pruned_trials_count_and_say_so(tune_config, tmp_path, monkeypatch):
     config, space = tune_config
     # val/loss is always above -1: every trial is pruned at its first epoch
-    monkeypatch.setattr(search, "make_pruner", lambda: optuna.pruners.ThresholdPruner(upper=-1))
+    monkeypatch.setattr(folder, "make_pruner", lambda: optuna.pruners.ThresholdPruner(upper=-1))
     out = tmp_path / "pruned"
     body = api.tune(config, out, 2, space)
     table = pd.read_csv(out / "tune.csv")

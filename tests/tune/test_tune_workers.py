@@ -3,17 +3,22 @@ trial, ``--workers K`` child processes. No trial lost or duplicated: N trials co
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+
 import pandas as pd
 import pytest
 import yaml
 
 from medilab import run
 from medilab.runfolder import read_status
-from medilab.tune import search
+from medilab.tune import search, worker
+from medilab.tune.storage import local_journal
 from test_kill_rerun import Forked, kill_when
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
-              pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")]
+              pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")]
 
 SPACE = "optimizer.lr: {loguniform: [1.0e-3, 1.0e-1]}\nmodel.kwargs.dropout: {uniform: [0, 0.5]}\n"
 
@@ -34,7 +39,7 @@ def tune_config(tmp_path, digits_config):
 def trials_of(out):
     import optuna
 
-    return optuna.load_study(study_name="tiny_digits", storage=search.local_journal(out)).trials
+    return optuna.load_study(study_name="tiny_digits", storage=local_journal(out)).trials
 
 
 def assert_n_complete(out, n):
@@ -60,8 +65,8 @@ def test_two_worker_processes_share_the_trials(tune_config, tmp_path):
     out = tmp_path / "tune"
     args = ("tune", config, "--space", space, "--trials", 4, "--out", out, "--worker-only")
     workers = [Forked(args, tmp_path / f"worker{i}.log") for i in range(2)]
-    for i, worker in enumerate(workers):
-        assert worker.wait(timeout=300) == 0, (tmp_path / f"worker{i}.log").read_text()[-2000:]
+    for i, process in enumerate(workers):
+        assert process.wait(timeout=300) == 0, (tmp_path / f"worker{i}.log").read_text()[-2000:]
     trials = assert_n_complete(out, 4)
     assert {t.user_attrs["pid"] for t in trials if t.state.name == "COMPLETE"} == \
         {w.pid for w in workers}
@@ -93,9 +98,49 @@ def test_a_tune_killed_in_a_trial_continues_to_n_trials(tune_config, tmp_path):
     assert read_status(out / "trials" / "0002")["state"] == "finished"
 
 
-def test_workers_option_starts_worker_processes(tune_config, tmp_path):
+class ForkedWorker:
+    """``subprocess.Popen`` of ``python -m medilab.tune.worker`` as a forked child running
+    ``worker.main`` with the same environment: a real second process, without the seconds a
+    fresh interpreter spends importing torch."""
+
+    started: list[int] = []
+
+    def __init__(self, argv, env):
+        assert argv == [sys.executable, "-m", "medilab.tune.worker"]
+        self.pid = os.fork()
+        if self.pid == 0:
+            code = 1
+            try:
+                os.environ.clear()
+                os.environ.update(env)
+                code = worker.main()
+            finally:
+                os._exit(code)
+        ForkedWorker.started.append(self.pid)
+
+    def wait(self):
+        return os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+
+
+def test_workers_option_starts_worker_processes(tune_config, tmp_path, monkeypatch):
     config, space = tune_config
     out = tmp_path / "tune"
-    body = search.tune(config, out, 2, space, workers=2, evaluate=run.evaluate)
-    assert_n_complete(out, 2)
-    assert body["best"]["number"] in (0, 1, 2, 3)
+    monkeypatch.setattr(search.subprocess, "Popen", ForkedWorker)
+    ForkedWorker.started.clear()
+    body = search.tune(config, out, 3, space, workers=2, evaluate=run.evaluate)
+    trials = assert_n_complete(out, 3)
+    assert len(ForkedWorker.started) == 1
+    pids = {t.user_attrs["pid"] for t in trials if t.state.name == "COMPLETE"}
+    assert pids == {os.getpid(), ForkedWorker.started[0]}
+    assert body["best"]["number"] in [t.number for t in trials]
+    assert (out / "tune.csv").is_file()
+
+
+def test_a_worker_with_a_bad_request_is_one_line(monkeypatch, capsys):
+    monkeypatch.setenv(search.WORKER_ENV, json.dumps({"config": {"data": {}}, "out": "x"}))
+    assert worker.main() == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: tune worker") and "missing required field 'model'" in error
+    monkeypatch.delenv(search.WORKER_ENV)
+    assert worker.main() == 2
+    assert "started by medilab tune --workers" in capsys.readouterr().err

@@ -11,12 +11,17 @@ from pathlib import Path
 
 from medilab.config import validate_config
 from medilab.errors import MedilabError
+from medilab.tune.folder import open_study, space_of
 from medilab.tune.objective import Setup
-from medilab.tune.search import WORKER_ENV, open_study, space_of, work
+from medilab.tune.search import WORKER_ENV, work
 
 
 def main() -> int:
     """Work on the study until it has its trials; a MedilabError is one line, exit code 2."""
+    if WORKER_ENV not in os.environ:
+        print(f"error: no {WORKER_ENV}: a tune worker is started by medilab tune --workers K",
+              file=sys.stderr)
+        return 2
     try:
         body = json.loads(os.environ[WORKER_ENV])
         config = validate_config(body["config"], origin=f"{WORKER_ENV}")
