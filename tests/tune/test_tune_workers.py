@@ -96,6 +96,7 @@ def test_a_tune_killed_in_a_trial_continues_to_n_trials(tune_config, tmp_path):
     table = pd.read_csv(out / "tune.csv")
     assert "tried again" in table.loc[1, "note"]
     assert read_status(out / "trials" / "0002")["state"] == "finished"
+    assert read_status(out / "trials" / "0001")["state"] == "interrupted"
 
 
 class ForkedWorker:

@@ -28,8 +28,9 @@ from optuna.trial import TrialState
 from medilab import run
 from medilab.config import ExperimentConfig
 from medilab.errors import MedilabError
+from medilab.runfolder import read_status, write_status
 from medilab.tune.folder import open_study, prepare
-from medilab.tune.objective import Setup, run_trial
+from medilab.tune.objective import Setup, run_trial, trial_dir
 from medilab.tune.results import finish
 from medilab.tune.storage import claim_retry, counts, is_surplus, mark_worker, reap_stale
 
@@ -77,7 +78,8 @@ def work(study: optuna.Study, setup: Setup, trials: int, deadline: float | None,
     Returns 0, or the number of trials that failed to train once that reached ``trials``."""
     seed = setup.config.seed
     while True:
-        reap_stale(study)
+        for number in reap_stale(study):
+            _mark_interrupted(trial_dir(setup.out, number))
         all_trials = study.get_trials(deepcopy=False)
         tally = counts(all_trials)
         if tally["done"] >= trials or (deadline is not None and time.time() >= deadline):
@@ -109,3 +111,10 @@ def _start_worker(request: dict[str, Any], setup: Setup, storage: str | None,
             "deadline": deadline, "worker": index}
     env = {**os.environ, WORKER_ENV: json.dumps(body)}
     return subprocess.Popen([sys.executable, "-m", "medilab.tune.worker"], env=env)
+
+
+def _mark_interrupted(run_dir: Path) -> None:
+    """status.json of a trial whose worker is gone: interrupted, not running."""
+    if (read_status(run_dir) or {}).get("state") == "running":
+        write_status(run_dir, "interrupted", reason="its tune worker stopped or was killed; a "
+                     "later trial tries its parameters again")
