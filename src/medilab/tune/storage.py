@@ -79,9 +79,10 @@ def is_stale(trial: FrozenTrial, now: float | None = None) -> bool:
     pid, host, beat = attrs.get("pid"), attrs.get("host"), attrs.get("heartbeat")
     if host == socket.gethostname() and isinstance(pid, int) and pid != os.getpid():
         return not _alive(pid)
-    if isinstance(beat, int | float):
-        return (now or time.time()) - beat > STALE_AFTER_S
-    return False  # just asked for; its worker has not written its name yet
+    if not isinstance(beat, int | float):  # its worker has not written its name (yet)
+        started = trial.datetime_start
+        beat = started.timestamp() if started is not None else time.time()
+    return (now or time.time()) - beat > STALE_AFTER_S
 
 
 def _alive(pid: int) -> bool:
