@@ -112,6 +112,7 @@ def crossval(
 
     summary = cross_validate(config, folds, run_dir, overrides, evaluate=evaluate)
     _compare_folds(Path(run_dir), folds)
+    write_card(run_dir)
     return summary
 
 
@@ -132,7 +133,9 @@ def study(
     trained with another config is refused, or trained again with ``force``."""
     from medilab.study import run_study
 
-    return run_study(study_file, out, overrides, evaluate=evaluate, force=force)
+    result = run_study(study_file, out, overrides, evaluate=evaluate, force=force)
+    write_card(out)
+    return result
 
 
 def tune(
@@ -175,12 +178,49 @@ def write_report(run_dir: str | Path) -> Path:
         for fold_dir in crossval.fold_dirs(folder, folds):
             build_report(fold_dir)
         crossval.summarize(folder, folds)
-        return _compare_folds(folder, folds)
+        page = _compare_folds(folder, folds)
+        write_card(folder)
+        return page
     if (folder / study.SUMMARY_FILE).is_file():
         for member_dir in sorted(p for p in folder.iterdir() if (p / study.MEMBER_FILE).is_file()):
             build_report(member_dir)
-        return study.rebuild(folder)
-    return build_report(folder)
+        page = study.rebuild(folder)
+        write_card(folder)
+        return page
+    page = build_report(folder)
+    write_card(folder)
+    return page
+
+
+def write_card(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
+    """model_card.md and model_card.html of a run folder (into ``out``, default the run
+    folder); a study or cross-validation folder gets one card per member plus its own.
+    Returns the files written."""
+    from medilab import crossval, study
+    from medilab.errors import MedilabError
+    from medilab.reports.card import build_card
+    from medilab.reports.card.group import build_group_card
+
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        raise MedilabError(f"{folder}: run folder not found")
+    fold_file = folder / crossval.FOLDS_FILE
+    is_study = (folder / study.SUMMARY_FILE).is_file() or (folder / study.STUDY_FILE).is_file()
+    if fold_file.is_file() or is_study:
+        if out is not None:
+            raise MedilabError(f"{folder}: --out is for one run folder; a study or "
+                               "cross-validation folder's cards are written inside it")
+        if fold_file.is_file():
+            dirs = crossval.fold_dirs(folder, crossval.fold_count(folder))
+            members = {d.name: d for d in dirs if d.is_dir()}
+            return build_group_card(folder, members, "cross-validation")
+        members = {p.name: p for p in sorted(folder.iterdir())
+                   if (p / study.MEMBER_FILE).is_file()}
+        return build_group_card(folder, members, "study", folder / study.PAIRED_FILE)
+    if not any((folder / name).is_file() for name in ("config.yaml", "metrics.json")) \
+            and not any((p / "config.yaml").is_file() for p in folder.iterdir() if p.is_dir()):
+        raise MedilabError(f"{folder}: not a run folder (no config.yaml or metrics.json)")
+    return build_card(folder, Path(out) if out is not None else None)
 
 
 def verify_data(

@@ -83,12 +83,14 @@ def evaluate_command(
     run_dir: RunDir,
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
 ) -> None:
-    """Evaluate a run: metrics.json (95% bootstrap intervals), predictions, plots, report."""
+    """Evaluate a run: metrics.json (95% bootstrap intervals), predictions, plots, report and
+    model card."""
     from medilab import api
 
     metrics = api.evaluate(run_dir, checkpoint=checkpoint)
     _print_metrics(metrics)
     typer.echo(f"report: {run_dir / 'report.html'}")
+    typer.echo(f"model card: {run_dir / 'model_card.html'}")
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -574,6 +576,23 @@ def report(run_dir: RunDir) -> None:
     from medilab import api
 
     typer.echo(f"report: {api.write_report(run_dir)}")
+
+
+@app.command()
+def card(
+    run_dir: RunDir,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for model_card.md / .html (default: "
+                                                "the run folder, beside report.html).")
+    ] = None,
+) -> None:
+    """Write the model card of a run folder: model_card.md and model_card.html with the
+    participant flow, characteristics by partition, held-out figures, limitations and the
+    CLAIM 2024 / TRIPOD+AI checklists; a study or crossval folder gets one per member too."""
+    from medilab import api
+
+    for path in api.write_card(run_dir, out):
+        typer.echo(f"card: {path}")
 
 
 @app.command()

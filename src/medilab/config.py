@@ -193,6 +193,39 @@ class SearchDistribution(Strict):
                 for name, key in names.items() if (value := getattr(self, name)) is not None}
 
 
+class CardConfig(Strict):
+    """What only the author knows, for the model card (``medilab card``): free text, every field
+    optional; a missing one is listed on the card as "to be supplied by the author"."""
+
+    intended_use: str | None = None  # clinical task, setting, intended users
+    out_of_scope: str | None = None  # uses the model is not meant for
+    clinical_background: str | None = None  # why the task matters, existing approaches
+    objectives: str | None = None  # study objectives and hypotheses
+    study_design: str | None = None  # prospective / retrospective, study goal
+    data_sources: str | None = None  # institutions, dates, how cases were collected
+    eligibility: str | None = None  # inclusion and exclusion criteria
+    acquisition: str | None = None  # scanners, protocols, acquisition parameters
+    deidentification: str | None = None  # how the data were de-identified
+    missing_data: str | None = None  # how missing values were handled
+    reference_standard: str | None = None  # definition of the labels and why this standard
+    annotators: str | None = None  # who labelled, qualifications, training
+    annotation_tools: str | None = None
+    rater_variability: str | None = None  # inter/intra-rater agreement, how disagreements end
+    sample_size: str | None = None  # how the sample size was arrived at
+    external_validation: str | None = None  # external test data, if any
+    explainability: str | None = None  # saliency / CAM methods used and how they were checked
+    fairness: str | None = None  # approaches to fairness across groups
+    implications: str | None = None  # implications for practice, next steps
+    ethics: str | None = None  # ethics approval, consent or waiver
+    registration: str | None = None  # registry name and number
+    protocol: str | None = None  # where the study protocol can be read
+    data_availability: str | None = None
+    code_availability: str | None = None
+    funding: str | None = None  # sources of funding and the funders' role
+    conflicts: str | None = None  # conflicts of interest
+    patient_involvement: str | None = None  # patient and public involvement
+
+
 class ExperimentConfig(Strict):
     """One experiment: everything needed to reproduce a run.
 
@@ -213,6 +246,7 @@ class ExperimentConfig(Strict):
     # medilab tune's search space when no --space file is given: dotted config keys →
     # distributions (see SearchDistribution); ignored by train
     tune: dict[str, SearchDistribution] | None = None
+    card: CardConfig | None = None  # the author's part of the model card (optional)
 
 
 # ----------------------------------------------------------------------------- loading

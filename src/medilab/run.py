@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 import warnings
 from collections.abc import Generator
 from pathlib import Path
@@ -67,7 +68,12 @@ from medilab.runfolder import (
 )
 from medilab.tasks.registry import get_task_family
 from medilab.trained import load_module, read_checkpoint_state
-from medilab.training_summary import EpochLines, PredictLines, training_summary
+from medilab.training_summary import (
+    EpochLines,
+    PredictLines,
+    run_environment,
+    training_summary,
+)
 
 RUN_DIR_ENV = "MEDILAB_RUN_DIR"
 EXTERNAL_LAUNCH_ENV = ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS")
@@ -446,13 +452,16 @@ def train(
         if not launched:
             write_status(run_dir, "running", precision=choice_record(config, choice))
         trainer = build_trainer(config, run_dir, module, choice, extra_callbacks=callbacks)
+        fit_start = time.monotonic()
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last else None,
                     weights_only=True)
+        fit_seconds = time.monotonic() - fit_start
         if earlier_curves is not None and primary:
             prepend_curves(run_dir, earlier_curves)
         if primary:
             infer = precision_choice(config, "infer", run_dir, module, _val_loader(datamodule))
-            _finish_status(run_dir, trainer, config, choice_record(config, choice, infer))
+            _finish_status(run_dir, trainer, config, choice_record(config, choice, infer),
+                           fit_seconds)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()  # evaluation runs in one process
     except MedilabError as exc:
@@ -543,16 +552,20 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _finish_status(
-    run_dir: Path, trainer: L.Trainer, config: ExperimentConfig, precision: dict[str, Any]
+    run_dir: Path, trainer: L.Trainer, config: ExperimentConfig, precision: dict[str, Any],
+    fit_seconds: float | None = None,
 ) -> None:
     summary = training_summary(trainer, config, read_logged_rows(run_dir))
+    if fit_seconds is not None:
+        summary["fit_seconds"] = round(fit_seconds, 1)  # this fit (a resume: its part only)
     state = "interrupted" if trainer.interrupted else "finished"
     if trainer.interrupted:
         summary["stop_reason"] = "interrupted by the user"
         hint = ("--resume continues from the last epoch" if checkpoint_path(run_dir, "last")
                 .is_file() else "no epoch finished: train again into the same --run-dir")
         summary["next"] = hint
-    write_status(run_dir, state, training=summary, precision=precision)
+    write_status(run_dir, state, training=summary, precision=precision,
+                 environment=run_environment(trainer))
 
 
 def resolve_config(

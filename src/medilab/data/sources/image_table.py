@@ -167,7 +167,8 @@ class ImageTableSource(DataSource):
     def sample_table(self, config: ExperimentConfig, *, pixels: bool = True) -> SampleTable:
         data = config.data
         assert isinstance(data, ImageTableData)
-        table = read_table(data, data.root / data.table, labelled=True)
+        table = read_table(data, data.root / data.table, labelled=True,
+                           keep=config.evaluation.subgroups)  # the card's characteristics
         table = table.rename(columns={"label_text": "label"})
         split_table = table[[c for c in ("sample_id", "patient_id", "label") if c in table]]
         return SampleTable(table, split_table, classes=data.classes, covariates=data.covariates,
