@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    model_serializer,
+    model_validator,
+)
 
 from medilab.errors import ConfigError
 
@@ -153,6 +161,39 @@ class EvaluationConfig(Strict):
     age_bands: list[float] = Field(default_factory=lambda: [40.0, 60.0])
 
 
+class SearchDistribution(Strict):
+    """One searched config key of ``medilab tune``: exactly one of ``loguniform: [a, b]``,
+    ``uniform: [a, b]``, ``int: [a, b]`` (both ends included) or ``choice: [v1, v2, …]``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    loguniform: tuple[float, float] | None = None
+    uniform: tuple[float, float] | None = None
+    integer: tuple[int, int] | None = Field(None, alias="int")
+    choice: list[Any] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_range(self) -> SearchDistribution:
+        given = [name for name in ("loguniform", "uniform", "integer", "choice")
+                 if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of loguniform, uniform, int, choice")
+        bounds = self.loguniform or self.uniform or self.integer
+        if bounds is not None and not bounds[0] < bounds[1]:
+            raise ValueError(f"[{bounds[0]}, {bounds[1]}]: the low end must be below the high end")
+        if self.loguniform is not None and self.loguniform[0] <= 0:
+            raise ValueError("loguniform needs a low end above 0")
+        return self
+
+    @model_serializer
+    def _as_written(self) -> dict[str, Any]:
+        """Only the distribution given, under its YAML name (``int``, not ``integer``)."""
+        names = {"loguniform": "loguniform", "uniform": "uniform", "integer": "int",
+                 "choice": "choice"}
+        return {key: (list(value) if isinstance(value, tuple) else value)
+                for name, key in names.items() if (value := getattr(self, name)) is not None}
+
+
 class CardConfig(Strict):
     """What only the author knows, for the model card (``medilab card``): free text, every field
     optional; a missing one is listed on the card as "to be supplied by the author"."""
@@ -203,6 +244,9 @@ class ExperimentConfig(Strict):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    # medilab tune's search space when no --space file is given: dotted config keys →
+    # distributions (see SearchDistribution); ignored by train
+    tune: dict[str, SearchDistribution] | None = None
     card: CardConfig | None = None  # the author's part of the model card (optional)
 
 
