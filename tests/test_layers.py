@@ -16,7 +16,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
     ("demo",),
     ("api",),
-    ("study", "crossval", "ensemble", "tune"),  # folders that group runs
+    ("study", "crossval", "ensemble", "tune"),  # folders that group runs (tune: a package)
     ("run",),  # the engine
     ("export",),
     ("reports",),

@@ -27,7 +27,7 @@ def train(
 def group_folder_notice(folder: str | Path, command: str) -> None:
     """A study or cross-validation folder given where one run folder is needed: a one-line
     error naming what it is and what to run instead."""
-    from medilab import crossval, study
+    from medilab import crossval, study, tune
     from medilab.errors import MedilabError
     from medilab.runfolder import CONFIG_FILE
 
@@ -41,6 +41,11 @@ def group_folder_notice(folder: str | Path, command: str) -> None:
             f"(`medilab {command} {folder / (members[0] if members else '<member>')} …`; "
             f"members: {', '.join(members) or 'none yet'}), or rebuild the study's pages with "
             f"`medilab report {folder}`")
+    if (folder / tune.TUNE_FILE).is_file():
+        raise MedilabError(
+            f"{folder}: a tune folder, not a run folder; {command} one trial "
+            f"(`medilab {command} {folder / 'trials' / '<NNNN>'} …`; tune.json names the best), "
+            f"or rebuild its page with `medilab report {folder}`")
     if (folder / crossval.FOLDS_FILE).is_file():
         raise MedilabError(
             f"{folder}: a cross-validation folder, not a run folder; {command} one fold "
@@ -164,6 +169,19 @@ def study_member(
     return train_member(study_file, out, member, overrides, evaluate=evaluate, force=force)
 
 
+def tune(
+    config: ExperimentConfig | str | Path, out: str | Path, trials: int,
+    space: str | Path | None = None, overrides: list[str] | None = None, **options: Any,
+) -> dict[str, Any]:
+    """Search hyperparameters with Optuna (``medilab tune``): ``trials`` trials, each a run
+    folder under ``out/trials``; the best one evaluated (metrics.json, report) and
+    tune.csv / tune.html written. Options: ``timeout_s``, ``workers``, ``storage``,
+    ``worker_only``. Run again to continue after a stop."""
+    from medilab.tune import tune as run_tune
+
+    return run_tune(config, out, trials, space, overrides, evaluate=evaluate, **options)
+
+
 def export(
     run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = None,
     checkpoint: str = "best", tolerance: float = 1e-4,
@@ -181,9 +199,11 @@ def write_report(run_dir: str | Path) -> Path:
     """Build report.html (and its plots) from the run folder's files. A cross-validation
     folder gets its fold reports, summary and compare.html again; a study folder its member
     reports, summary and study.html."""
-    from medilab import crossval, study
+    from medilab import crossval, study, tune
 
     folder = Path(run_dir)
+    if (folder / tune.TUNE_FILE).is_file():
+        return tune.rebuild(folder)
     if (folder / crossval.FOLDS_FILE).is_file():
         folds = crossval.fold_count(folder)
         for fold_dir in crossval.fold_dirs(folder, folds):

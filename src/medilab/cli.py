@@ -258,6 +258,63 @@ def crossval(
     typer.echo(f"{summary['folds']} folds, {summary['n']} held-out samples: {run_dir}")
 
 
+def _seconds(text: str | None) -> float | None:
+    """``90s`` / ``60m`` / ``2h`` (or plain seconds) as seconds; None stays None."""
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise MedilabError(f"--timeout {text!r}: expected e.g. 90s, 60m or 2h") from None
+    if value <= 0:
+        raise MedilabError(f"--timeout {text!r}: must be above 0")
+    return value
+
+
+@app.command()
+def tune(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML.")],
+    out: Annotated[Path, typer.Option("--out", help="Tune folder: trials/, storage, page.")],
+    trials: Annotated[int, typer.Option(help="Trials in all (complete + pruned).")],
+    space: Annotated[
+        Path | None, typer.Option(help="Search space YAML (default: the config's tune: section).")
+    ] = None,
+    timeout: Annotated[
+        str | None, typer.Option(help="Start no trial after this long, e.g. 60m or 2h.")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Local processes sharing the trials.")] = 1,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna RDB URL (postgresql://…, sqlite:///…) shared by "
+                                      "workers on several machines; default a journal file "
+                                      "in --out.")
+    ] = None,
+    worker_only: Annotated[
+        bool, typer.Option("--worker-only", help="Only run trials (one SLURM array task); the "
+                                                 "plain command then scores the best and writes "
+                                                 "the page.")
+    ] = False,
+    override: Annotated[
+        list[str] | None,
+        typer.Option("--override", "-o", help="KEY.SUB=VALUE for every trial."),
+    ] = None,
+) -> None:
+    """Search hyperparameters with Optuna (TPE, pruning): each trial is a run folder under
+    OUT/trials; the best is scored once on the held-out test part; tune.csv and tune.html.
+    Run the same command again to continue after a stop."""
+    from medilab import api
+
+    body = api.tune(config, out, trials, space, override or [], timeout_s=_seconds(timeout),
+                    workers=workers, storage=storage, worker_only=worker_only)
+    best = body.get("best")
+    if best:
+        typer.echo(f"best trial {best['number']}: {best['monitor']} {best['value']:.4f} (val, "
+                   f"selection) {best['params']}")
+    if not worker_only:
+        typer.echo(f"page: {out / 'tune.html'}")
+
+
 @app.command()
 def study(
     study_file: Annotated[Path, typer.Argument(help="Study YAML (base config + members).")],

@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    model_serializer,
+    model_validator,
+)
 
 from medilab.errors import ConfigError
 
@@ -98,7 +106,6 @@ class SchedulerConfig(Strict):
     patience: int = Field(3, ge=0)  # plateau
     step_size: int = Field(10, ge=1)  # step: epochs between decays
     min_lr: float = Field(0.0, ge=0)  # cosine / plateau floor
-    warmup_steps: int = Field(0, ge=0)  # detection: linear warm-up over the first steps
 
 
 class EarlyStoppingConfig(Strict):
@@ -142,6 +149,8 @@ class TrainerConfig(Strict):
 
 
 class EvaluationConfig(Strict):
+    # every task: bootstrap intervals; the rest is classification's (another task that sets
+    # one gets a warning: TaskFamily.unused_config_keys)
     bootstrap_samples: int = Field(1000, ge=0)
     confidence: float = Field(0.95, gt=0, lt=1)
     # classification audits: metrics per subgroup of these metadata columns (numeric ones cut
@@ -150,6 +159,39 @@ class EvaluationConfig(Strict):
     # classification: divide logits by a temperature fitted on val (NLL) before scoring
     temperature_scaling: bool = False
     age_bands: list[float] = Field(default_factory=lambda: [40.0, 60.0])
+
+
+class SearchDistribution(Strict):
+    """One searched config key of ``medilab tune``: exactly one of ``loguniform: [a, b]``,
+    ``uniform: [a, b]``, ``int: [a, b]`` (both ends included) or ``choice: [v1, v2, …]``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    loguniform: tuple[float, float] | None = None
+    uniform: tuple[float, float] | None = None
+    integer: tuple[int, int] | None = Field(None, alias="int")
+    choice: list[Any] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_range(self) -> SearchDistribution:
+        given = [name for name in ("loguniform", "uniform", "integer", "choice")
+                 if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of loguniform, uniform, int, choice")
+        bounds = self.loguniform or self.uniform or self.integer
+        if bounds is not None and not bounds[0] < bounds[1]:
+            raise ValueError(f"[{bounds[0]}, {bounds[1]}]: the low end must be below the high end")
+        if self.loguniform is not None and self.loguniform[0] <= 0:
+            raise ValueError("loguniform needs a low end above 0")
+        return self
+
+    @model_serializer
+    def _as_written(self) -> dict[str, Any]:
+        """Only the distribution given, under its YAML name (``int``, not ``integer``)."""
+        names = {"loguniform": "loguniform", "uniform": "uniform", "integer": "int",
+                 "choice": "choice"}
+        return {key: (list(value) if isinstance(value, tuple) else value)
+                for name, key in names.items() if (value := getattr(self, name)) is not None}
 
 
 class CardConfig(Strict):
@@ -202,6 +244,9 @@ class ExperimentConfig(Strict):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    # medilab tune's search space when no --space file is given: dotted config keys →
+    # distributions (see SearchDistribution); ignored by train
+    tune: dict[str, SearchDistribution] | None = None
     card: CardConfig | None = None  # the author's part of the model card (optional)
 
 
@@ -295,6 +340,44 @@ def move_keys(raw: dict[str, Any], moved: dict[str, str], origin: str = "config"
     return result
 
 
+# keys a task family took from a shared section into its own (detection: scheduler.warmup_steps
+# → warmup.steps), with their old default: every config saved before the move holds them, so
+# under another task the default is dropped quietly and any other value with a warning
+RETIRED_SHARED_KEYS: dict[str, Any] = {"scheduler.warmup_steps": 0}
+
+
+def drop_retired_keys(raw: dict[str, Any], task: str, origin: str = "config") -> dict[str, Any]:
+    """A copy of ``raw`` without the :data:`RETIRED_SHARED_KEYS` its family did not move
+    (``task`` names it in the warning for a value that had no effect)."""
+    result = _deep_copy(raw)
+    for key, default in RETIRED_SHARED_KEYS.items():
+        *parents, leaf = key.split(".")
+        parent = _section(result, parents)
+        if parent is None or leaf not in parent:
+            continue
+        if parent.pop(leaf) != default:
+            warnings.warn(f"{origin}: {key} has no effect on task {task!r}; ignored",
+                          UserWarning, stacklevel=2)
+    return result
+
+
+def warn_unused_keys(config: ExperimentConfig, unused: tuple[str, ...], origin: str) -> None:
+    """Warn once per dotted key of ``unused`` (keys the task ignores) set to other than its
+    default."""
+    for key in unused:
+        *parents, leaf = key.split(".")
+        node: Any = config
+        for part in parents:
+            node = getattr(node, part, None)
+        field = type(node).model_fields.get(leaf) if isinstance(node, BaseModel) else None
+        if field is None:
+            continue
+        default = field.default_factory() if field.default_factory else field.default
+        if getattr(node, leaf) != default:
+            warnings.warn(f"{origin}: {key} has no effect on task {config.task!r}; ignored",
+                          UserWarning, stacklevel=3)
+
+
 def _section(raw: dict[str, Any], parts: list[str]) -> dict[str, Any] | None:
     node: Any = raw
     for part in parts:
@@ -312,6 +395,7 @@ def validate_config(
     family = _task_family(raw)
     moved: dict[str, str] = getattr(family, "moved_config_keys", {})
     raw = move_keys(raw, moved, origin)
+    raw = drop_retired_keys(raw, str(raw.get("task", "classification")), origin)
     try:
         config = _registered_schema(getattr(family, "config_sections", {})).model_validate(raw)
     except ValidationError as exc:
@@ -332,6 +416,7 @@ def validate_config(
         family.check_config(config)
     except ValueError as exc:  # a rule across sections (e.g. TTA axes vs. spatial_dims)
         raise ConfigError(f"{origin}: {exc}") from None
+    warn_unused_keys(config, family.unused_config_keys, origin)
     return config
 
 

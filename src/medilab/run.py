@@ -195,11 +195,13 @@ def _flatten(loaders: Any) -> list[Any]:
 
 def build_trainer(
     config: ExperimentConfig, run_dir: Path, model: torch.nn.Module | None = None,
-    choice: PrecisionChoice | None = None, **overrides: Any,
+    choice: PrecisionChoice | None = None, extra_callbacks: list[cb.Callback] | None = None,
+    **overrides: Any,
 ) -> L.Trainer:
     """A Trainer with checkpoints (best + last), early stopping, loggers and devices from config;
     the precision is ``choice`` (see :func:`precision_choice`) or chosen for ``model`` when given
-    (:func:`medilab.precision.choose_precision`).
+    (:func:`medilab.precision.choose_precision`). ``extra_callbacks`` join the usual ones (e.g.
+    ``medilab tune``'s pruning callback).
     """
     tcfg = config.trainer
     choice = choice or choose_precision(config, model)
@@ -228,6 +230,7 @@ def build_trainer(
         )
     if channels_last:
         callbacks.append(ChannelsLast())
+    callbacks.extend(extra_callbacks or [])
     if tcfg.freeze_backbone_epochs:
         callbacks.append(cb.BackboneFinetuning(
             unfreeze_backbone_at_epoch=tcfg.freeze_backbone_epochs,
@@ -375,12 +378,14 @@ def train(
     overrides: list[str] | None = None,
     run_dir: str | Path | None = None,
     resume: bool = False,
+    callbacks: list[cb.Callback] | None = None,
 ) -> Path:
     """Train an experiment into a run folder and return the folder.
 
     With ``resume=True`` the run folder's saved config and split are reused and training continues
     from ``checkpoints/last.ckpt`` (overrides such as ``trainer.max_epochs`` still apply); a run
     stopped before its first checkpoint starts again from epoch 0 in the same folder.
+    ``callbacks``: Lightning callbacks added to the Trainer's own.
     """
     inherited = os.environ.get(RUN_DIR_ENV)  # set for the extra processes of a DDP run
     if run_dir is None and inherited is None and _externally_launched():
@@ -446,7 +451,7 @@ def train(
         choice = precision_choice(config, "train", run_dir, module, _val_loader(datamodule))
         if not launched:
             write_status(run_dir, "running", precision=choice_record(config, choice))
-        trainer = build_trainer(config, run_dir, module, choice)
+        trainer = build_trainer(config, run_dir, module, choice, extra_callbacks=callbacks)
         fit_start = time.monotonic()
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last else None,
                     weights_only=True)

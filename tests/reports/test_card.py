@@ -274,3 +274,16 @@ def test_card_section_is_checked_like_every_section():
     with pytest.raises(ConfigError, match="card.intended_usage"):
         validate_config({"data": {"source": "sklearn_digits"}, "model": {"name": "simple_nn"},
                          "card": {"intended_usage": "typo"}})
+
+
+def test_training_facts_tell_detection_warm_up(tmp_path):
+    from medilab.reports.card.facts import training_facts
+    from medilab.reports.card.runinfo import RunInfo
+
+    config = {"task": "detection", "scheduler": {"name": "cosine"}, "warmup": {"steps": 100}}
+    info = RunInfo(tmp_path, config, {}, {}, {}, {}, None, None)
+    rows = dict(training_facts(info))
+    assert rows["warm-up"] == "learning rate raised linearly over the first 100 steps"
+    assert rows["schedule"] == "name=cosine"
+    config["warmup"] = {"steps": 0}
+    assert "warm-up" not in dict(training_facts(info))

@@ -141,6 +141,9 @@ def training_facts(info: RunInfo) -> list[tuple[str, str]]:
     if sched:
         rows.append(("schedule", _kwargs_text(sched) if sched.get("name") != "none"
                      else "constant learning rate"))
+    if info.get("warmup.steps"):  # detection's own section (was scheduler.warmup_steps)
+        rows.append(("warm-up", f"learning rate raised linearly over the first "
+                                f"{info.get('warmup.steps')} steps"))
     if info.get("loss.name") and info.task != "detection":
         rows.append(("loss", str(info.get("loss.name"))))
     rows.append(("batch size", str(info.get("data.batch_size", "–"))))
