@@ -94,3 +94,11 @@ def test_segmentation_tta_flips_is_mirror_tta(tmp_path):
         validate_config(circles_config(tmp_path, evaluation={"tta": "flips", "tta_axes": [2]}))
     with pytest.raises(ConfigError, match="tta_axes \\[3\\]: spatial axes are 0"):
         classification_config(tta="flips", tta_axes=[3])
+
+
+def test_tasks_without_tta_refuse_it(tmp_path):
+    with pytest.raises(ConfigError, match="evaluation.tta: 'flips' is not available for task "
+                                          "'detection'"):
+        validate_config({"task": "detection",
+                         "data": {"source": "box_table", "root": str(tmp_path)},
+                         "model": {"name": "fasterrcnn_small"}, "evaluation": {"tta": "flips"}})
