@@ -53,6 +53,9 @@ def test_seeds_train_members_an_ensemble_of_their_mean_and_continue_after_a_stop
     other = load_config(digits_config, ["trainer.seeds=[5, 6]"])
     with pytest.raises(InputFileError, match="seeds.json: this folder trains seeds \\[0, 1\\]"):
         api.train(other, run_dir=folder)
+    changed = load_config(digits_config, ["trainer.seeds=[0, 1]", "trainer.max_epochs=3"])
+    with pytest.raises(InputFileError, match="started with another trainer.max_epochs"):
+        api.train(changed, run_dir=folder)
     with pytest.raises(MedilabError, match="trainer.seeds"):  # one run, not an ensemble
         run.train(other, run_dir=tmp_path / "plain")
     with pytest.raises(MedilabError, match="--seeds 1: .*two or more"):

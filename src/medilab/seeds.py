@@ -13,6 +13,7 @@ the missing ones and writes the ensemble, so a killed seed ensemble ends as an u
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,13 @@ from medilab.data.splits import load_splits, save_splits
 from medilab.ensemble import write_ensemble
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_text
-from medilab.runfolder import CONFIG_FILE, METRICS_FILE, SPLITS_FILE, default_run_dir
+from medilab.runfolder import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    SPLITS_FILE,
+    default_run_dir,
+    load_run_config,
+)
 from medilab.tasks.registry import get_task_family
 
 SEEDS_FILE = "seeds.json"
@@ -62,10 +69,30 @@ def train_seeds(
         update={"splits_csv": splits_csv})})
     folders = member_dirs(run_dir, seeds)
     for seed, folder in zip(seeds, folders, strict=True):
-        trained = run.train_to_finish(member_config(config, seed, splits_csv), folder)
+        try:
+            trained = run.train_to_finish(member_config(config, seed, splits_csv), folder)
+        except KeyboardInterrupt:
+            print(f"seed ensemble: `medilab train --run-dir {run_dir} --resume` continues every "
+                  "member", file=sys.stderr)
+            raise
         if trained or not (folder / METRICS_FILE).is_file():
             evaluate(folder)
     return write_ensemble(folders, run_dir, "best", config=config)
+
+
+def _changed_field(saved: ExperimentConfig, config: ExperimentConfig) -> str | None:
+    """The first dotted field where ``config`` differs from the saved one (the shared split's
+    path and the experiment name aside), or None."""
+    def flat(value: object, prefix: str = "") -> dict[str, object]:
+        if isinstance(value, dict):
+            return {k: v for key, item in value.items()
+                    for k, v in flat(item, f"{prefix}{key}.").items()}
+        return {prefix.rstrip("."): value}
+
+    old, new = flat(saved.model_dump(mode="json")), flat(config.model_dump(mode="json"))
+    ignored = {"data.splits_csv", "experiment"}
+    return next((key for key in sorted(old.keys() | new.keys())
+                 if key not in ignored and old.get(key) != new.get(key)), None)
 
 
 def _prepare(config: ExperimentConfig, run_dir: Path) -> Path:
@@ -79,6 +106,11 @@ def _prepare(config: ExperimentConfig, run_dir: Path) -> Path:
                                  f"{config.trainer.seeds}; choose another --run-dir")
         if not splits_csv.is_file():
             raise InputFileError(splits_csv, "not found: the seed ensemble's shared split")
+        changed = _changed_field(load_run_config(run_dir), config)
+        if changed:
+            raise InputFileError(run_dir / CONFIG_FILE, f"the seed ensemble here was started "
+                                 f"with another {changed}; continue it with --resume, or "
+                                 "choose another --run-dir")
         return splits_csv
     if run_dir.exists() and any(run_dir.iterdir()):
         raise MedilabError(f"{run_dir}: run folder exists and is not empty (choose another "
