@@ -40,3 +40,15 @@ def circles_config(root: Path, **extra) -> dict:
     }
     raw.update(extra)
     return raw
+
+
+def bar_sample(shape: tuple[int, ...] = (10, 12)):
+    """An in-memory SegSample: class 1 in a bar (rows 2-4, columns 3-8), image +1 there and -1
+    elsewhere, everything valid."""
+    from medilab.data.datamodules.segmentation import SegSample
+
+    mask = np.zeros(shape, np.int64)
+    mask[2:5, 3:9] = 1
+    image = mask[None].astype(np.float32) * 2 - 1
+    return SegSample("s", "s.png", image, mask, np.ones(shape, np.float32),
+                     np.zeros(shape, np.uint8))

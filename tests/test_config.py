@@ -122,3 +122,34 @@ def test_missing_data_path_names_the_key_to_override(tmp_path):
     with pytest.raises(ConfigError, match=r"data.train_csv: .*no.csv not found .*"
                                           r"-o data.train_csv=PATH"):
         check_data_paths(load_config(path))
+
+
+def test_repo_configs_use_no_moved_or_ignored_keys():
+    import warnings
+
+    from medilab.config import read_yaml
+
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        if "study:" not in path.read_text():
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                load_config(path)
+    assert "warmup" in read_yaml(REPO / "configs" / "lab5_tbx11k.yaml")
+
+
+def test_a_retired_shared_key_is_dropped_outside_its_task(digits_config):
+    import warnings
+
+    from medilab.registry import TASKS
+
+    with warnings.catch_warnings():  # every config saved before the move holds the default
+        warnings.simplefilter("error")
+        config = load_config(digits_config, ["scheduler.warmup_steps=0"])
+    assert "warmup_steps" not in config.scheduler.model_dump()
+    assert "warmup" not in config.model_dump()
+    with pytest.warns(UserWarning, match=r"scheduler.warmup_steps has no effect on task "
+                      r"'classification'; ignored"):
+        load_config(digits_config, ["scheduler.warmup_steps=50"])
+    with pytest.raises(ConfigError, match="unknown key 'warmup'"):
+        load_config(digits_config, ["warmup.steps=5"])
+    assert TASKS.get("classification").unused_config_keys == ()

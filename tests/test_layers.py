@@ -17,7 +17,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("demo",),
     ("api",),
     ("seeds",),  # a seed ensemble: member runs and their ensemble
-    ("study", "crossval", "ensemble", "tune"),  # folders that group runs
+    ("study", "crossval", "ensemble", "tune"),  # folders that group runs (tune: a package)
     ("run",),  # the engine
     ("export",),
     ("reports",),

@@ -1,8 +1,8 @@
 """PHI audit end to end: DICOMs with known identifiers (in their headers, folder and file names)
 go through ``dicom convert --pseudonymise-paths``, ``data verify``, an image_table built from
-its manifest, train, evaluate, predict, explain, report and compare; no output file name or
-content (CSV, JSON, YAML, HTML, PNG text chunks, checkpoints, logs, TensorBoard events, the
-decoded-image cache) holds any identifier."""
+its manifest, train, evaluate, predict, explain, report, compare and the model card; no output
+file name or content (CSV, JSON, YAML, HTML, PNG text chunks, checkpoints, logs, TensorBoard
+events, the decoded-image cache) holds any identifier."""
 
 from __future__ import annotations
 
@@ -167,14 +167,23 @@ def test_no_identifier_reaches_any_output(tmp_path, capsys):
     api.explain(run, converted / manifest["output"].iloc[0], tmp_path / "cams", "gradcam")
     api.write_report(run)
     compare_runs([run], tmp_path / "compare" / "compare.html")
+    api.write_card(run, tmp_path / "card")
     printed = capsys.readouterr()
 
     folders = (converted, run, tmp_path / "compare", tmp_path / "cams", tmp_path / "verify",
+               tmp_path / "card",
                Path(os.environ[CACHE_DIR_ENV]))
     outputs = [p for folder in folders for p in folder.rglob("*") if p.is_file()] + [predictions]
     assert {p.suffix for p in outputs} >= {".csv", ".json", ".yaml", ".html", ".png", ".ckpt",
                                            ".npy"}
     assert any("tfevents" in p.name for p in outputs)  # TensorBoard events are scanned too
+    # the model card (evaluate and report write it; `medilab card --out` too) is scanned, and
+    # so is its participant-flow PNG with the numbers in its text chunk
+    assert {"model_card.md", "model_card.html", "card_flow.png"} <= {p.name for p in outputs}
+    cards = [p for p in outputs if p.name.startswith("model_card")]
+    assert len(cards) == 4  # in the run folder and under --out
+    assert [p for p in cards for key in manifest["patient_key"] if key in p.read_text()] == []
+    assert "salted hashes" in (run / "model_card.md").read_text()  # de-identification facts
     assert len(outputs) >= 50  # 56 when written
     hits = [(str(p), value) for p in outputs for text in [str(p), *texts_of(p)]
             for value in phi_values() if value in text]

@@ -16,7 +16,6 @@ from medilab.precision import (
     PRECISION_ENV,
     choose_precision,
     cpu_has_native_bf16,
-    resolve_precision,
 )
 from medilab.run import ChannelsLast, build_inference_trainer, build_trainer, to_channels_last
 
@@ -33,6 +32,12 @@ CPU_KINDS = {  # /proc/cpuinfo flags of the CPUs the project runs on
 def no_precision_override(monkeypatch):
     """These tests check what ``auto`` itself picks: the suite-wide override is removed."""
     monkeypatch.delenv(PRECISION_ENV, raising=False)
+
+
+def _precision(config, model=None) -> tuple[str, bool]:
+    """(Lightning precision, channels-last weights) that choose_precision picks."""
+    choice = choose_precision(config, model)
+    return choice.precision, choice.channels_last
 
 
 def _tiny_models():
@@ -71,14 +76,14 @@ def test_auto_is_the_default():
 
 def test_auto_without_bf16_is_fp32(monkeypatch):
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
-    assert resolve_precision(_config()) == ("32-true", False)
-    assert resolve_precision(_config(channels_last=True)) == ("32-true", True)
+    assert _precision(_config()) == ("32-true", False)
+    assert _precision(_config(channels_last=True)) == ("32-true", True)
 
 
 def test_auto_with_cpu_bf16_is_bf16_mixed_channels_last(monkeypatch, tmp_path):
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     config = _config()
-    assert resolve_precision(config) == ("bf16-mixed", True)
+    assert _precision(config) == ("bf16-mixed", True)
     assert choose_precision(config).record("auto") == {
         "configured": "auto", "precision": "bf16-mixed", "channels_last": True,
         "reason": "native bf16 on this device"}
@@ -94,17 +99,17 @@ def test_auto_on_a_bf16_gpu(monkeypatch):
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert resolve_precision(_config(accelerator="gpu")) == ("bf16-mixed", True)
-    assert resolve_precision(_config(accelerator="auto")) == ("bf16-mixed", True)
-    assert resolve_precision(_config(accelerator="cpu")) == ("32-true", False)
+    assert _precision(_config(accelerator="gpu")) == ("bf16-mixed", True)
+    assert _precision(_config(accelerator="auto")) == ("bf16-mixed", True)
+    assert _precision(_config(accelerator="cpu")) == ("32-true", False)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert resolve_precision(_config(accelerator="gpu")) == ("32-true", False)
+    assert _precision(_config(accelerator="gpu")) == ("32-true", False)
 
 
 def test_explicit_precision_is_kept(monkeypatch, tmp_path):
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
-    assert resolve_precision(_config(precision="32-true")) == ("32-true", False)
-    assert resolve_precision(_config(precision="bf16-mixed")) == ("bf16-mixed", False)
+    assert _precision(_config(precision="32-true")) == ("32-true", False)
+    assert _precision(_config(precision="bf16-mixed")) == ("bf16-mixed", False)
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     trainer = build_trainer(_config(precision="bf16-mixed", channels_last=True), tmp_path)
     assert trainer.precision == "bf16-mixed"
@@ -147,12 +152,12 @@ def test_auto_per_model_on_each_kind_of_cpu(monkeypatch, tmp_path, kind):
 def test_environment_override_wins_over_auto_only(monkeypatch):
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     monkeypatch.setenv(PRECISION_ENV, "32-true")
-    assert resolve_precision(_config()) == ("32-true", False)
+    assert _precision(_config()) == ("32-true", False)
     assert choose_precision(_config()).reason == f"{PRECISION_ENV}=32-true"
-    assert resolve_precision(_config(precision="bf16-mixed")) == ("bf16-mixed", False)
+    assert _precision(_config(precision="bf16-mixed")) == ("bf16-mixed", False)
     monkeypatch.setenv(PRECISION_ENV, "fp33")
     with pytest.raises(ConfigError, match=f"{PRECISION_ENV}: unknown precision 'fp33'"):
-        resolve_precision(_config())
+        _precision(_config())
 
 
 def test_channels_last_converts_2d_and_3d_weights_and_keeps_outputs():

@@ -48,7 +48,7 @@ def train(
 def group_folder_notice(folder: str | Path, command: str) -> None:
     """A study or cross-validation folder given where one run folder is needed: a one-line
     error naming what it is and what to run instead."""
-    from medilab import crossval, study
+    from medilab import crossval, study, tune
     from medilab.errors import MedilabError
     from medilab.runfolder import CONFIG_FILE
 
@@ -62,6 +62,11 @@ def group_folder_notice(folder: str | Path, command: str) -> None:
             f"(`medilab {command} {folder / (members[0] if members else '<member>')} …`; "
             f"members: {', '.join(members) or 'none yet'}), or rebuild the study's pages with "
             f"`medilab report {folder}`")
+    if (folder / tune.TUNE_FILE).is_file():
+        raise MedilabError(
+            f"{folder}: a tune folder, not a run folder; {command} one trial "
+            f"(`medilab {command} {folder / 'trials' / '<NNNN>'} …`; tune.json names the best), "
+            f"or rebuild its page with `medilab report {folder}`")
     if (folder / crossval.FOLDS_FILE).is_file():
         raise MedilabError(
             f"{folder}: a cross-validation folder, not a run folder; {command} one fold "
@@ -128,6 +133,7 @@ def crossval(
 
     summary = cross_validate(config, folds, run_dir, overrides, evaluate=evaluate)
     _compare_folds(Path(run_dir), folds)
+    write_card(run_dir)
     return summary
 
 
@@ -148,7 +154,22 @@ def study(
     trained with another config is refused, or trained again with ``force``."""
     from medilab.study import run_study
 
-    return run_study(study_file, out, overrides, evaluate=evaluate, force=force)
+    result = run_study(study_file, out, overrides, evaluate=evaluate, force=force)
+    write_card(out)
+    return result
+
+
+def tune(
+    config: ExperimentConfig | str | Path, out: str | Path, trials: int,
+    space: str | Path | None = None, overrides: list[str] | None = None, **options: Any,
+) -> dict[str, Any]:
+    """Search hyperparameters with Optuna (``medilab tune``): ``trials`` trials, each a run
+    folder under ``out/trials``; the best one evaluated (metrics.json, report) and
+    tune.csv / tune.html written. Options: ``timeout_s``, ``workers``, ``storage``,
+    ``worker_only``. Run again to continue after a stop."""
+    from medilab.tune import tune as run_tune
+
+    return run_tune(config, out, trials, space, overrides, evaluate=evaluate, **options)
 
 
 def export(
@@ -168,20 +189,59 @@ def write_report(run_dir: str | Path) -> Path:
     """Build report.html (and its plots) from the run folder's files. A cross-validation
     folder gets its fold reports, summary and compare.html again; a study folder its member
     reports, summary and study.html."""
-    from medilab import crossval, study
+    from medilab import crossval, study, tune
 
     folder = Path(run_dir)
+    if (folder / tune.TUNE_FILE).is_file():
+        return tune.rebuild(folder)
     if (folder / crossval.FOLDS_FILE).is_file():
         folds = crossval.fold_count(folder)
         for fold_dir in crossval.fold_dirs(folder, folds):
             build_report(fold_dir)
         crossval.summarize(folder, folds)
-        return _compare_folds(folder, folds)
+        page = _compare_folds(folder, folds)
+        write_card(folder)
+        return page
     if (folder / study.SUMMARY_FILE).is_file():
         for member_dir in sorted(p for p in folder.iterdir() if (p / study.MEMBER_FILE).is_file()):
             build_report(member_dir)
-        return study.rebuild(folder)
-    return build_report(folder)
+        page = study.rebuild(folder)
+        write_card(folder)
+        return page
+    page = build_report(folder)
+    write_card(folder)
+    return page
+
+
+def write_card(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
+    """model_card.md and model_card.html of a run folder (into ``out``, default the run
+    folder); a study or cross-validation folder gets one card per member plus its own.
+    Returns the files written."""
+    from medilab import crossval, study
+    from medilab.errors import MedilabError
+    from medilab.reports.card import build_card
+    from medilab.reports.card.group import build_group_card
+
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        raise MedilabError(f"{folder}: run folder not found")
+    fold_file = folder / crossval.FOLDS_FILE
+    is_study = (folder / study.SUMMARY_FILE).is_file() or (folder / study.STUDY_FILE).is_file()
+    if fold_file.is_file() or is_study:
+        if out is not None:
+            raise MedilabError(f"{folder}: --out is for one run folder; a study or "
+                               "cross-validation folder's cards are written inside it")
+        if fold_file.is_file():
+            dirs = crossval.fold_dirs(folder, crossval.fold_count(folder))
+            members = {d.name: d for d in dirs if d.is_dir()}
+            return build_group_card(folder, members, "cross-validation")
+        members = {p.name: p for p in sorted(folder.iterdir())
+                   if (p / study.MEMBER_FILE).is_file()}
+        return build_group_card(folder, members, "study", folder / study.PAIRED_FILE)
+    if not any((folder / name).is_file() for name in ("config.yaml", "metrics.json")) \
+            and not any((p / "config.yaml").is_file() for p in folder.iterdir() if p.is_dir()):
+        raise MedilabError(f"{folder}: not a run folder (no config.yaml or metrics.json)")
+    return build_card(folder, Path(out) if out is not None else None)
 
 
 def verify_data(

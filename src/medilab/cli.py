@@ -88,12 +88,14 @@ def evaluate_command(
     run_dir: RunDir,
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
 ) -> None:
-    """Evaluate a run: metrics.json (95% bootstrap intervals), predictions, plots, report."""
+    """Evaluate a run: metrics.json (95% bootstrap intervals), predictions, plots, report and
+    model card."""
     from medilab import api
 
     metrics = api.evaluate(run_dir, checkpoint=checkpoint)
     _print_metrics(metrics)
     typer.echo(f"report: {run_dir / 'report.html'}")
+    typer.echo(f"model card: {run_dir / 'model_card.html'}")
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -241,6 +243,63 @@ def crossval(
         typer.echo(f"{name}: {value['weighted_mean']:.4f} (fold mean {value['mean']:.4f} "
                    f"± {value['std']:.4f})")
     typer.echo(f"{summary['folds']} folds, {summary['n']} held-out samples: {run_dir}")
+
+
+def _seconds(text: str | None) -> float | None:
+    """``90s`` / ``60m`` / ``2h`` (or plain seconds) as seconds; None stays None."""
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise MedilabError(f"--timeout {text!r}: expected e.g. 90s, 60m or 2h") from None
+    if value <= 0:
+        raise MedilabError(f"--timeout {text!r}: must be above 0")
+    return value
+
+
+@app.command()
+def tune(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML.")],
+    out: Annotated[Path, typer.Option("--out", help="Tune folder: trials/, storage, page.")],
+    trials: Annotated[int, typer.Option(help="Trials in all (complete + pruned).")],
+    space: Annotated[
+        Path | None, typer.Option(help="Search space YAML (default: the config's tune: section).")
+    ] = None,
+    timeout: Annotated[
+        str | None, typer.Option(help="Start no trial after this long, e.g. 60m or 2h.")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Local processes sharing the trials.")] = 1,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna RDB URL (postgresql://…, sqlite:///…) shared by "
+                                      "workers on several machines; default a journal file "
+                                      "in --out.")
+    ] = None,
+    worker_only: Annotated[
+        bool, typer.Option("--worker-only", help="Only run trials (one SLURM array task); the "
+                                                 "plain command then scores the best and writes "
+                                                 "the page.")
+    ] = False,
+    override: Annotated[
+        list[str] | None,
+        typer.Option("--override", "-o", help="KEY.SUB=VALUE for every trial."),
+    ] = None,
+) -> None:
+    """Search hyperparameters with Optuna (TPE, pruning): each trial is a run folder under
+    OUT/trials; the best is scored once on the held-out test part; tune.csv and tune.html.
+    Run the same command again to continue after a stop."""
+    from medilab import api
+
+    body = api.tune(config, out, trials, space, override or [], timeout_s=_seconds(timeout),
+                    workers=workers, storage=storage, worker_only=worker_only)
+    best = body.get("best")
+    if best:
+        typer.echo(f"best trial {best['number']}: {best['monitor']} {best['value']:.4f} (val, "
+                   f"selection) {best['params']}")
+    if not worker_only:
+        typer.echo(f"page: {out / 'tune.html'}")
 
 
 @app.command()
@@ -522,6 +581,23 @@ def report(run_dir: RunDir) -> None:
     from medilab import api
 
     typer.echo(f"report: {api.write_report(run_dir)}")
+
+
+@app.command()
+def card(
+    run_dir: RunDir,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for model_card.md / .html (default: "
+                                                "the run folder, beside report.html).")
+    ] = None,
+) -> None:
+    """Write the model card of a run folder: model_card.md and model_card.html with the
+    participant flow, characteristics by partition, held-out figures, limitations and the
+    CLAIM 2024 / TRIPOD+AI checklists; a study or crossval folder gets one per member too."""
+    from medilab import api
+
+    for path in api.write_card(run_dir, out):
+        typer.echo(f"card: {path}")
 
 
 @app.command()

@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    model_serializer,
+    model_validator,
+)
 
 from medilab.errors import ConfigError
 
@@ -98,7 +106,6 @@ class SchedulerConfig(Strict):
     patience: int = Field(3, ge=0)  # plateau
     step_size: int = Field(10, ge=1)  # step: epochs between decays
     min_lr: float = Field(0.0, ge=0)  # cosine / plateau floor
-    warmup_steps: int = Field(0, ge=0)  # detection: linear warm-up over the first steps
 
 
 class EarlyStoppingConfig(Strict):
@@ -145,6 +152,9 @@ class TrainerConfig(Strict):
 
 
 class EvaluationConfig(Strict):
+    # every task: bootstrap intervals; the rest is classification's, tta also segmentation's
+    # (another task that sets one gets a warning: TaskFamily.unused_config_keys; a task
+    # without TTA refuses tta)
     bootstrap_samples: int = Field(1000, ge=0)
     confidence: float = Field(0.95, gt=0, lt=1)
     # classification audits: metrics per subgroup of these metadata columns (numeric ones cut
@@ -166,6 +176,72 @@ class EvaluationConfig(Strict):
     covariate_fusion: Literal["auto", "off"] = "auto"
 
 
+class SearchDistribution(Strict):
+    """One searched config key of ``medilab tune``: exactly one of ``loguniform: [a, b]``,
+    ``uniform: [a, b]``, ``int: [a, b]`` (both ends included) or ``choice: [v1, v2, …]``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    loguniform: tuple[float, float] | None = None
+    uniform: tuple[float, float] | None = None
+    integer: tuple[int, int] | None = Field(None, alias="int")
+    choice: list[Any] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_range(self) -> SearchDistribution:
+        given = [name for name in ("loguniform", "uniform", "integer", "choice")
+                 if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of loguniform, uniform, int, choice")
+        bounds = self.loguniform or self.uniform or self.integer
+        if bounds is not None and not bounds[0] < bounds[1]:
+            raise ValueError(f"[{bounds[0]}, {bounds[1]}]: the low end must be below the high end")
+        if self.loguniform is not None and self.loguniform[0] <= 0:
+            raise ValueError("loguniform needs a low end above 0")
+        return self
+
+    @model_serializer
+    def _as_written(self) -> dict[str, Any]:
+        """Only the distribution given, under its YAML name (``int``, not ``integer``)."""
+        names = {"loguniform": "loguniform", "uniform": "uniform", "integer": "int",
+                 "choice": "choice"}
+        return {key: (list(value) if isinstance(value, tuple) else value)
+                for name, key in names.items() if (value := getattr(self, name)) is not None}
+
+
+class CardConfig(Strict):
+    """What only the author knows, for the model card (``medilab card``): free text, every field
+    optional; a missing one is listed on the card as "to be supplied by the author"."""
+
+    intended_use: str | None = None  # clinical task, setting, intended users
+    out_of_scope: str | None = None  # uses the model is not meant for
+    clinical_background: str | None = None  # why the task matters, existing approaches
+    objectives: str | None = None  # study objectives and hypotheses
+    study_design: str | None = None  # prospective / retrospective, study goal
+    data_sources: str | None = None  # institutions, dates, how cases were collected
+    eligibility: str | None = None  # inclusion and exclusion criteria
+    acquisition: str | None = None  # scanners, protocols, acquisition parameters
+    deidentification: str | None = None  # how the data were de-identified
+    missing_data: str | None = None  # how missing values were handled
+    reference_standard: str | None = None  # definition of the labels and why this standard
+    annotators: str | None = None  # who labelled, qualifications, training
+    annotation_tools: str | None = None
+    rater_variability: str | None = None  # inter/intra-rater agreement, how disagreements end
+    sample_size: str | None = None  # how the sample size was arrived at
+    external_validation: str | None = None  # external test data, if any
+    explainability: str | None = None  # saliency / CAM methods used and how they were checked
+    fairness: str | None = None  # approaches to fairness across groups
+    implications: str | None = None  # implications for practice, next steps
+    ethics: str | None = None  # ethics approval, consent or waiver
+    registration: str | None = None  # registry name and number
+    protocol: str | None = None  # where the study protocol can be read
+    data_availability: str | None = None
+    code_availability: str | None = None
+    funding: str | None = None  # sources of funding and the funders' role
+    conflicts: str | None = None  # conflicts of interest
+    patient_involvement: str | None = None  # patient and public involvement
+
+
 class ExperimentConfig(Strict):
     """One experiment: everything needed to reproduce a run.
 
@@ -183,6 +259,10 @@ class ExperimentConfig(Strict):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    # medilab tune's search space when no --space file is given: dotted config keys →
+    # distributions (see SearchDistribution); ignored by train
+    tune: dict[str, SearchDistribution] | None = None
+    card: CardConfig | None = None  # the author's part of the model card (optional)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -275,6 +355,44 @@ def move_keys(raw: dict[str, Any], moved: dict[str, str], origin: str = "config"
     return result
 
 
+# keys a task family took from a shared section into its own (detection: scheduler.warmup_steps
+# → warmup.steps), with their old default: every config saved before the move holds them, so
+# under another task the default is dropped quietly and any other value with a warning
+RETIRED_SHARED_KEYS: dict[str, Any] = {"scheduler.warmup_steps": 0}
+
+
+def drop_retired_keys(raw: dict[str, Any], task: str, origin: str = "config") -> dict[str, Any]:
+    """A copy of ``raw`` without the :data:`RETIRED_SHARED_KEYS` its family did not move
+    (``task`` names it in the warning for a value that had no effect)."""
+    result = _deep_copy(raw)
+    for key, default in RETIRED_SHARED_KEYS.items():
+        *parents, leaf = key.split(".")
+        parent = _section(result, parents)
+        if parent is None or leaf not in parent:
+            continue
+        if parent.pop(leaf) != default:
+            warnings.warn(f"{origin}: {key} has no effect on task {task!r}; ignored",
+                          UserWarning, stacklevel=2)
+    return result
+
+
+def warn_unused_keys(config: ExperimentConfig, unused: tuple[str, ...], origin: str) -> None:
+    """Warn once per dotted key of ``unused`` (keys the task ignores) set to other than its
+    default."""
+    for key in unused:
+        *parents, leaf = key.split(".")
+        node: Any = config
+        for part in parents:
+            node = getattr(node, part, None)
+        field = type(node).model_fields.get(leaf) if isinstance(node, BaseModel) else None
+        if field is None:
+            continue
+        default = field.default_factory() if field.default_factory else field.default
+        if getattr(node, leaf) != default:
+            warnings.warn(f"{origin}: {key} has no effect on task {config.task!r}; ignored",
+                          UserWarning, stacklevel=3)
+
+
 def _section(raw: dict[str, Any], parts: list[str]) -> dict[str, Any] | None:
     node: Any = raw
     for part in parts:
@@ -292,6 +410,7 @@ def validate_config(
     family = _task_family(raw)
     moved: dict[str, str] = getattr(family, "moved_config_keys", {})
     raw = move_keys(raw, moved, origin)
+    raw = drop_retired_keys(raw, str(raw.get("task", "classification")), origin)
     try:
         config = _registered_schema(getattr(family, "config_sections", {})).model_validate(raw)
     except ValidationError as exc:
@@ -315,6 +434,7 @@ def validate_config(
         family.check_config(config)
     except ValueError as exc:  # a rule across sections (e.g. TTA axes vs. spatial_dims)
         raise ConfigError(f"{origin}: {exc}") from None
+    warn_unused_keys(config, family.unused_config_keys, origin)
     return config
 
 

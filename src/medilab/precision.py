@@ -135,12 +135,3 @@ def choose_precision(config: ExperimentConfig, model: nn.Module | None = None) -
     if native_bf16(tcfg.accelerator):
         return PrecisionChoice(BF16, True, "native bf16 on this device")
     return PrecisionChoice(FP32, tcfg.channels_last, "no native bf16 on this device")
-
-
-def resolve_precision(
-    config: ExperimentConfig, model: nn.Module | None = None
-) -> tuple[str, bool]:
-    """(Lightning ``precision``, channels-last weights) for the run: see
-    :func:`choose_precision`."""
-    choice = choose_precision(config, model)
-    return choice.precision, choice.channels_last

@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 import warnings
 from collections.abc import Generator
 from pathlib import Path
@@ -67,7 +68,12 @@ from medilab.runfolder import (
 )
 from medilab.tasks.registry import get_task_family
 from medilab.trained import load_module, read_checkpoint_state
-from medilab.training_summary import EpochLines, PredictLines, training_summary
+from medilab.training_summary import (
+    EpochLines,
+    PredictLines,
+    run_environment,
+    training_summary,
+)
 
 RUN_DIR_ENV = "MEDILAB_RUN_DIR"
 EXTERNAL_LAUNCH_ENV = ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS")
@@ -189,11 +195,13 @@ def _flatten(loaders: Any) -> list[Any]:
 
 def build_trainer(
     config: ExperimentConfig, run_dir: Path, model: torch.nn.Module | None = None,
-    choice: PrecisionChoice | None = None, **overrides: Any,
+    choice: PrecisionChoice | None = None, extra_callbacks: list[cb.Callback] | None = None,
+    **overrides: Any,
 ) -> L.Trainer:
     """A Trainer with checkpoints (best + last), early stopping, loggers and devices from config;
     the precision is ``choice`` (see :func:`precision_choice`) or chosen for ``model`` when given
-    (:func:`medilab.precision.choose_precision`).
+    (:func:`medilab.precision.choose_precision`). ``extra_callbacks`` join the usual ones (e.g.
+    ``medilab tune``'s pruning callback).
     """
     tcfg = config.trainer
     choice = choice or choose_precision(config, model)
@@ -222,6 +230,7 @@ def build_trainer(
         )
     if channels_last:
         callbacks.append(ChannelsLast())
+    callbacks.extend(extra_callbacks or [])
     if tcfg.freeze_backbone_epochs:
         callbacks.append(cb.BackboneFinetuning(
             unfreeze_backbone_at_epoch=tcfg.freeze_backbone_epochs,
@@ -369,12 +378,14 @@ def train(
     overrides: list[str] | None = None,
     run_dir: str | Path | None = None,
     resume: bool = False,
+    callbacks: list[cb.Callback] | None = None,
 ) -> Path:
     """Train an experiment into a run folder and return the folder.
 
     With ``resume=True`` the run folder's saved config and split are reused and training continues
     from ``checkpoints/last.ckpt`` (overrides such as ``trainer.max_epochs`` still apply); a run
     stopped before its first checkpoint starts again from epoch 0 in the same folder.
+    ``callbacks``: Lightning callbacks added to the Trainer's own.
     """
     inherited = os.environ.get(RUN_DIR_ENV)  # set for the extra processes of a DDP run
     if run_dir is None and inherited is None and _externally_launched():
@@ -444,14 +455,17 @@ def train(
         choice = precision_choice(config, "train", run_dir, module, _val_loader(datamodule))
         if not launched:
             write_status(run_dir, "running", precision=choice_record(config, choice))
-        trainer = build_trainer(config, run_dir, module, choice)
+        trainer = build_trainer(config, run_dir, module, choice, extra_callbacks=callbacks)
+        fit_start = time.monotonic()
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last else None,
                     weights_only=True)
+        fit_seconds = time.monotonic() - fit_start
         if earlier_curves is not None and primary:
             prepend_curves(run_dir, earlier_curves)
         if primary:
             infer = precision_choice(config, "infer", run_dir, module, _val_loader(datamodule))
-            _finish_status(run_dir, trainer, config, choice_record(config, choice, infer))
+            _finish_status(run_dir, trainer, config, choice_record(config, choice, infer),
+                           fit_seconds)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()  # evaluation runs in one process
     except MedilabError as exc:
@@ -542,16 +556,20 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _finish_status(
-    run_dir: Path, trainer: L.Trainer, config: ExperimentConfig, precision: dict[str, Any]
+    run_dir: Path, trainer: L.Trainer, config: ExperimentConfig, precision: dict[str, Any],
+    fit_seconds: float | None = None,
 ) -> None:
     summary = training_summary(trainer, config, read_logged_rows(run_dir))
+    if fit_seconds is not None:
+        summary["fit_seconds"] = round(fit_seconds, 1)  # this fit (a resume: its part only)
     state = "interrupted" if trainer.interrupted else "finished"
     if trainer.interrupted:
         summary["stop_reason"] = "interrupted by the user"
         hint = ("--resume continues from the last epoch" if checkpoint_path(run_dir, "last")
                 .is_file() else "no epoch finished: train again into the same --run-dir")
         summary["next"] = hint
-    write_status(run_dir, state, training=summary, precision=precision)
+    write_status(run_dir, state, training=summary, precision=precision,
+                 environment=run_environment(trainer))
 
 
 def resolve_config(

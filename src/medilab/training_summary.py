@@ -167,3 +167,42 @@ def summary_lines(summary: dict[str, Any], report: str | None = None) -> list[st
     if report:
         lines.append(f"report: {report}")
     return lines
+
+
+ENVIRONMENT_PACKAGES = ("torch", "lightning", "torchvision", "torchmetrics", "monai", "timm")
+
+
+def run_environment(trainer: L.Trainer) -> dict[str, Any]:
+    """Where and with what the run trained (for status.json and the model card): medilab and
+    library versions, Python, the device and its name, the CPU model and the device count."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    from medilab.version import package_version
+
+    versions = {"medilab": package_version(), "python": platform.python_version()}
+    for name in ENVIRONMENT_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    device = trainer.strategy.root_device
+    name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+            else _cpu_model() or platform.machine())
+    return {"versions": versions, "device": str(device), "device_name": name,
+            "devices": int(trainer.num_devices) * int(trainer.num_nodes),
+            "platform": platform.platform(terse=True)}
+
+
+def _cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (Linux), else None."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None

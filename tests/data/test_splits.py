@@ -12,7 +12,7 @@ from medilab.data.splits import (
     check_leakage,
     load_splits,
     make_splits,
-    read_table,
+    read_manifest,
     split_file,
     training_splits,
 )
@@ -84,7 +84,7 @@ def test_leakage_check_catches_planted_leak(manifest):
 
 
 def test_nih1000_repo_split_leakage(medilab_data):
-    table = read_table(medilab_data / "nih1000" / "metadata.csv")
+    table = read_manifest(medilab_data / "nih1000" / "metadata.csv")
     leaks = check_leakage(table, split_column="repo_split", group="patient_id")
     # the data README says 30; the shipped metadata.csv has 24 patients in two repo splits
     per_patient = table.groupby("patient_id")["repo_split"].nunique()

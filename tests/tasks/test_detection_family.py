@@ -47,7 +47,7 @@ def config(root, **data):
                  "val_fraction": 0.25, **data},
         "model": {"name": "fasterrcnn_small"},
         "optimizer": {"name": "adam", "lr": 0.001},
-        "scheduler": {"warmup_steps": 4},
+        "warmup": {"steps": 4},
         "trainer": {"max_epochs": 3, "progress_bar": False, "monitor": "val/ap50",
                     "monitor_mode": "max", "gradient_clip_val": 10.0},
         "evaluation": {"bootstrap_samples": 20},
@@ -148,3 +148,35 @@ def test_tbx11k_box_table(medilab_data):
     dm = BoxTableSource().build_datamodule(
         config(medilab_data / "tbx11k", class_agnostic=True, agnostic_name="TB"), None)
     assert len(dm.manifest) == 752 and dm.classes == ["TB"]
+
+
+def _raw(root, **sections):
+    raw = {"task": "detection", "data": {"source": "box_table", "root": str(root)},
+           "model": {"name": "fasterrcnn_small"}, "trainer": {"monitor": "val/ap50"}}
+    return {**raw, **sections}
+
+
+def test_old_scheduler_warmup_steps_moves_to_the_warmup_section(tmp_path):
+    with pytest.warns(FutureWarning, match=r"lab.yaml: scheduler.warmup_steps is deprecated; "
+                      r"set warmup.steps instead"):
+        old = validate_config(_raw(tmp_path, scheduler={"name": "cosine", "warmup_steps": 7}),
+                              "lab.yaml")
+    new = validate_config(_raw(tmp_path, scheduler={"name": "cosine"}, warmup={"steps": 7}))
+    assert old.model_dump() == new.model_dump()
+    assert new.warmup.steps == 7 and "warmup_steps" not in new.scheduler.model_dump()  # type: ignore[attr-defined]
+    assert validate_config(_raw(tmp_path)).warmup.steps == 0  # type: ignore[attr-defined]
+    with pytest.raises(MedilabError, match="scheduler.warmup_steps and warmup.steps are both "
+                       "set; keep warmup.steps only"):
+        validate_config(_raw(tmp_path, scheduler={"warmup_steps": 7}, warmup={"steps": 7}))
+    with pytest.raises(MedilabError, match=r"field 'warmup.steps'.*\(from -o "
+                       r"scheduler.warmup_steps=-1\)"), pytest.warns(FutureWarning):
+        validate_config(_raw(tmp_path, scheduler={"warmup_steps": -1}),
+                        overrides=["scheduler.warmup_steps=-1"])
+
+
+def test_classification_only_evaluation_options_warn_under_detection(tmp_path):
+    with pytest.warns(UserWarning, match=r"lab.yaml: evaluation.temperature_scaling has no "
+                      r"effect on task 'detection'; ignored") as caught:
+        validate_config(_raw(tmp_path, evaluation={"temperature_scaling": True,
+                                                   "bootstrap_samples": 10}), "lab.yaml")
+    assert len(caught) == 1  # bootstrap_samples is every task's

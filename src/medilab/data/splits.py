@@ -194,7 +194,7 @@ def load_splits(path: str | Path) -> pd.DataFrame:
     return table
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
+def read_manifest(path: str | Path) -> pd.DataFrame:
     """A manifest or metadata CSV read as-is (ids kept as text) for splitting and checks."""
     path = Path(path)
     if path.is_dir() and (path / "metadata.csv").is_file():
@@ -222,7 +222,7 @@ def split_file(
     column, checked anyway).
     """
     check_fractions(options.get("val", 0.2), options.get("test", 0.0), options.get("folds"))
-    table = read_table(manifest_path)
+    table = read_manifest(manifest_path)
     for key in ("group", "stratify"):
         if isinstance(options.get(key), str) and options[key].lower() in ("", "none"):
             options[key] = None  # "none" on the command line: no such column
@@ -351,9 +351,9 @@ def _checked_given_splits(
 def check_file(
     path: str | Path, *, split_column: str = "split", group: str = "patient_id"
 ) -> pd.DataFrame:
-    """:func:`check_leakage` of a manifest or splits CSV (see :func:`read_table`); errors
+    """:func:`check_leakage` of a manifest or splits CSV (see :func:`read_manifest`); errors
     name the file."""
-    table = read_table(path)
+    table = read_manifest(path)
     try:
         return check_leakage(table, split_column=split_column, group=group)
     except MedilabError as exc:

@@ -138,7 +138,9 @@ class TaskFamily(ABC):
     # drawers: confusion_matrix, f1_per_class, roc, calibration, scores)
     report_plots: ClassVar[tuple[str, ...]] = ()
     overlay_legend: ClassVar[str] = ""  # what the colours of its overlay images mean
-    unused_config_keys: ClassVar[tuple[str, ...]] = ()  # config summary keys it ignores
+    # dotted config keys it ignores: left out of the report's config summary, and a warning
+    # when a config sets one to other than its default
+    unused_config_keys: ClassVar[tuple[str, ...]] = ()
     # export: "per_sample" (class probabilities), "dense" (per-pixel, any spatial size) or
     # "" (refused, saying ``export_refusal``)
     export_kind: ClassVar[str] = ""

@@ -1,9 +1,12 @@
 """Checking a source's ``data:`` section against what a task family needs (a protocol), so a
-family never imports or ``isinstance``-checks a concrete source."""
+family never imports or ``isinstance``-checks a concrete source; reading a section a family
+owns (``TaskFamily.config_sections``)."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel
 
 from medilab.errors import ConfigError
 
@@ -28,3 +31,16 @@ def require(data: Any, protocol: type, task: str) -> Any:
         raise ConfigError(f"data.source {source!r} cannot feed the {task} task: its config has "
                           f"no {', '.join(missing)}")
     return data
+
+
+Section = TypeVar("Section", bound=BaseModel)
+
+
+def owned_section(config: Any, name: str, model: type[Section], task: str) -> Section:
+    """The top-level section ``name`` of a config validated for ``task`` (which owns it, so
+    validation always fills it in); a ConfigError for a config validated otherwise."""
+    section = getattr(config, name, None)
+    if not isinstance(section, model):
+        raise ConfigError(f"{task} needs its {name}: section; validate the config with "
+                          f"task: {task}")
+    return section

@@ -23,7 +23,12 @@ from medilab.models import create_model
 from medilab.models.registry import checkpoint_model_args
 from medilab.tasks.base import BaseModule, TaskFamily
 from medilab.tasks.detection_cases import write_cases
-from medilab.tasks.detection_contract import detection_inputs
+from medilab.tasks.detection_contract import (
+    MOVED_WARMUP_KEYS,
+    DetectionWarmup,
+    detection_inputs,
+    detection_warmup,
+)
 from medilab.tasks.detection_metrics import detection_curves, detection_scores
 from medilab.tasks.detection_module import PREDICTION_COLUMNS, DetectionModule, prediction_frame
 from medilab.tasks.registry import register_task
@@ -39,7 +44,11 @@ class DetectionFamily(TaskFamily):
     summary_metrics = ("map", "ap50")
     overlay_legend = ("Ground-truth boxes green; detections scoring ≥ 0.5 red with their score. "
                       "matched: hits (IoU ≥ 0.5) / (ground-truth boxes + false positives).")
-    unused_config_keys = ("loss.name",)  # Faster R-CNN has its own losses
+    # Faster R-CNN has its own losses; subgroup audits and temperature are classification's
+    unused_config_keys = ("loss.name", "evaluation.subgroups", "evaluation.age_bands",
+                          "evaluation.temperature_scaling", "evaluation.covariate_fusion")
+    config_sections = {"warmup": DetectionWarmup}
+    moved_config_keys = MOVED_WARMUP_KEYS  # the option's old place: scheduler:
     export_refusal = ("ONNX / TorchScript export of torchvision Faster R-CNN detectors is not "
                       "supported here")
 
@@ -60,7 +69,7 @@ class DetectionFamily(TaskFamily):
         kwargs = {k: v for k, v in args.items() if k != "classes"}
         model = create_model(config.model.name, **kwargs)
         return DetectionModule(config, model, args.get("classes") or ["object"],
-                               warmup_steps=config.scheduler.warmup_steps)
+                               warmup_steps=detection_warmup(config).steps)
 
     def prediction_loader(
         self, datamodule: L.LightningDataModule, split: str

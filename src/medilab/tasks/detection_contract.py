@@ -1,13 +1,27 @@
-"""What the detection family needs from a data source: the image size and channels the model
-is built for, and the per-image preprocessing (with its mapping back to original pixels)."""
+"""What the detection family needs from a data source (the image size and channels the model
+is built for, and the per-image preprocessing with its mapping back to original pixels) and the
+``warmup:`` section it owns."""
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from medilab.config import ExperimentConfig
+from pydantic import Field
+
+from medilab.config import ExperimentConfig, Strict
 from medilab.data.datamodules.detection import Preprocess
-from medilab.tasks.contract import require
+from medilab.tasks.contract import owned_section, require
+
+
+class DetectionWarmup(Strict):
+    """The ``warmup:`` section: a linear learning-rate warm-up over the first optimiser steps
+    (from 0.001 × the learning rate; it should end within the first epoch)."""
+
+    steps: int = Field(0, ge=0)  # 0: no warm-up
+
+
+# where the option lived before: the scheduler: section every task shares
+MOVED_WARMUP_KEYS = {"scheduler.warmup_steps": "warmup.steps"}
 
 
 @runtime_checkable
@@ -25,3 +39,8 @@ class DetectionInputs(Protocol):
 def detection_inputs(config: ExperimentConfig) -> DetectionInputs:
     """``config.data`` checked against :class:`DetectionInputs` (one-line error if not)."""
     return require(config.data, DetectionInputs, "detection")
+
+
+def detection_warmup(config: ExperimentConfig) -> DetectionWarmup:
+    """The config's ``warmup:`` section (present on every validated detection config)."""
+    return owned_section(config, "warmup", DetectionWarmup, "detection")

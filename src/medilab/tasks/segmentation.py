@@ -43,11 +43,11 @@ from medilab.tasks.segmentation_metrics import (
     image_scores,
 )
 from medilab.tasks.segmentation_outputs import (
-    _field_of_view,
     _is_nifti,
     _stem,
     mask_values,
     middle,
+    new_image_fov,
     overlay,
 )
 from medilab.tasks.tta import check_tta_axes, mean_over_flips, mirror_axes, tta_record
@@ -149,6 +149,9 @@ class SegmentationFamily(TaskFamily):
     overlay_legend = ("Overlays: predicted foreground tinted red; ground truth outlined in green "
                       "(just outside its border).")
     export_kind = "dense"
+    # subgroup audits and temperature scaling are classification's
+    unused_config_keys = ("evaluation.subgroups", "evaluation.age_bands",
+                          "evaluation.temperature_scaling", "evaluation.covariate_fusion")
     config_sections = {"inference": SegmentationInference}
     moved_config_keys = MOVED_INFERENCE_KEYS  # the options' old place: data:
 
@@ -296,7 +299,7 @@ class SegmentationFamily(TaskFamily):
         out.mkdir(parents=True, exist_ok=True)
         fov_rows = []
         for path in files:
-            fov, how = (_field_of_view(path, data, fov_dir) if uses_fov
+            fov, how = (new_image_fov(path, data, fov_dir) if uses_fov
                         and module.spatial_dims == 2 else (None, "none"))
             fov_rows.append({"image": path.name, "fov": how})
             self._predict_one(module, data, path, out, bool(options.get("probabilities")), fov)

@@ -10,8 +10,7 @@ from pydantic import Field
 
 from medilab.config import ExperimentConfig, Strict
 from medilab.data.datamodules.segmentation import SegmentationData
-from medilab.errors import ConfigError
-from medilab.tasks.contract import require
+from medilab.tasks.contract import owned_section, require
 
 
 class SegmentationInference(Strict):
@@ -50,11 +49,7 @@ def segmentation_inputs(config: ExperimentConfig) -> SegmentationInputs:
 
 def segmentation_inference(config: ExperimentConfig) -> SegmentationInference:
     """The config's ``inference:`` section (present on every validated segmentation config)."""
-    section = getattr(config, "inference", None)
-    if not isinstance(section, SegmentationInference):
-        raise ConfigError("segmentation needs an inference: section; validate the config "
-                          "with task: segmentation")
-    return section
+    return owned_section(config, "inference", SegmentationInference, "segmentation")
 
 
 def check_inference(config: ExperimentConfig) -> None:

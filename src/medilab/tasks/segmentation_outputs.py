@@ -40,7 +40,7 @@ def middle(array: np.ndarray, spatial_dims: int) -> np.ndarray:
     return array[array.shape[0] // 2] if spatial_dims == 3 else array
 
 
-def _field_of_view(
+def new_image_fov(
     path: Path, data: SegmentationInputs, fov_dir: str | Path | None
 ) -> tuple[np.ndarray, str]:
     """The image's FOV mask from ``fov_dir`` (paired by the run's key rule), or estimated."""

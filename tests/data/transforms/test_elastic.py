@@ -3,9 +3,9 @@
 import torch
 
 from medilab.config import AugmentConfig
-from medilab.data.datamodules.segmentation import JointAugment
 from medilab.data.transforms.augment import build_image_augmentation
 from medilab.data.transforms.elastic import RandomElastic
+from medilab.data.transforms.segmentation_augment import SegmentationAugment
 
 
 def _ramp(size: int) -> torch.Tensor:
@@ -58,7 +58,7 @@ def test_augment_config_turns_it_on_for_both_pipelines():
     torch.manual_seed(3)
     image, mask, valid = torch.randn(1, 32, 32), torch.ones(32, 32, dtype=torch.long), \
         torch.ones(32, 32)
-    out_image, out_mask, out_valid = JointAugment(config)(image, mask, valid)
+    out_image, out_mask, out_valid = SegmentationAugment(config)(image, mask, valid)
     assert out_mask.shape == (32, 32) and not torch.allclose(out_image, image)
     assert set(out_valid.unique().tolist()) <= {0.0, 1.0}
     classification = build_image_augmentation(config)

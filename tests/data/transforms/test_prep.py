@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from medilab.data.formats.pixels import read_array
-from medilab.data.transforms.prep import channels_first, stack_slices
+from medilab.data.transforms.prep import ImagePrep, channels_first, stack_slices
 
 
 def _volume(depth=5, size=4):
@@ -62,3 +62,28 @@ def test_volume_reading_dicom_series_and_nifti(tmp_path):
     assert stack_slices(ct, 3)[:, 0, 0].tolist() == [-1004.0, -994.0, -994.0]
     nii = np.asarray(read_array(str(tmp_path / "v.nii.gz")))
     assert nii.shape == (3, 6, 6) and nii[:, 2, 1].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_one_grey_and_unit_range_rule_for_every_datamodule():
+    from medilab.data.datamodules.detection import Preprocess, prepare_pixels
+    from medilab.data.datamodules.segmentation import prepare_image
+    from medilab.data.transforms.prep import PrepConfig, to_grey, to_unit_range
+
+    colours = np.array([[[255, 0, 0], [0, 255, 0]], [[0, 0, 255], [30, 60, 90]]], np.uint8)
+    rgb = np.tile(colours, (3, 3, 1))  # (6, 6, 3): large enough to read as channels-last
+    grey = np.tile(np.array([[85, 85], [85, 60]], np.float32) / 255, (3, 3))  # mean of R, G, B
+    np.testing.assert_allclose(to_grey(to_unit_range(rgb), -1), grey, atol=1e-7)
+    from_table = ImagePrep(PrepConfig(channels=1))(rgb)[0]
+    from_segmentation = prepare_image(rgb, "grey", normalize="none")[0]
+    from_detection = prepare_pixels(rgb, Preprocess(size=6, channels=1))[0][0]
+    for image in (from_table, from_segmentation, from_detection):
+        np.testing.assert_array_equal(image, from_table)
+    np.testing.assert_allclose(from_table, grey, atol=1e-7)
+    # 12-bit values in a 16-bit container: min–max per image, not / 65535 (which left them dark)
+    twelve_bit = np.tile(np.array([[0, 1024], [2048, 4095]], np.uint16), (3, 3))
+    expected = twelve_bit.astype(np.float32) / 4095
+    for image in (to_unit_range(twelve_bit), prepare_image(twelve_bit, normalize="none")[0],
+                  prepare_pixels(twelve_bit, Preprocess(size=6))[0][0]):
+        np.testing.assert_allclose(image, expected, atol=1e-6)
+    inside = np.array([[0.25, 0.5]], np.float32)  # floats already in 0..1 are kept
+    np.testing.assert_array_equal(to_unit_range(inside), inside)

@@ -31,12 +31,12 @@ from medilab.config import AugmentConfig
 from medilab.data.cache import ArrayCache, cached
 from medilab.data.formats.pixels import read_array
 from medilab.data.loading import loader_options, resolve_workers
+from medilab.data.transforms.prep import RULES_VERSION, to_grey, to_unit_range
 from medilab.errors import MedilabError
 from medilab.io.intensity import (
     ResizeInfo,
     apply_window,
     log_transform,
-    minmax_normalise,
     parse_window,
     resize,
     resize_info,
@@ -51,9 +51,10 @@ _TOLERANCE = 1e-3  # pixels a box may stick out of the image (rounding in annota
 class Preprocess:
     """Per-image preprocessing, identical at training, evaluation and prediction.
 
-    ``window`` (preset or ``"C,W"``, on the raw values) or else 0..1 scaling (uint8 / 255,
-    other types min-max); then optional ``log`` transform and simplest ``color_balance``
-    (percent saturated); then ``channels`` (1 grey, 3 RGB); then resize to ``size`` keeping the
+    ``window`` (preset or ``"C,W"``, on the raw values) or else 0..1 scaling
+    (:func:`~medilab.data.transforms.prep.to_unit_range`); then optional ``log`` transform and
+    simplest ``color_balance`` (percent saturated); then ``channels`` (1 grey by
+    :func:`~medilab.data.transforms.prep.to_grey`, 3 RGB); then resize to ``size`` keeping the
     aspect ratio (centred, zero padding).
     """
 
@@ -76,10 +77,8 @@ def prepare_pixels(
     if prep.window is not None:
         center, width = parse_window(prep.window)
         image = apply_window(array, center, width)
-    elif array.dtype == np.uint8:
-        image = array.astype(np.float32) / 255.0
     else:
-        image = minmax_normalise(array)
+        image = to_unit_range(array)
     if prep.log:
         image = log_transform(image)
     if prep.color_balance:
@@ -94,7 +93,7 @@ def prepare_pixels(
 def _channels(image: np.ndarray, channels: int, name: object) -> np.ndarray:
     if channels == 1:
         if image.ndim == 3:
-            return np.tensordot(image, np.array([0.299, 0.587, 0.114], np.float32), axes=1)
+            return to_grey(image, -1)
         return image
     if channels == 3:
         return image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
@@ -262,7 +261,7 @@ class DetectionImages(Dataset):
                         lambda: np.array(raw().shape[:2], np.int64))
         shape = (int(stored[0]), int(stored[1]))
         check_boxes(self.boxes[index], name, shape)
-        params = {"step": "detection.prepare_pixels", **asdict(self.prep)}
+        params = {"step": "detection.prepare_pixels", "rules": RULES_VERSION, **asdict(self.prep)}
         pixels = np.array(cached(self.cache, name, params,  # a writable in-memory copy
                                  lambda: prepare_pixels(raw(), self.prep, name)[0]), np.float32)
         info = resize_info(shape, self.prep.size, keep_aspect=True)

@@ -1,5 +1,6 @@
 """Segmentation data: image + mask pairs read once into memory, seeded train/val split, random
-patches (with joint augmentation) for training and whole images for validation.
+patches (augmented by :mod:`medilab.data.transforms.segmentation_augment`) for training and
+whole images for validation.
 
 Arrays are channels-first: images ``(C, H, W)`` or ``(C, D, H, W)`` float32, masks ``(H, W)`` /
 ``(D, H, W)`` int64 class indices, and a ``valid`` map (1 inside the field of view and the
@@ -12,23 +13,23 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from torchvision import tv_tensors
-from torchvision.transforms import v2
 
 from medilab.config import AugmentConfig
 from medilab.data.cache import ArrayCache, cached
 from medilab.data.formats.pixels import read_array
 from medilab.data.loading import loader_options, resolve_workers
-from medilab.data.transforms.elastic import RandomElastic
+from medilab.data.transforms.prep import RULES_VERSION, to_grey, to_unit_range
 from medilab.errors import ConfigError, InputFileError, MedilabError
+
+if TYPE_CHECKING:
+    from medilab.data.transforms.segmentation_augment import SegmentationAugment
 
 
 @runtime_checkable
@@ -71,8 +72,9 @@ def prepare_image(
     array: np.ndarray, channels: str = "auto", spatial_dims: int = 2, normalize: str = "zscore",
     path: object = "image",
 ) -> np.ndarray:
-    """Raw pixels → float32 ``(C, *S)``: channel choice (rgb / green / grey), 0..1 scaling
-    for integer types, then per-image z-score."""
+    """Raw pixels → float32 ``(C, *S)``: 0..1 scaling
+    (:func:`~medilab.data.transforms.prep.to_unit_range`), channel choice (rgb / green / grey
+    by :func:`~medilab.data.transforms.prep.to_grey`), then per-image z-score."""
     array = np.asarray(array)
     if spatial_dims == 2:
         if array.ndim == 2:
@@ -85,14 +87,11 @@ def prepare_image(
         array = array[None]
     else:
         raise InputFileError(path, f"expected a volume (D, H, W), got shape {array.shape}")
-    if np.issubdtype(array.dtype, np.integer):
-        image = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
-    else:
-        image = array.astype(np.float32)
+    image = to_unit_range(array)
     if channels == "green" and image.shape[0] == 3:
         image = image[1:2]
     elif channels == "grey" and image.shape[0] == 3:
-        image = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), image, axes=1)[None]
+        image = to_grey(image, 0)[None]
     elif channels == "rgb" and image.shape[0] == 1:
         image = np.repeat(image, 3, axis=0)
     if normalize == "zscore":
@@ -141,7 +140,8 @@ def load_sample(
     file is decoded once and then served from ``cache`` when given."""
     raw = functools.cache(lambda: read_array(image_path))
     image = _in_memory(cached(
-        cache, image_path, {"step": "segmentation.image", "channels": data.channels,
+        cache, image_path, {"step": "segmentation.image", "rules": RULES_VERSION,
+                            "channels": data.channels,
                             "spatial_dims": data.spatial_dims, "normalize": data.normalize},
         lambda: prepare_image(raw(), data.channels, data.spatial_dims, data.normalize,
                               image_path)))
@@ -160,12 +160,12 @@ def load_sample(
     valid = np.ones(shape, np.float32)
     if fov_path:
         valid = _in_memory(cached(cache, fov_path, {"step": "segmentation.fov", "dims": len(shape)},
-                                  lambda: _field_of_view(read_array(fov_path), len(shape))))
+                                  lambda: fov_valid_map(read_array(fov_path), len(shape))))
         _check_size(fov_path, valid.shape, image_path, shape)
     return SegSample(sample_id, str(image_path), image, mask, valid, display)
 
 
-def _field_of_view(array: np.ndarray, dims: int) -> np.ndarray:
+def fov_valid_map(array: np.ndarray, dims: int) -> np.ndarray:
     """A field-of-view file as the valid map: 1 where it is > 0 (first channel of RGB)."""
     fov = np.asarray(array)
     if fov.ndim == dims + 1 and fov.shape[-1] in (3, 4):
@@ -186,72 +186,6 @@ def _check_size(path: object, shape: Sequence[int], image: object, image_shape: 
         )
 
 
-# ----------------------------------------------------------------------------- augmentation
-class JointAugment:
-    """Flips, 90° rotations, a small affine and elastic deformation applied to image, mask and
-    valid map together (nearest-neighbour for the maps); brightness / contrast change the image
-    only. With ``augment.soft_labels`` the mask is returned as a one-hot float map ``(K, *S)``
-    resampled bilinearly like the image, so its class shares keep sub-pixel positions."""
-
-    def __init__(
-        self, augment: AugmentConfig, spatial_dims: int = 2, num_classes: int = 2
-    ) -> None:
-        self.cfg = augment
-        self.num_classes = num_classes
-        self.affine = None
-        if spatial_dims == 2 and (augment.rotate_degrees or augment.translate or augment.scale):
-            self.affine = v2.RandomAffine(
-                degrees=augment.rotate_degrees,
-                translate=(augment.translate, augment.translate) if augment.translate else None,
-                scale=(1 - augment.scale, 1 + augment.scale) if augment.scale else None,
-                interpolation=v2.InterpolationMode.BILINEAR,
-            )
-        self.elastic = None
-        if augment.elastic_magnitude:
-            self.elastic = RandomElastic(augment.elastic_magnitude, augment.elastic_spacing)
-
-    def __call__(
-        self, image: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        cfg = self.cfg
-        maps = [image, mask[None], valid[None]]
-        if cfg.hflip and torch.rand(()) < 0.5:
-            maps = [m.flip(-1) for m in maps]
-        if cfg.vflip and torch.rand(()) < 0.5:
-            maps = [m.flip(-2) for m in maps]
-        if cfg.rot90:
-            square = maps[0].shape[-1] == maps[0].shape[-2]
-            k = int(torch.randint(0, 4, ()).item()) if square else 2 * int(torch.rand(()) < 0.5)
-            maps = [torch.rot90(m, k, dims=(-2, -1)) for m in maps]
-        if cfg.soft_labels:  # the one-hot mask is warped as extra image channels
-            channels = maps[0].shape[0]
-            onehot = F.one_hot(maps[1][0].long(), self.num_classes).movedim(-1, 0)
-            both, valid = self._warp(torch.cat([maps[0], onehot.to(maps[0].dtype)]), maps[2])
-            image, mask = both[:channels], both[channels:]
-            total = mask.sum(0)  # below 1 where zeros from outside the patch were mixed in
-            mask = mask / total.clamp_min(1e-6)
-            valid = valid[0] * (total > 0.5).to(valid.dtype)
-        else:
-            image, mask, valid = self._warp(*maps)
-            mask, valid = mask[0], valid[0]
-        if cfg.contrast:
-            image = image * (1 + (2 * torch.rand(()) - 1) * cfg.contrast)
-        if cfg.brightness:
-            image = image + (2 * torch.rand(()) - 1) * cfg.brightness
-        return image.contiguous(), mask.contiguous(), valid.contiguous()
-
-    def _warp(self, image: torch.Tensor, *label_maps: torch.Tensor) -> list[torch.Tensor]:
-        """The random affine and elastic deformation, with one draw for all: ``image`` is
-        interpolated bilinearly, ``label_maps`` (masks, valid maps) nearest-neighbour."""
-        maps = [image, *label_maps]
-        if self.affine is not None:
-            warped = self.affine(tv_tensors.Image(image), *map(tv_tensors.Mask, label_maps))
-            maps = [m.as_subclass(torch.Tensor) for m in warped]
-        if self.elastic is not None:
-            maps = list(self.elastic(*maps))
-        return maps
-
-
 # ----------------------------------------------------------------------------- datasets
 class PatchDataset(Dataset):
     """``patches_per_image`` random patches of each image per epoch (images smaller than the
@@ -259,7 +193,7 @@ class PatchDataset(Dataset):
 
     def __init__(
         self, samples: Sequence[SegSample], patch_size: Sequence[int], patches_per_image: int,
-        augment: JointAugment | None = None,
+        augment: SegmentationAugment | None = None,
     ) -> None:
         if any(s.mask is None for s in samples):
             raise MedilabError("training patches need masks for every image")
@@ -341,9 +275,11 @@ class SegmentationDataModule(L.LightningDataModule):
         return [self.samples[i] for i in ids]
 
     def train_dataloader(self) -> DataLoader:
+        from medilab.data.transforms.segmentation_augment import SegmentationAugment  # MONAI
+
         dataset = PatchDataset(
             self.split_samples("train"), self.data.patch_size, self.data.patches_per_image,
-            JointAugment(self.data.augment, self.spatial_dims, self.num_classes),
+            SegmentationAugment(self.data.augment, self.spatial_dims, self.num_classes),
         )
         return DataLoader(dataset, batch_size=self.data.batch_size, shuffle=True,
                           drop_last=False, **self._loader_options(train=True))

@@ -59,7 +59,7 @@ def split_covariates(table: pd.DataFrame, names: list[str]) -> tuple[list[str], 
     return numeric, categorical
 
 
-def read_table(
+def read_image_table(
     data: ImageTableData, path: Path, *, labelled: bool, keep: list[str] | None = None
 ) -> pd.DataFrame:
     """The CSV with ``sample_id``, ``image`` (resolved path), ``patient_id``, ``label`` (when
@@ -150,7 +150,7 @@ class ImageTableSource(DataSource):
         data = config.data
         assert isinstance(data, ImageTableData)
         csv = data.root / data.table
-        table = read_table(data, csv, labelled=True, keep=config.evaluation.subgroups)
+        table = read_image_table(data, csv, labelled=True, keep=config.evaluation.subgroups)
         classes = data.classes or sorted(table["label_text"].unique(), key=_natural)
         table["label"] = class_indices(table["label_text"], classes, csv)
         images, _ = read_images(list(table["image"]), ImagePrep(data.prep),
@@ -167,7 +167,8 @@ class ImageTableSource(DataSource):
     def sample_table(self, config: ExperimentConfig, *, pixels: bool = True) -> SampleTable:
         data = config.data
         assert isinstance(data, ImageTableData)
-        table = read_table(data, data.root / data.table, labelled=True)
+        table = read_image_table(data, data.root / data.table, labelled=True,
+                                 keep=config.evaluation.subgroups)  # the card's characteristics
         table = table.rename(columns={"label_text": "label"})
         split_table = table[[c for c in ("sample_id", "patient_id", "label") if c in table]]
         return SampleTable(table, split_table, classes=data.classes, covariates=data.covariates,
@@ -234,7 +235,7 @@ def explain_inputs(
 
 def _prediction_rows(data: ImageTableData, inputs: Path) -> pd.DataFrame:
     if inputs.is_file() and inputs.suffix.lower() == ".csv":
-        return read_table(data, inputs, labelled=False)
+        return read_image_table(data, inputs, labelled=False)
     files = input_image_files(inputs)
     if not files:
         raise InputFileError(inputs, "no image files to predict (PNG, JPEG, TIFF, DICOM or a "

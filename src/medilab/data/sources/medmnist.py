@@ -25,6 +25,7 @@ from medilab.data.sample_table import SampleTable, array_sample_table
 from medilab.data.sources.base import DataSource, register_source
 from medilab.data.sources.new_inputs import NewInputs, write_predictions
 from medilab.data.splits import training_splits
+from medilab.data.transforms.prep import to_float
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.images import npz_array, open_npz
 from medilab.io.messages import one_line
@@ -64,7 +65,7 @@ def medmnist_arrays(data: MedMNISTData) -> tuple[ImageArrays, pd.DataFrame]:
 def model_pixels(images: np.ndarray, volumetric: bool) -> np.ndarray:
     """(N, H, W[, C]) or (N, D, H, W) stored pixels → float32 model input: uint8 scaled to
     0..1, a channel axis added (grey images, volumes) or moved first (colour images)."""
-    pixels = images.astype(np.float32) / (255.0 if images.dtype == np.uint8 else 1.0)
+    pixels = to_float(images)
     return pixels[:, None] if volumetric or pixels.ndim == 3 else np.moveaxis(pixels, -1, 1)
 
 

@@ -24,13 +24,21 @@ class RandomElastic(torch.nn.Module):
         self.magnitude = float(magnitude)
         self.spacing = int(spacing)
 
-    def sampling_grid(self, spatial: tuple[int, ...]) -> torch.Tensor:
-        """A ``grid_sample`` grid (1, *spatial, dims) with a fresh random displacement."""
+    def control_shape(self, spatial: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of the standard-normal control-point draws for an image of ``spatial``."""
+        return (1, len(spatial), *[max(2, round(size / self.spacing) + 1) for size in spatial])
+
+    def sampling_grid(
+        self, spatial: tuple[int, ...], control: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """A ``grid_sample`` grid (1, *spatial, dims) displaced by ``control`` (standard-normal
+        draws of :meth:`control_shape`; drawn from torch's generator when None)."""
         dims = len(spatial)
-        coarse = [max(2, round(size / self.spacing) + 1) for size in spatial]
-        control = torch.randn(1, dims, *coarse) * self.magnitude
+        if control is None:
+            control = torch.randn(self.control_shape(spatial))
         mode = "bicubic" if dims == 2 else "trilinear"
-        shift = F.interpolate(control, size=spatial, mode=mode, align_corners=True)[0]
+        shift = F.interpolate(control * self.magnitude, size=spatial, mode=mode,
+                              align_corners=True)[0]
         axes = torch.meshgrid(*[torch.arange(s, dtype=torch.float32) for s in spatial],
                               indexing="ij")
         normalised = [(axes[i] + shift[i]) / max(spatial[i] - 1, 1) * 2 - 1 for i in range(dims)]
@@ -40,12 +48,14 @@ class RandomElastic(torch.nn.Module):
         self, image: torch.Tensor, *label_maps: torch.Tensor
     ) -> torch.Tensor | tuple[torch.Tensor, ...]:
         grid = self.sampling_grid(tuple(image.shape[1:]))
-        warped = [_resample(image, grid, "bilinear")]
-        warped += [_resample(m, grid, "nearest") for m in label_maps]
+        warped = [self.resample(image, grid, "bilinear")]
+        warped += [self.resample(m, grid, "nearest") for m in label_maps]
         return warped[0] if not label_maps else tuple(warped)
 
-
-def _resample(volume: torch.Tensor, grid: torch.Tensor, mode: str) -> torch.Tensor:
-    out = F.grid_sample(volume[None].float(), grid, mode=mode, padding_mode="zeros",
-                        align_corners=True)
-    return out[0].to(volume.dtype)
+    @staticmethod
+    def resample(volume: torch.Tensor, grid: torch.Tensor, mode: str) -> torch.Tensor:
+        """``volume`` (C, *spatial) sampled at ``grid`` (``mode``: bilinear or nearest; zeros
+        outside), in its own dtype."""
+        out = F.grid_sample(volume[None].float(), grid, mode=mode, padding_mode="zeros",
+                            align_corners=True)
+        return out[0].to(volume.dtype)

@@ -1,9 +1,12 @@
-"""Per-source image preparation for classification: intensity steps, channels and size.
+"""Pixel preparation: the one owner of the rules every datamodule shares — stored values to
+float (:func:`to_float`, :func:`to_unit_range`) and colour to one grey channel
+(:func:`to_grey`) — and the classification sources' :class:`ImagePrep` (intensity steps,
+channels and size).
 
-The same :class:`ImagePrep` runs at training, evaluation and prediction, so a model always sees
-pixels prepared one way. DICOM files arrive standardised by :mod:`medilab.io` (modality LUT,
-VOI window, MONOCHROME1 inverted); the optional ``log`` and ``color_balance`` steps are the
-seed's chest X-ray recipe.
+The same steps run at training, evaluation and prediction, so a model always sees pixels
+prepared one way. DICOM files arrive standardised by :mod:`medilab.io` (modality LUT, VOI
+window, MONOCHROME1 inverted); the optional ``log`` and ``color_balance`` steps are the seed's
+chest X-ray recipe.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ from pydantic import Field
 from medilab.config import Strict
 from medilab.errors import MedilabError
 from medilab.io.intensity import log_transform, minmax_normalise, resize, simplest_color_balance
+
+# the version of the rules below, part of every cache key of prepared pixels: bump it when a
+# rule changes what an image becomes, so arrays cached under the old rule are not served
+RULES_VERSION = 2  # 2: one grey (mean) and 0..1 rule for every datamodule
 
 
 class PrepConfig(Strict):
@@ -37,9 +44,7 @@ class ImagePrep:
 
     def __call__(self, array: np.ndarray) -> np.ndarray:
         cfg = self.config
-        image = to_float(array)
-        if image.dtype != np.float32 or image.max() > 1.0 or image.min() < 0.0:
-            image = minmax_normalise(image).astype(np.float32)
+        image = to_unit_range(array)
         if cfg.log:
             image = log_transform(image)
         if cfg.color_balance is not None:
@@ -56,17 +61,32 @@ class ImagePrep:
 
 
 def to_float(array: np.ndarray) -> np.ndarray:
-    """float32 pixels; uint8 is scaled to 0..1, booleans to 0/1."""
+    """float32 pixels; uint8 is scaled to 0..1, booleans to 0/1, other values kept."""
     array = np.asarray(array)
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0
     return array.astype(np.float32)
 
 
+def to_unit_range(array: np.ndarray) -> np.ndarray:
+    """float32 pixels in 0..1: :func:`to_float`, then min–max per image when the values lie
+    outside 0..1 (16-bit or signed integers, DICOM in modality units, other float ranges)."""
+    image = to_float(array)
+    if image.size and (float(image.max()) > 1.0 or float(image.min()) < 0.0):
+        image = minmax_normalise(image).astype(np.float32)
+    return image
+
+
+def to_grey(image: np.ndarray, channel_axis: int) -> np.ndarray:
+    """One grey plane from colour channels: their plain mean (the channel axis removed). Grey
+    images stored as RGB (R = G = B: every RGB image of the shared data sets) keep their value."""
+    return np.asarray(image, np.float32).mean(axis=channel_axis, dtype=np.float32)
+
+
 def channels_first(array: np.ndarray, channels: int | None = None) -> np.ndarray:
     """(H, W) → (1, H, W); (H, W, C) with C ≤ 4 → (C, H, W); an alpha channel is dropped.
 
-    ``channels`` 1 averages colour channels, 3 repeats a grey channel; None keeps them.
+    ``channels`` 1 makes colour grey (:func:`to_grey`), 3 repeats a grey channel; None keeps them.
     """
     if array.ndim == 2:
         array = array[None]
@@ -77,7 +97,7 @@ def channels_first(array: np.ndarray, channels: int | None = None) -> np.ndarray
     if array.shape[0] in (2, 4):  # grey + alpha or RGBA
         array = array[: array.shape[0] - 1]
     if channels == 1 and array.shape[0] == 3:
-        array = array.mean(axis=0, keepdims=True)
+        array = to_grey(array, 0)[None]
     elif channels == 3 and array.shape[0] == 1:
         array = np.repeat(array, 3, axis=0)
     elif channels is not None and array.shape[0] != channels:

@@ -1,0 +1,108 @@
+"""A tune folder's request and shared state: ``tune.json`` (what was asked: config, space,
+trials, storage kind; later the best trial), ``splits.csv`` (the one split every trial uses) and
+the Optuna study (made on first use, continued after)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from medilab import run
+from medilab.config import ExperimentConfig
+from medilab.data.splits import load_splits, save_splits
+from medilab.errors import InputFileError, MedilabError
+from medilab.io.atomic import write_text
+from medilab.tasks.registry import get_task_family
+from medilab.tune.objective import Setup
+from medilab.tune.space import Space, parse_space, read_space
+from medilab.tune.storage import JOURNAL_FILE, open_storage
+
+TUNE_FILE = "tune.json"
+SPLITS_FILE = "splits.csv"
+PRUNE_AFTER_TRIALS = 5  # median pruning starts once this many trials have finished
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def prepare(config: ExperimentConfig | str | Path, out: Path, trials: int,
+            space: str | Path | None, overrides: list[str] | None, storage: str | None
+            ) -> tuple[Setup, dict[str, Any]]:
+    """The trials' shared setup and tune.json's request; a folder holding another request
+    (config, space or storage kind) is refused."""
+    origin = str(config) if not isinstance(config, ExperimentConfig) else "config"
+    base = run.resolve_config(config, overrides)
+    searched = read_space(Path(space) if space else None, base, origin)
+    request = {
+        "experiment": base.experiment, "trials": trials,
+        "monitor": base.trainer.monitor,
+        "direction": "maximize" if base.trainer.monitor_mode == "max" else "minimize",
+        "space": {key: value.model_dump() for key, value in searched.items()},
+        "storage": "remote Optuna storage (copied to optuna.journal when the tune finishes)"
+                   if storage else f"journal file {JOURNAL_FILE}",
+    }
+    base = base.model_copy(update={"tune": None})
+    request["fingerprint"] = _fingerprint(base, request)
+    existing = read_tune_file(out)
+    if existing and existing.get("fingerprint") != request["fingerprint"]:
+        raise InputFileError(out / TUNE_FILE, "holds a tune of another config, space or "
+                                              "storage; choose another --out")
+    if existing:
+        request = {**request, **{k: v for k, v in existing.items() if k not in request}}
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / TUNE_FILE, json.dumps(request, indent=2) + "\n")
+    split = _shared_split(base, out)
+    shared = base.model_copy(update={"data": base.data.model_copy(update={"splits_csv": split})})
+    return Setup(shared, searched, out), request
+
+
+def _fingerprint(base: ExperimentConfig, request: dict[str, Any]) -> str:
+    body = {"config": base.model_dump(mode="json"), "space": request["space"],
+            "storage": request["storage"]}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_tune_file(out: Path) -> dict[str, Any] | None:
+    path = out / TUNE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise InputFileError(path, "is not valid JSON") from None
+
+
+def _shared_split(config: ExperimentConfig, out: Path) -> Path:
+    """``out/splits.csv``: the split of ``config`` (made once), so every trial selects on the
+    same val part and the test part stays the same held-out one."""
+    path = out / SPLITS_FILE
+    if not path.is_file():
+        given = load_splits(config.data.splits_csv) if config.data.splits_csv else None
+        save_splits(get_task_family(config.task).build_datamodule(config, given).splits, path)
+    return path
+
+
+def make_pruner() -> optuna.pruners.BasePruner:
+    """Median pruning: a trial whose val metric at an epoch (from the second on) is worse than
+    the median of earlier trials at that epoch stops, once :data:`PRUNE_AFTER_TRIALS` ended."""
+    return optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS, n_warmup_steps=1)
+
+
+def open_study(out: Path, storage: str | None, config: ExperimentConfig) -> optuna.Study:
+    """The tune's study (made on first use), named after the experiment."""
+    direction = "maximize" if config.trainer.monitor_mode == "max" else "minimize"
+    try:
+        return optuna.create_study(storage=open_storage(out, storage), pruner=make_pruner(),
+                                   study_name=config.experiment, direction=direction,
+                                   load_if_exists=True)
+    except (ValueError, ImportError) as exc:  # a bad URL, a missing database driver
+        raise MedilabError(f"--storage: {exc}") from None
+
+
+
+def space_of(request: dict[str, Any]) -> Space:
+    """The search space saved in a request (tune.json, a worker's environment)."""
+    return parse_space(request["space"], TUNE_FILE)
