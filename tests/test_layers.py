@@ -16,6 +16,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
     ("demo",),
     ("api",),
+    ("seeds",),  # a seed ensemble: member runs and their ensemble
     ("study", "crossval", "ensemble", "tune"),  # folders that group runs (tune: a package)
     ("run",),  # the engine
     ("export",),

@@ -7,6 +7,7 @@ from typing import Any
 
 from medilab import run
 from medilab.config import ExperimentConfig
+from medilab.errors import MedilabError
 from medilab.reports.report import build_report
 
 
@@ -16,8 +17,28 @@ def train(
     run_dir: str | Path | None = None,
     resume: bool = False,
     evaluate_after: bool = True,
+    seeds: int | None = None,
 ) -> Path:
-    """Train, then evaluate the best checkpoint and write the report; return the run folder."""
+    """Train, then evaluate the best checkpoint and write the report; return the run folder.
+    With ``trainer.seeds`` (or ``seeds=N``: seeds 0..N-1) one member run per seed is trained
+    and evaluated into ``<run folder>/seed<s>`` and the run folder is their ensemble
+    (:mod:`medilab.seeds`); ``resume`` (or the same command) continues a stopped one."""
+    from medilab import seeds as seed_runs
+    from medilab.runfolder import load_run_config
+
+    overrides = [*(overrides or []), *([f"trainer.seeds={list(range(seeds))}"] if seeds else [])]
+    if seeds is not None and seeds < 2:
+        raise MedilabError(f"--seeds {seeds}: a seed ensemble needs two or more seeds")
+    if resume and seed_runs.is_seeds_folder(run_dir):
+        assert run_dir is not None
+        resolved = load_run_config(Path(run_dir), overrides)
+    else:
+        resolved = None if resume or config is None else run.resolve_config(config, overrides)
+    if resolved is not None and resolved.trainer.seeds:
+        folder = seed_runs.train_seeds(resolved, run_dir, evaluate=evaluate)
+        if evaluate_after:
+            evaluate(folder)
+        return folder
     folder = run.train(config, overrides=overrides, run_dir=run_dir, resume=resume)
     if evaluate_after and run.is_primary_process():
         evaluate(folder)

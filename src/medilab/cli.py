@@ -63,13 +63,18 @@ def train(
     evaluate: Annotated[
         bool, typer.Option(help="Evaluate the best checkpoint and write the report after.")
     ] = True,
+    seeds: Annotated[
+        int | None, typer.Option(help="Seed ensemble: train seeds 0..N-1 into RUN/seed<s> and "
+                                      "make RUN their ensemble (= -o trainer.seeds=[0,…]).")
+    ] = None,
 ) -> None:
     """Train an experiment; the run folder gets config, splits, checkpoints, metrics, report."""
     from medilab import api
     from medilab.runfolder import read_status
     from medilab.training_summary import summary_lines
 
-    folder = api.train(config, override or [], run_dir, resume=resume, evaluate_after=evaluate)
+    folder = api.train(config, override or [], run_dir, resume=resume, evaluate_after=evaluate,
+                       seeds=seeds)
     training = (read_status(folder) or {}).get("training")
     report = folder / "report.html"
     for line in summary_lines(training, str(report) if report.is_file() else None

@@ -146,11 +146,15 @@ class TrainerConfig(Strict):
     limit_val_batches: int | float | None = None
     tensorboard: bool = False
     progress_bar: bool = True
+    # seed ensemble: one member run per seed (RUN/seed<s>, each an ordinary run folder on one
+    # shared split) and the ensemble of their mean probabilities in RUN itself; None = one run
+    seeds: list[int] | None = Field(None, min_length=2)
 
 
 class EvaluationConfig(Strict):
-    # every task: bootstrap intervals; the rest is classification's (another task that sets
-    # one gets a warning: TaskFamily.unused_config_keys)
+    # every task: bootstrap intervals; the rest is classification's, tta also segmentation's
+    # (another task that sets one gets a warning: TaskFamily.unused_config_keys; a task
+    # without TTA refuses tta)
     bootstrap_samples: int = Field(1000, ge=0)
     confidence: float = Field(0.95, gt=0, lt=1)
     # classification audits: metrics per subgroup of these metadata columns (numeric ones cut
@@ -159,6 +163,17 @@ class EvaluationConfig(Strict):
     # classification: divide logits by a temperature fitted on val (NLL) before scoring
     temperature_scaling: bool = False
     age_bands: list[float] = Field(default_factory=lambda: [40.0, 60.0])
+    # test-time augmentation in evaluate and predict: "flips" = the mean of the class
+    # probabilities over every combination of flips of the spatial axes (tta_axes: 0 = rows,
+    # i.e. vertical flips, 1 = columns, 2 = …; None = all). Segmentation: the same as
+    # inference.mirror_tta (with inference.mirror_tta_axes when tta_axes is None)
+    tta: Literal["none", "flips"] = "none"
+    tta_axes: list[int] | None = None
+    # classification with covariates: a covariates-only logistic regression (fitted on train)
+    # blended with the image model, p = w·p_image + (1 − w)·p_covariates, w chosen on val
+    # (AUROC, ties: log loss), so the fused model is at least as good on val as the better
+    # branch; "auto": on whenever the run has covariates
+    covariate_fusion: Literal["auto", "off"] = "auto"
 
 
 class SearchDistribution(Strict):
@@ -412,6 +427,9 @@ def validate_config(
     if config.task not in served:
         raise ConfigError(f"{origin}: data.source {config.data.source!r} serves "
                           f"{' / '.join(served)}, not task {config.task!r}")
+    if config.evaluation.tta != "none" and not getattr(family, "supports_tta", False):
+        raise ConfigError(f"{origin}: evaluation.tta: {config.evaluation.tta!r} is not "
+                          f"available for task {config.task!r}; set it to none")
     try:
         family.check_config(config)
     except ValueError as exc:  # a rule across sections (e.g. TTA axes vs. spatial_dims)

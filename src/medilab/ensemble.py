@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medilab.config import config_to_yaml
+from medilab.config import ExperimentConfig, config_to_yaml
 from medilab.data.splits import load_splits
 from medilab.errors import InputFileError, MedilabError
 from medilab.io.atomic import write_bytes, write_text
@@ -35,19 +35,32 @@ def create_ensemble(
     experiment: str | None = None,
 ) -> Path:
     """Write the ensemble's run folder (not yet evaluated); return it."""
+    run_dir = Path(run_dir)
+    if len(members) < 2:
+        raise MedilabError("an ensemble needs at least two run folders")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise InputFileError(run_dir, "already exists and is not empty")
+    return write_ensemble(members, run_dir, checkpoint, experiment=experiment)
+
+
+def write_ensemble(
+    members: Sequence[str | Path], run_dir: str | Path, checkpoint: str = "best",
+    experiment: str | None = None, config: ExperimentConfig | None = None,
+) -> Path:
+    """Check that the members can be combined and write the ensemble's files (config.yaml:
+    ``config``, else the first member's renamed; splits.csv; ensemble.json) into ``run_dir``,
+    which may hold other things (a seed ensemble keeps its members inside it)."""
     folders = [Path(m) for m in members]
     run_dir = Path(run_dir)
     if len(folders) < 2:
         raise MedilabError("an ensemble needs at least two run folders")
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise InputFileError(run_dir, "already exists and is not empty")
     configs = [load_run_config(folder) for folder in folders]
     first, first_config = folders[0], configs[0]
     first_args = read_model_args(first)
     first_splits = _splits(first)
-    for folder, config in zip(folders[1:], configs[1:], strict=True):
-        if config.task != first_config.task:
-            raise InputFileError(folder, f"task {config.task!r} differs from {first}'s "
+    for folder, member_config in zip(folders[1:], configs[1:], strict=True):
+        if member_config.task != first_config.task:
+            raise InputFileError(folder, f"task {member_config.task!r} differs from {first}'s "
                                  f"{first_config.task!r}")
         args = read_model_args(folder)
         for key in MATCHING_MODEL_ARGS:
@@ -60,8 +73,9 @@ def create_ensemble(
     for folder in folders:
         if not (folder / "checkpoints" / f"{checkpoint}.ckpt").is_file():
             raise InputFileError(folder / "checkpoints" / f"{checkpoint}.ckpt", "not found")
-    name = experiment or f"{first_config.experiment}_ensemble"
-    config = first_config.model_copy(update={"experiment": name})
+    if config is None:
+        name = experiment or f"{first_config.experiment}_ensemble"
+        config = first_config.model_copy(update={"experiment": name})
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / CONFIG_FILE, config_to_yaml(config))
     write_bytes(run_dir / SPLITS_FILE, (first / SPLITS_FILE).read_bytes())

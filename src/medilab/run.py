@@ -410,6 +410,10 @@ def train(
         last = None
         splits = load_splits(config.data.splits_csv) if config.data.splits_csv else None
 
+    if config.trainer.seeds:
+        raise MedilabError(f"trainer.seeds {config.trainer.seeds}: a seed ensemble is trained "
+                           "by `medilab train` (medilab.api.train), one run per seed; studies "
+                           "and cross-validation train one seed each")
     check_data_paths(config)
     if not resume and is_primary_process():
         check_before_training(config)  # duplicates, labels, leakage, missing files, balance

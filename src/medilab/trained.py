@@ -73,7 +73,7 @@ def _load_ensemble(run_dir: Path, family: TaskFamily, config: ExperimentConfig) 
     # and threshold (fitted when the ensemble is evaluated) apply on top
     module.model = MeanProbabilityEnsemble(
         [with_temperature(m.model, float(getattr(m, "temperature", 1.0))) for m in modules])
-    for name, default in (("temperature", 1.0), ("threshold", None)):
+    for name, default in (("temperature", 1.0), ("threshold", None), ("covariate_fusion", None)):
         if hasattr(module, name):
             setattr(module, name, default)
     module.eval()

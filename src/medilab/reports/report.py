@@ -182,6 +182,7 @@ def build_report(run_dir: Path) -> Path:
         config_summary=_config_summary(config),
         metric_tables=_metric_tables(metrics),
         subgroup_tables=_subgroup_tables(metrics),
+        fusion_table=fusion_table(metrics),
         notes=[*_notes(metrics), *_glossary(metrics)],
         sections=[s for s in sections if s.images],
         cases=_cases(run_dir),
@@ -408,12 +409,54 @@ def _notes(metrics: dict[str, Any]) -> list[str]:
         notes.append("Bootstrap draws without a class the metric needs (no positives for "
                      "sensitivity, a class missing for AUROC, …) were skipped, not scored 0: "
                      + ", ".join(skipped[:12]) + (" …" if len(skipped) > 12 else "") + ".")
+    tta = metrics.get("tta")
+    if isinstance(tta, dict) and tta.get("mode") not in (None, "none"):
+        notes.append(f"Test-time augmentation: {tta.get('rule') or tta.get('mode')} "
+                     f"({tta.get('views')} views per image).")
     threshold = metrics.get("threshold")
     if isinstance(threshold, dict) and math.isfinite(value := _float(threshold.get("value"))):
         rule = f": {threshold['rule']}" if threshold.get("rule") else ""
         notes.append(f"Decision threshold {format_number(value)} chosen on "
                      f"{threshold.get('chosen_on', 'val')}{rule}.")
     return notes
+
+
+def fusion_table(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """Image-only, covariates-only and fused side by side (``covariate_fusion`` of
+    metrics.json): per split, AUROC with its interval and log loss; the held-out test part
+    first and marked, val labelled as the set that chose the weight."""
+    record = metrics.get("covariate_fusion")
+    if not isinstance(record, dict) or not isinstance(record.get("branches"), dict):
+        return None
+    weight = _float(record.get("weight_image"))
+    columns = ["image only", "covariates only",
+               f"fused (image weight {format_number(weight)})"]
+    rows = []
+    for split, branches in record["branches"].items():
+        if not isinstance(branches, dict):
+            continue
+        label = f"{split} ({role_label(split)})"
+        for metric in ("auroc", "log_loss"):
+            cells = []
+            for name in ("image", "covariates", "fused"):
+                entry = (branches.get(name) or {}).get(metric)
+                cells.append(format_interval(*_interval(entry)) if isinstance(entry, dict)
+                             else format_number(_float(entry)))
+            rows.append({"split": label, "metric": metric.replace("_", " "), "cells": cells,
+                         "headline": split == "test"})
+    held_out = "test" in record["branches"]
+    note = (f"p = {format_number(weight)} · p_image + {format_number(1 - weight)} · "
+            f"p_covariates, the weight chosen on {record.get('chosen_on', 'val')} over a grid "
+            "on [0, 1] that includes image only (1) and covariates only (0). Covariates only: "
+            f"{record.get('covariates_member', 'a logistic regression')}. "
+            + ("The test figures are held out; val's are in-sample for the weight."
+               if held_out else "No held-out test part: val chose the weight, so its figures "
+               "are in-sample (set data.test_fraction for held-out ones)."))
+    return {"columns": columns, "rows": rows, "note": note}
+
+
+def _interval(entry: dict[str, Any]) -> tuple[float, float, float]:
+    return _float(entry.get("value")), _float(entry.get("low")), _float(entry.get("high"))
 
 
 def _subgroup_tables(metrics: dict[str, Any]) -> list[dict[str, Any]]:

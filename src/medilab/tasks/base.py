@@ -151,6 +151,8 @@ class TaskFamily(ABC):
     # on load (old → new, e.g. ``data.roi_size`` → ``inference.roi_size``)
     config_sections: ClassVar[dict[str, type[BaseModel]]] = {}
     moved_config_keys: ClassVar[dict[str, str]] = {}
+    # whether evaluate / predict honour ``evaluation.tta`` (test-time augmentation)
+    supports_tta: ClassVar[bool] = False
 
     @classmethod
     def check_config(cls, config: ExperimentConfig) -> None:

@@ -21,6 +21,14 @@ from medilab.io.atomic import write_csv
 from medilab.models import create_model
 from medilab.models.registry import checkpoint_model_args
 from medilab.tasks.base import BaseModule, TaskFamily
+from medilab.tasks.bootstrap import bootstrap
+from medilab.tasks.classification_fusion import (
+    CovariateFusion,
+    auroc,
+    choose_weight,
+    fit_covariate_member,
+    log_loss,
+)
 from medilab.tasks.classification_metrics import (
     binary_threshold,
     calibration_summary,
@@ -29,6 +37,7 @@ from medilab.tasks.classification_metrics import (
     subgroup_tables,
 )
 from medilab.tasks.registry import register_task
+from medilab.tasks.tta import check_tta_axes, flip_views, mean_over_flips, tta_record
 
 PROBABILITY_DECIMALS = 6  # probabilities as written to the prediction CSVs (and scored)
 
@@ -52,6 +61,9 @@ class ClassificationModule(BaseModule):
         self.covariate_state = covariate_state  # the fitted CovariateEncoder, for prediction
         self.temperature = 1.0  # logits are divided by this at prediction (calibration)
         self.threshold: float | None = None  # binary: predict class 1 where p1 >= threshold
+        # fitted on val by evaluation (evaluation.covariate_fusion): blends a covariates-only
+        # logistic regression into the predicted probabilities
+        self.covariate_fusion: CovariateFusion | None = None
         weights = config.loss.class_weights
         self.loss_fn = nn.CrossEntropyLoss(
             weight=torch.tensor(weights, dtype=torch.float32) if weights else None,
@@ -103,7 +115,23 @@ class ClassificationModule(BaseModule):
         return self.model.backbone
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return torch.softmax(self(batch).float() / self.temperature, dim=1).cpu()
+        return self.probabilities(batch).cpu()
+
+    def probabilities(self, batch: dict[str, torch.Tensor], fused: bool = True) -> torch.Tensor:
+        """Class probabilities as evaluated and deployed: softmax of logits / temperature,
+        averaged over the flips of ``evaluation.tta``, then (``fused``) blended with the
+        covariates-only member when evaluation fitted one."""
+        covariates = batch.get("covariates")
+
+        def image_probabilities(images: torch.Tensor) -> torch.Tensor:
+            logits = self.model(images) if covariates is None else self.model(images, covariates)
+            return torch.softmax(logits.float() / self.temperature, dim=1)
+
+        flips = flip_views(self.config, len(self.input_shape) - 1)
+        probs = mean_over_flips(image_probabilities, batch["image"], flips)
+        if fused and self.covariate_fusion is not None and covariates is not None:
+            probs = self.covariate_fusion.fuse(probs, covariates)
+        return probs
 
     def decide(self, probs: np.ndarray) -> np.ndarray:
         """The predicted class of each row of probabilities at the run's operating point
@@ -142,6 +170,16 @@ class ClassificationFamily(TaskFamily):
     report_plots = ("confusion_matrix", "f1_per_class", "roc", "calibration", "scores")
     export_kind = "per_sample"
     onnx_predict = True
+    supports_tta = True
+
+    @classmethod
+    def check_config(cls, config: ExperimentConfig) -> None:
+        dims = getattr(config.data, "spatial_dims", None)
+        if isinstance(dims, int):
+            check_tta_axes(config, dims)
+        elif any(axis > 2 or axis < 0 for axis in config.evaluation.tta_axes or []):
+            raise ValueError(f"evaluation.tta_axes {config.evaluation.tta_axes}: spatial axes "
+                             "are 0 (rows), 1 (columns) and, for volumes, 2")
 
     def model_args(self, config: ExperimentConfig, datamodule: L.LightningDataModule) -> dict:
         assert isinstance(datamodule, ArrayClassificationDataModule)
@@ -220,18 +258,22 @@ class ClassificationFamily(TaskFamily):
         self._audits: dict[str, dict[str, Any]] = {}
         # everything fitted is fitted on val only, from scratch: a test part is scored once
         # with what val chose
-        module.temperature, module.threshold = 1.0, None
+        module.temperature, module.threshold, module.covariate_fusion = 1.0, None, None
         fusion = fit_fusion_weights(module, datamodule)
         temperature = None
         if config.evaluation.temperature_scaling and "val" in datamodule.split_names:
             probs = stacked(trainer.predict(module, dataloaders=datamodule.loader("val")))
             temperature = fit_temperature(probs, datamodule.labels("val"))
             module.temperature = temperature
+        branches = fit_covariate_fusion(module, datamodule, config, trainer)
         body = super().evaluate(module, datamodule, config, run_dir, trainer)
+        body["tta"] = tta_record(flip_views(config, len(module.input_shape) - 1))
         if temperature is not None:
             body["temperature"] = {"value": temperature, "fitted_on": "val (NLL)"}
         if fusion is not None:
             body["fusion_weights"] = fusion
+        if branches is not None:
+            body["covariate_fusion"] = branches
         if module.num_classes == 2:
             chosen = module.threshold is not None
             body["threshold"] = {
@@ -259,6 +301,8 @@ class ClassificationFamily(TaskFamily):
                                  "threshold": module.threshold}
         if hasattr(module.model, "fusion_weights"):
             state["fusion_weights"] = module.model.fusion_weights()
+        if module.covariate_fusion is not None:
+            state["covariate_fusion"] = module.covariate_fusion.to_dict()
         return state
 
     def apply_fitted(self, module: BaseModule, state: dict[str, Any]) -> None:
@@ -268,6 +312,8 @@ class ClassificationFamily(TaskFamily):
         module.threshold = None if threshold is None else float(threshold)
         if state.get("fusion_weights") and hasattr(module.model, "set_fusion_weights"):
             module.model.set_fusion_weights(state["fusion_weights"])
+        covariate = state.get("covariate_fusion")
+        module.covariate_fusion = CovariateFusion.from_dict(covariate) if covariate else None
 
     def summary(
         self, module: BaseModule, datamodule: L.LightningDataModule, config: ExperimentConfig
@@ -386,14 +432,16 @@ def class_probabilities(module: ClassificationModule, image: torch.Tensor,
     """The module's class probabilities (temperature applied) for one (C, ...) image."""
     model = module.model
     device = next(model.parameters()).device
-    batch = image.detach().float().unsqueeze(0).to(device)
+    batch = {"image": image.detach().float().unsqueeze(0).to(device)}
+    if covariates is not None:
+        batch["covariates"] = torch.as_tensor(covariates, dtype=torch.float32).reshape(1, -1).to(
+            device)
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        logits = model(batch) if covariates is None else model(
-            batch, torch.as_tensor(covariates, dtype=torch.float32).reshape(1, -1).to(device))
+        probs = module.probabilities(batch)
     model.train(was_training)
-    return torch.softmax(logits.float() / module.temperature, dim=1)[0].cpu().numpy()
+    return probs[0].cpu().numpy()
 
 
 def write_submission(
@@ -412,3 +460,57 @@ def write_submission(
     predictions = module.decide(stacked(trainer.predict(module, dataloaders=loader)))
     frame = pd.DataFrame({"ImageId": np.arange(1, len(predictions) + 1), "Label": predictions})
     return write_csv(frame, out)
+
+
+def fit_covariate_fusion(
+    module: ClassificationModule, datamodule: ArrayClassificationDataModule,
+    config: ExperimentConfig, trainer: L.Trainer,
+) -> dict[str, Any] | None:
+    """``evaluation.covariate_fusion``: fit the covariates-only member on train, choose the
+    image weight on val (:mod:`medilab.tasks.classification_fusion`), put the fusion on the
+    module and return its metrics.json record: the weight, the val grid, and per held-out split
+    the AUROC (with its interval) and log loss of image-only, covariates-only and fused. None
+    when off, without covariates or val, or when train holds one class."""
+    train = datamodule.split_covariates("train")
+    if (config.evaluation.covariate_fusion == "off" or train is None
+            or "val" not in datamodule.split_names):
+        return None
+    fitted = fit_covariate_member(train, datamodule.labels("train"), module.num_classes)
+    if fitted is None:
+        return None
+    coef, intercept = fitted
+    module.covariate_fusion = None
+    splits = [s for s in datamodule.split_names if s != "train"]
+    image = {s: stacked(trainer.predict(module, dataloaders=datamodule.loader(s)))
+             .astype(np.float64) for s in splits}
+    member = CovariateFusion(0.0, coef, intercept)
+    covariate = {s: member.covariate_probabilities(torch.from_numpy(
+        datamodule.split_covariates(s))).double().numpy() for s in splits}
+    weight, grid = choose_weight(image["val"], covariate["val"], datamodule.labels("val"))
+    module.covariate_fusion = CovariateFusion(weight, coef, intercept)
+    metadata = {s: datamodule.metadata(s) for s in splits}
+    table = {}
+    for split in sorted(splits, key=lambda s: s != "test"):  # the held-out part first
+        labels = datamodule.labels(split)
+        frame = metadata[split]
+        groups = (frame["patient_id"].astype(str).to_numpy()
+                  if frame is not None and "patient_id" in frame.columns else None)
+        probs = {"image": image[split], "covariates": covariate[split],
+                 "fused": weight * image[split] + (1 - weight) * covariate[split]}
+        table[split] = {name: {"auroc": bootstrap(
+            lambda idx, p=p, y=labels: auroc(p[idx], y[idx]), len(labels), groups=groups,
+            num_bootstraps=config.evaluation.bootstrap_samples,
+            confidence=config.evaluation.confidence, seed=config.seed),
+            "log_loss": log_loss(p, labels)} for name, p in probs.items()}
+    encoder = datamodule.encoder
+    return {
+        "weight_image": weight,
+        "weight_covariates": round(1.0 - weight, 4),
+        "chosen_on": "val (AUROC; ties: log loss)",
+        "rule": "p = weight_image · p_image + weight_covariates · p_covariates",
+        "covariates_member": "logistic regression (scikit-learn, L2, C=1) on the train split's "
+                             "encoded covariates"
+                             + (f": {', '.join(encoder.feature_names)}" if encoder else ""),
+        "grid": grid,
+        "branches": table,
+    }

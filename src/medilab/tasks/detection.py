@@ -46,7 +46,7 @@ class DetectionFamily(TaskFamily):
                       "matched: hits (IoU ≥ 0.5) / (ground-truth boxes + false positives).")
     # Faster R-CNN has its own losses; subgroup audits and temperature are classification's
     unused_config_keys = ("loss.name", "evaluation.subgroups", "evaluation.age_bands",
-                          "evaluation.temperature_scaling")
+                          "evaluation.temperature_scaling", "evaluation.covariate_fusion")
     config_sections = {"warmup": DetectionWarmup}
     moved_config_keys = MOVED_WARMUP_KEYS  # the option's old place: scheduler:
     export_refusal = ("ONNX / TorchScript export of torchvision Faster R-CNN detectors is not "

@@ -5,7 +5,6 @@ modules beside this one."""
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +50,7 @@ from medilab.tasks.segmentation_outputs import (
     new_image_fov,
     overlay,
 )
+from medilab.tasks.tta import check_tta_axes, mean_over_flips, mirror_axes, tta_record
 
 
 # ----------------------------------------------------------------------------- module
@@ -104,14 +104,9 @@ class SegmentationModule(BaseModule):
         """Class probabilities ``(N, K, *S)`` of whole images ``(N, C, *S)``; with
         ``inference.mirror_tta`` the mean over every combination of flips of the spatial axes
         (``inference.mirror_tta_axes``, default all)."""
-        total = torch.zeros(())
-        tta = self.inference
-        flips = mirror_axes(self.spatial_dims, tta.mirror_tta_axes) if tta.mirror_tta else [()]
-        for axes in flips:
-            logits = self.infer(batch.flip(axes) if axes else batch)
-            probs = torch.softmax(logits.float(), dim=1)
-            total = total + (probs.flip(axes) if axes else probs)
-        return total / len(flips)
+        flips = segmentation_flips(self.config, self.spatial_dims)
+        return mean_over_flips(lambda x: torch.softmax(self.infer(x).float(), dim=1), batch,
+                               flips, dense=True)
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self.tta_probabilities(batch["image"]).cpu()
@@ -124,14 +119,23 @@ class SegmentationModule(BaseModule):
         return self.tta_probabilities(batch)[0].cpu().numpy()
 
 
-def mirror_axes(
-    spatial_dims: int, spatial_axes: list[int] | None = None
-) -> list[tuple[int, ...]]:
-    """Every subset of the chosen spatial axes (default all; the config checks they exist), as
-    axes of a (N, C, *S) batch: the flips of mirror TTA."""
-    chosen = range(spatial_dims) if spatial_axes is None else sorted(set(spatial_axes))
-    axes = [axis + 2 for axis in chosen]
-    return [combo for r in range(len(axes) + 1) for combo in itertools.combinations(axes, r)]
+def _flips_note(flips: list[tuple[int, ...]]) -> str:
+    """The end of the inference note: which flips were averaged (mirror TTA)."""
+    if len(flips) <= 1:
+        return "."
+    axes = sorted({axis - 2 for combo in flips for axis in combo})
+    return f"; mean over flips of spatial axes {axes} ({len(flips)} views, mirror TTA)."
+
+
+def segmentation_flips(config: ExperimentConfig, spatial_dims: int) -> list[tuple[int, ...]]:
+    """The flips of mirror TTA: ``inference.mirror_tta`` or ``evaluation.tta: flips`` (the
+    same averaging; axes from ``evaluation.tta_axes``, else ``inference.mirror_tta_axes``)."""
+    inference = segmentation_inference(config)
+    evaluation = config.evaluation
+    if not (inference.mirror_tta or evaluation.tta == "flips"):
+        return [()]
+    axes = evaluation.tta_axes if evaluation.tta_axes is not None else inference.mirror_tta_axes
+    return mirror_axes(spatial_dims, axes)
 
 
 # ----------------------------------------------------------------------------- family
@@ -147,13 +151,16 @@ class SegmentationFamily(TaskFamily):
     export_kind = "dense"
     # subgroup audits and temperature scaling are classification's
     unused_config_keys = ("evaluation.subgroups", "evaluation.age_bands",
-                          "evaluation.temperature_scaling")
+                          "evaluation.temperature_scaling", "evaluation.covariate_fusion")
     config_sections = {"inference": SegmentationInference}
     moved_config_keys = MOVED_INFERENCE_KEYS  # the options' old place: data:
+
+    supports_tta = True  # evaluation.tta: flips = inference.mirror_tta
 
     @classmethod
     def check_config(cls, config: ExperimentConfig) -> None:
         check_inference(config)
+        check_tta_axes(config, segmentation_inputs(config).spatial_dims)
 
     def model_args(self, config: ExperimentConfig, datamodule: L.LightningDataModule) -> dict:
         assert isinstance(datamodule, seg_data.SegmentationDataModule)
@@ -216,6 +223,7 @@ class SegmentationFamily(TaskFamily):
     ) -> dict[str, Any]:
         assert isinstance(module, SegmentationModule)
         return {
+            "tta": tta_record(segmentation_flips(config, module.spatial_dims)),
             "class_names": [str(k) for k in range(module.num_classes)],
             "notes": [
                 EMPTY_MASK_NOTE,
@@ -228,9 +236,7 @@ class SegmentationFamily(TaskFamily):
                 "(as most DRIVE papers report F1); its interval resamples images.",
                 f"Inference: sliding window, roi {module.roi_size}, overlap "
                 f"{module.inference.overlap}, {module.inference.blend_mode} blending"
-                + (f"; mean over flips of spatial axes "
-                   f"{module.inference.mirror_tta_axes or 'all'}."
-                   if module.inference.mirror_tta else "."),
+                + _flips_note(segmentation_flips(module.config, module.spatial_dims)),
             ],
         }
 

@@ -20,7 +20,7 @@ class SegmentationInference(Strict):
     overlap: float = Field(0.25, ge=0, lt=1)
     blend_mode: Literal["gaussian", "constant"] = "gaussian"
     sw_batch_size: int = Field(4, ge=1)
-    mirror_tta: bool = False  # average over all spatial flips (nnU-Net style)
+    mirror_tta: bool = False  # average over all spatial flips (= evaluation.tta: flips)
     # only these spatial axes (0 = rows, i.e. vertical flips; 1 = columns; 2 = …); None = all
     mirror_tta_axes: list[int] | None = None
 

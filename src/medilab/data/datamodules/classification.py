@@ -201,6 +201,10 @@ class ArrayClassificationDataModule(L.LightningDataModule):
     def sample_ids(self, split: str) -> list[str]:
         return [self.arrays.sample_ids[i] for i in self._positions[split]]
 
+    def split_covariates(self, split: str) -> np.ndarray | None:
+        """The encoded covariates ``(N, F)`` of ``split`` in loader order (None without)."""
+        return None if self.covariates is None else self.covariates[self._positions[split]]
+
     def metadata(self, split: str) -> pd.DataFrame | None:
         """The metadata rows (patient, raw covariates) of ``split``, in loader order."""
         if self.table is None:
