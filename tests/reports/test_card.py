@@ -19,6 +19,8 @@ from cli_samples import run_cli
 from medilab import api
 from medilab.config import CardConfig, validate_config
 from medilab.reports.card.checklists import AUTHOR, CLAIM, FILLED, PARTLY, TRIPOD_AI
+from medilab.reports.card.facts import fitted_on_val
+from medilab.reports.card.runinfo import RunInfo
 from study_samples import write_npz
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -287,3 +289,24 @@ def test_training_facts_tell_detection_warm_up(tmp_path):
     assert rows["schedule"] == "name=cosine"
     config["warmup"] = {"steps": 0}
     assert "warm-up" not in dict(training_facts(info))
+
+
+def test_fitted_on_val_names_the_covariate_blend_tta_and_the_search(tmp_path):
+    run = tmp_path / "search" / "trials" / "0003"
+    run.mkdir(parents=True)
+    (tmp_path / "search" / "tune.csv").write_text(
+        "number,state,value\n0,COMPLETE,0.4\n1,PRUNED,\n2,COMPLETE,0.3\n3,COMPLETE,0.2\n")
+    fitted = {"threshold": 0.42, "temperature": 1.0,
+              "covariate_fusion": {"weight": 0.65, "coef": [[0.1]], "intercept": [0.0]}}
+    metrics = {"tta": {"mode": "flips", "views": 4}}
+    info = RunInfo(run, {}, metrics, {}, fitted, {}, None, None)
+    text = " ".join(fitted_on_val(info))
+    assert "w = 0.65 was chosen on val" in text
+    assert "flips, 4 views" in text
+    assert "medilab tune, 4 trials, 3 complete" in text
+    assert "coef" not in text  # the regression's numbers are not dumped as text
+
+    plain = RunInfo(tmp_path / "run", {}, {"tta": {"mode": "none", "views": 1}}, {},
+                    {"threshold": 0.42}, {}, None, None)
+    text = " ".join(fitted_on_val(plain))
+    assert "Test-time" not in text and "tune" not in text and "covariates-only" not in text

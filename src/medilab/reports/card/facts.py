@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from medilab.reports.card.runinfo import RunInfo
 from medilab.reports.html import format_number
 from medilab.runfolder import checkpoint_path
@@ -184,12 +186,40 @@ def fitted_on_val(info: RunInfo) -> list[str]:
     if isinstance(temperature, int | float):
         lines.append(f"Temperature {temperature:.4g} was fitted on val (NLL)."
                      if temperature != 1.0 else "No temperature scaling (temperature 1).")
+    covariate = fitted.get("covariate_fusion")
+    if isinstance(covariate, dict) and "weight" in covariate:
+        lines.append("A covariates-only logistic regression was fitted on train and blended with "
+                     f"the image model as w·p_image + (1 − w)·p_covariates; w = "
+                     f"{float(covariate['weight']):.3g} was chosen on val (AUROC).")
     for key, value in fitted.items():
-        if key not in ("threshold", "temperature", "checkpoint", "fitted_on") \
-                and value is not None:
+        if key not in ("threshold", "temperature", "checkpoint", "fitted_on",
+                       "covariate_fusion") and value is not None:
             lines.append(f"{key.replace('_', ' ')} fitted on val: {_short(value)}.")
+    tta = info.metrics.get("tta") or {}
+    if tta.get("mode") not in (None, "none"):
+        lines.append(f"Test-time augmentation ({tta['mode']}, {tta.get('views')} views) is "
+                     "applied to every split; it was fixed in the config, not fitted.")
     lines.append("The checkpoint was chosen on val (highest/lowest monitored metric).")
+    search = tuning_search(info.run_dir)
+    if search:
+        lines.append(search)
     return lines
+
+
+def tuning_search(run_dir: Path) -> str | None:
+    """A line saying the run is a trial of ``medilab tune``, whose val figure chose it among
+    the search's trials, or None."""
+    tune_dir = run_dir.parent.parent
+    if run_dir.parent.name != "trials" or not (tune_dir / "tune.csv").is_file():
+        return None
+    try:
+        trials = pd.read_csv(tune_dir / "tune.csv")
+    except (OSError, ValueError, pd.errors.ParserError):
+        return None
+    complete = int((trials.get("state", pd.Series(dtype=str)) == "COMPLETE").sum())
+    return (f"This run is a trial of a hyperparameter search (medilab tune, {len(trials)} "
+            f"trials, {complete} complete): its val figures took part in choosing the "
+            "hyperparameters, so only held-out (test) figures are free of that selection.")
 
 
 def _short(value: Any) -> str:
