@@ -310,3 +310,18 @@ def test_fitted_on_val_names_the_covariate_blend_tta_and_the_search(tmp_path):
                     {"threshold": 0.42}, {}, None, None)
     text = " ".join(fitted_on_val(plain))
     assert "Test-time" not in text and "tune" not in text and "covariates-only" not in text
+
+
+def test_baseline_lines_put_the_covariates_only_model_beside_the_image_model(tmp_path):
+    from medilab.reports.card.performance import baseline_lines
+
+    def auroc(value: float) -> dict:
+        return {"auroc": {"value": value, "low": value - 0.1, "high": value + 0.05}}
+
+    metrics = {"covariate_fusion": {"weight_image": 0.8, "branches": {
+        "test": {"image": auroc(0.7), "covariates": auroc(0.6), "fused": auroc(0.72)}}}}
+    lines = baseline_lines(RunInfo(tmp_path, {}, metrics, {}, {}, {}, None, None))
+    assert lines == ["Baseline comparison, AUROC on test (held out): image only 0.700 "
+                     "[0.600, 0.750]; covariates only (baseline) 0.600 [0.500, 0.650]; "
+                     "fused 0.720 [0.620, 0.770]."]
+    assert baseline_lines(RunInfo(tmp_path, {}, {}, {}, {}, {}, None, None)) == []

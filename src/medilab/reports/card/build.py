@@ -57,7 +57,7 @@ def gather(run_dir: Path, out_dir: Path) -> dict[str, Any]:
         "confidence": info.metrics.get("confidence", 0.95),
         "metric_notes": [str(n) for n in info.metrics.get("notes") or []]
         + ([str(info.metrics["headline_note"])] if info.metrics.get("headline_note") else []),
-        "operating": performance.operating_point(info),
+        "operating": performance.operating_point(info) + performance.baseline_lines(info),
         "subgroups": performance.subgroup_lines(info),
         "worst": worst,
         "limitations": found,

@@ -48,6 +48,29 @@ def operating_point(info: RunInfo) -> list[str]:
     return lines
 
 
+def baseline_lines(info: RunInfo) -> list[str]:
+    """The covariates-only baseline beside the image model and their blend (metrics.json's
+    ``covariate_fusion``), AUROC per scored split, held-out test first."""
+    record = info.metrics.get("covariate_fusion")
+    if not isinstance(record, dict) or not isinstance(record.get("branches"), dict):
+        return []
+    lines = []
+    for split, branches in record["branches"].items():
+        if not isinstance(branches, dict):
+            continue
+        figures = []
+        for name, label in (("image", "image only"), ("covariates", "covariates only (baseline)"),
+                            ("fused", "fused")):
+            entry = (branches.get(name) or {}).get("auroc")
+            if isinstance(entry, dict) and entry.get("value") is not None:
+                low, high = (float(entry.get(k, math.nan)) for k in ("low", "high"))
+                figures.append(f"{label} {format_interval(float(entry['value']), low, high)}")
+        if figures:
+            lines.append(f"Baseline comparison, AUROC on {split} ({role_label(split)}): "
+                         + "; ".join(figures) + ".")
+    return lines
+
+
 def subgroup_lines(info: RunInfo) -> list[str]:
     """Per split: the subgroups and their n, and the largest gap between two of them."""
     metrics = info.metrics
