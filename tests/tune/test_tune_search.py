@@ -94,7 +94,8 @@ def test_three_trials_give_the_table_the_page_and_a_held_out_best(tune_config, t
 def test_pruned_trials_count_and_say_so(tune_config, tmp_path, monkeypatch):
     config, space = tune_config
     # val/loss is always above -1: every trial is pruned at its first epoch
-    monkeypatch.setattr(folder, "make_pruner", lambda: optuna.pruners.ThresholdPruner(upper=-1))
+    monkeypatch.setattr(folder, "make_pruner",
+                        lambda config: optuna.pruners.ThresholdPruner(upper=-1))
     out = tmp_path / "pruned"
     body = api.tune(config, out, 2, space)
     table = pd.read_csv(out / "tune.csv")
@@ -132,3 +133,24 @@ def test_a_timeout_that_has_passed_starts_no_trial(tune_config, tmp_path):
     body = api.tune(config, out, 2, space, timeout_s=1e-9)
     assert body["best"] is None
     assert len(pd.read_csv(out / "tune.csv")) == 0
+
+
+def test_pruning_waits_for_the_second_half_of_training():
+    """A trial below the median at an early epoch runs on; at the same gap in the second half
+    of training it is pruned."""
+    from medilab.config import validate_config
+
+    config = validate_config({"data": {"source": "sklearn_digits"}, "model": {"name": "simple_nn"},
+                              "trainer": {"max_epochs": 10}})
+    study = optuna.create_study(direction="maximize", pruner=folder.make_pruner(config))
+    for _ in range(folder.PRUNE_AFTER_TRIALS):
+        trial = study.ask()
+        for epoch in range(10):
+            trial.report(0.9, epoch)
+        study.tell(trial, 0.9)
+    weak = study.ask()
+    for epoch in range(5):
+        weak.report(0.5, epoch)
+        assert not weak.should_prune(), f"pruned at epoch {epoch}, inside the warm-up"
+    weak.report(0.5, 5)
+    assert weak.should_prune()

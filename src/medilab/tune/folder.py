@@ -85,17 +85,23 @@ def _shared_split(config: ExperimentConfig, out: Path) -> Path:
     return path
 
 
-def make_pruner() -> optuna.pruners.BasePruner:
-    """Median pruning: a trial whose val metric at an epoch (from the second on) is worse than
-    the median of earlier trials at that epoch stops, once :data:`PRUNE_AFTER_TRIALS` ended."""
-    return optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS, n_warmup_steps=1)
+def make_pruner(config: ExperimentConfig) -> optuna.pruners.BasePruner:
+    """Median pruning: once :data:`PRUNE_AFTER_TRIALS` trials ended, a trial whose best val
+    metric so far is worse than the median of earlier trials at that epoch stops, but only in
+    the second half of training (``trainer.max_epochs`` / 2 epochs of warm-up). The val metric
+    of the first epochs says little about the last (a small val part, a learning-rate
+    schedule): pruning from the second epoch stopped 15 of 20 BreastMNIST trials at epochs 1-2.
+    """
+    warmup = max(1, config.trainer.max_epochs // 2)
+    return optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS,
+                                       n_warmup_steps=warmup)
 
 
 def open_study(out: Path, storage: str | None, config: ExperimentConfig) -> optuna.Study:
     """The tune's study (made on first use), named after the experiment."""
     direction = "maximize" if config.trainer.monitor_mode == "max" else "minimize"
     try:
-        return optuna.create_study(storage=open_storage(out, storage), pruner=make_pruner(),
+        return optuna.create_study(storage=open_storage(out, storage), pruner=make_pruner(config),
                                    study_name=config.experiment, direction=direction,
                                    load_if_exists=True)
     except (ValueError, ImportError) as exc:  # a bad URL, a missing database driver
