@@ -197,7 +197,8 @@ def tune(
     """Search hyperparameters with Optuna (``medilab tune``): ``trials`` trials, each a run
     folder under ``out/trials``; the best one evaluated (metrics.json, report) and
     tune.csv / tune.html written. Options: ``timeout_s``, ``workers``, ``storage``,
-    ``worker_only``. Run again to continue after a stop."""
+    ``worker_only``, ``cv`` (K-fold cross-validated trials). Run again to continue after a
+    stop."""
     from medilab.tune import tune as run_tune
 
     return run_tune(config, out, trials, space, overrides, evaluate=evaluate, **options)

@@ -300,22 +300,28 @@ def tune(
                                                  "plain command then scores the best and writes "
                                                  "the page.")
     ] = False,
+    cv: Annotated[
+        int | None, typer.Option("--cv", help="Score each trial by K-fold cross-validation on "
+                                              "the non-test samples (K runs per trial; the "
+                                              "best is trained again on the whole split).")
+    ] = None,
     override: Annotated[
         list[str] | None,
         typer.Option("--override", "-o", help="KEY.SUB=VALUE for every trial."),
     ] = None,
 ) -> None:
     """Search hyperparameters with Optuna (TPE, pruning): each trial is a run folder under
-    OUT/trials; the best is scored once on the held-out test part; tune.csv and tune.html.
-    Run the same command again to continue after a stop."""
+    OUT/trials (with --cv K, K fold runs); the best is scored once on the held-out test part;
+    tune.csv and tune.html. Run the same command again to continue after a stop."""
     from medilab import api
 
     body = api.tune(config, out, trials, space, override or [], timeout_s=_seconds(timeout),
-                    workers=workers, storage=storage, worker_only=worker_only)
+                    workers=workers, storage=storage, worker_only=worker_only, cv=cv)
     best = body.get("best")
     if best:
-        typer.echo(f"best trial {best['number']}: {best['monitor']} {best['value']:.4f} (val, "
-                   f"selection) {best['params']}")
+        selection = best.get("selection", "val, selection")
+        typer.echo(f"best trial {best['number']}: {best['monitor']} {best['value']:.4f} "
+                   f"({selection}) {best['params']}")
     if not worker_only:
         typer.echo(f"page: {out / 'tune.html'}")
 

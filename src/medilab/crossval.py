@@ -58,10 +58,12 @@ FOLD_DONE_FILE = "crossval_fold.json"  # written last: the fold is trained and e
 OUTER_SPLIT = "test"  # a fold run's name for its outer fold
 
 
-def assign_folds(splits: pd.DataFrame, folds: int, seed: int) -> pd.DataFrame:
+def assign_folds(splits: pd.DataFrame, folds: int, seed: int,
+                 option: str = "--folds") -> pd.DataFrame:
     """``splits`` (sample_id, split[, patient_id, label]) with ``fold`` 0..K-1 (``split``
     becomes ``fold<k>``, as ``medilab split --folds`` writes it), or -1 for ``test`` rows; grouped
-    by patient and stratified by label where the columns exist."""
+    by patient and stratified by label where the columns exist. A bad ``folds`` is an error
+    naming ``option`` (the command's flag)."""
     table = splits.reset_index(drop=True)
     pool = table[table["split"] != "test"]
     group = "patient_id" if "patient_id" in pool.columns else None
@@ -71,7 +73,7 @@ def assign_folds(splits: pd.DataFrame, folds: int, seed: int) -> pd.DataFrame:
     units = pool[group].nunique() if group else len(pool)
     if folds < 2 or folds > units:
         what = "patients" if group else "samples"
-        raise MedilabError(f"--folds {folds}: need 2 to {units} (the number of {what})")
+        raise MedilabError(f"{option} {folds}: need 2 to {units} (the number of {what})")
     assigned = make_splits(pool, group=group, stratify=stratify, folds=folds, seed=seed)
     fold = np.full(len(table), -1, dtype=int)
     fold[pool.index.to_numpy()] = [int(s.removeprefix("fold")) for s in assigned["split"]]

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
@@ -27,14 +28,20 @@ PAGE_FILE = "tune.html"
 PLOTS_DIR = "plots"
 
 
-def trial_rows(trials: list[FrozenTrial]) -> pd.DataFrame:
-    """number, state, value, one ``param:KEY`` column per searched key, run_dir, note."""
+def trial_rows(trials: list[FrozenTrial], folds: int | None = None) -> pd.DataFrame:
+    """number, state, value, with ``--cv`` K ``fold0..fold<K-1>`` (each fold run's best val
+    value; ``value`` is their mean) and ``fold_std``, one ``param:KEY`` column per searched key,
+    run_dir, note."""
     rows = []
     for trial in sorted(trials, key=lambda t: t.number):
         row: dict[str, Any] = {"number": trial.number, "state": trial.state.name,
                                "value": trial.value if trial.state == TrialState.COMPLETE
                                else None}
-        row.update({f"param:{key}": value for key, value in trial.params.items()})
+        if folds:
+            values = list(trial.user_attrs.get("fold_values", []))
+            row.update({f"fold{k}": values[k] if k < len(values) else None
+                        for k in range(folds)})
+            row["fold_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
         row["run_dir"] = trial.user_attrs.get("run_dir", "")
         row["note"] = _note(trial)
         rows.append(row)
@@ -50,14 +57,14 @@ def _note(trial: FrozenTrial) -> str:
         return "its worker stopped or was killed; its parameters were tried again"
     if attrs.get("retry_of") is not None:
         return f"tries again the parameters of trial {attrs['retry_of']}"
-    return str(attrs.get("error", ""))
+    return str(attrs.get("error", attrs.get("pruned", "")))
 
 
 def write_page(out: Path, study: optuna.Study, request: dict[str, Any],
                best: dict[str, Any] | None) -> Path:
     """tune.csv, the plots and tune.html in ``out``; ``best`` is tune.json's best trial."""
     trials = study.get_trials(deepcopy=False)
-    table = trial_rows(trials)
+    table = trial_rows(trials, request.get("cv"))
     write_csv(table, out / CSV_FILE)
     held_out, selection = _best_figures(out, best)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -87,12 +94,14 @@ def _shown_rows(table: pd.DataFrame) -> list[dict[str, str]]:
 
 def _best_figures(out: Path, best: dict[str, Any] | None
                   ) -> tuple[list[dict[str, str]], dict[str, Any] | None]:
-    """The best trial's held-out metrics (metrics.json, split ``test``) and its selection
-    figure (the monitored val metric that chose it)."""
+    """The best trial's held-out metrics (metrics.json of its held-out run, split ``test``) and
+    its selection figure (the monitored val metric that chose it; with ``--cv`` its mean over
+    folds and their standard deviation)."""
     if not best:
         return [], None
-    selection = {"monitor": best.get("monitor"), "value": format_number(best.get("value"))}
-    path = out / best["run_dir"] / METRICS_FILE
+    selection = {"monitor": best.get("monitor"), "value": format_number(best.get("value")),
+                 "std": format_number(best["std"]) if "std" in best else ""}
+    path = out / best.get("held_out_run_dir", best["run_dir"]) / METRICS_FILE
     if not path.is_file():
         return [], selection
     splits = json.loads(path.read_text(encoding="utf-8")).get("splits", {})

@@ -3,7 +3,9 @@ are complete or pruned, then score the best trial once on the held-out test part
 tune.csv / tune.html.
 
 A tune folder holds ``tune.json`` (the request and the best trial), ``splits.csv`` (the one
-split every trial uses), ``trials/NNNN`` (one run folder per trial), the Optuna journal file
+split every trial uses), ``trials/NNNN`` (one run folder per trial; with ``--cv K`` one run
+folder per fold, ``trials/NNNN/fold<k>``, and the best parameters trained again on the whole
+split into ``best/NNNN``, see :mod:`medilab.tune.cv`), the Optuna journal file
 ``optuna.journal`` (the default storage; with ``--storage URL`` a copy of the remote study,
 made when the tune finishes) and the page. The same command again continues a stopped or
 killed tune; several processes (``--workers K``, or one ``worker_only`` process per SLURM task
@@ -43,24 +45,29 @@ def tune(
     space: str | Path | None = None, overrides: list[str] | None = None,
     timeout_s: float | None = None, workers: int = 1, storage: str | None = None,
     worker_only: bool = False, evaluate: Callable[[Path], Any] = run.evaluate,
+    cv: int | None = None,
 ) -> dict[str, Any]:
     """Run (or continue) the tune of ``config`` over ``space`` in ``out`` until ``trials``
     trials are complete or pruned (or ``timeout_s`` passed); ``workers`` local processes share
-    the storage. Unless ``worker_only``, the best trial is then evaluated (``evaluate``) and
-    the page written; returns tune.json's body."""
+    the storage. ``cv`` K: each trial is scored by K-fold cross-validation on the non-test
+    samples (:mod:`medilab.tune.cv`; None keeps the folder's own). Unless ``worker_only``, the
+    best trial is then evaluated (``evaluate``; with ``cv`` first trained again on the whole
+    split) and the page written; returns tune.json's body."""
     if trials < 1 or workers < 1:
         raise MedilabError("--trials and --workers must be at least 1")
     out = Path(out)
-    setup, request = prepare(config, out, trials, space, overrides, storage)
+    setup, request = prepare(config, out, trials, space, overrides, storage, cv)
+    cv = request.get("cv")
     deadline = time.time() + timeout_s if timeout_s else None
     children = [_start_worker(request, setup, storage, deadline, index)
                 for index in range(1, workers)]
     try:
-        failed = work(open_study(out, storage, setup.config), setup, trials, deadline, worker=0)
+        failed = work(open_study(out, storage, setup.config, cv), setup, trials, deadline,
+                      worker=0)
     finally:
         codes = [child.wait() for child in children]
-    body = request if worker_only else finish(out, open_study(out, storage, setup.config),
-                                              request, evaluate, storage)
+    body = request if worker_only else finish(out, open_study(out, storage, setup.config, cv),
+                                              request, evaluate, storage, setup)
     if failed:
         raise MedilabError(f"{out}: {failed} trials failed (tune.csv says why); fix the config "
                            "or the space and run again")
@@ -108,13 +115,16 @@ def _start_worker(request: dict[str, Any], setup: Setup, storage: str | None,
     the environment, so a storage URL with a password is not on the command line)."""
     body = {"config": setup.config.model_dump(mode="json"), "out": str(setup.out),
             "space": request["space"], "trials": request["trials"], "storage": storage,
-            "deadline": deadline, "worker": index}
+            "deadline": deadline, "worker": index, "cv": request.get("cv"),
+            "fold_splits": [str(path) for path in setup.fold_splits]}
     env = {**os.environ, WORKER_ENV: json.dumps(body)}
     return subprocess.Popen([sys.executable, "-m", "medilab.tune.worker"], env=env)
 
 
 def _mark_interrupted(run_dir: Path) -> None:
-    """status.json of a trial whose worker is gone: interrupted, not running."""
-    if (read_status(run_dir) or {}).get("state") == "running":
-        write_status(run_dir, "interrupted", reason="its tune worker stopped or was killed; a "
-                     "later trial tries its parameters again")
+    """status.json of a trial (or, with ``--cv``, of its fold runs) whose worker is gone:
+    interrupted, not running."""
+    for folder in (run_dir, *sorted(run_dir.glob("fold*"))):
+        if (read_status(folder) or {}).get("state") == "running":
+            write_status(folder, "interrupted", reason="its tune worker stopped or was killed; "
+                         "a later trial tries its parameters again")

@@ -25,8 +25,9 @@ def main() -> int:
     try:
         body = json.loads(os.environ[WORKER_ENV])
         config = validate_config(body["config"], origin=f"{WORKER_ENV}")
-        setup = Setup(config, space_of(body), Path(body["out"]))
-        study = open_study(setup.out, body["storage"], config)
+        setup = Setup(config, space_of(body), Path(body["out"]),
+                      tuple(Path(path) for path in body.get("fold_splits") or ()))
+        study = open_study(setup.out, body["storage"], config, body.get("cv"))
         failed = work(study, setup, int(body["trials"]), body["deadline"],
                       worker=int(body["worker"]))
         if failed:
