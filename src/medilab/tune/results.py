@@ -23,7 +23,6 @@ from medilab.tune.page import write_page
 from medilab.tune.space import decoded, override
 from medilab.tune.storage import JOURNAL_FILE, local_journal
 
-
 BEST_DIR = "best"  # --cv: the best parameters trained on the whole split, best/NNNN
 
 

@@ -1,0 +1,140 @@
+"""medilab.tune.cv: ``medilab tune --cv K`` trains K fold runs per trial on the non-test
+samples, scores the trial by their mean, retrains the best on the whole split and scores it on
+the held-out test part once."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from cli_samples import run_cli
+from medilab import api
+from medilab.data.splits import load_splits
+from medilab.errors import InputFileError
+from medilab.runfolder import METRICS_FILE, SPLITS_FILE, read_status
+from medilab.tune import folder
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SPACE = "optimizer.lr: {loguniform: [1.0e-3, 1.0e-1]}\nmodel.kwargs.dropout: {uniform: [0, 0.5]}\n"
+
+
+@pytest.fixture
+def tune_config(tmp_path, digits_config):
+    """The tiny digits config (1 epoch) with a held-out test part and a 2-key space."""
+    raw = yaml.safe_load(digits_config.read_text())
+    raw["data"]["test_fraction"] = 0.2
+    raw["trainer"]["max_epochs"] = 1
+    raw["trainer"]["early_stopping"] = {"enabled": False}
+    raw["evaluation"]["bootstrap_samples"] = 0
+    config = tmp_path / "tune_digits.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE, encoding="utf-8")
+    return config, space
+
+
+def ids(table: pd.DataFrame, split: str) -> set[str]:
+    return set(table.loc[table["split"] == split, "sample_id"].astype(str))
+
+
+def test_cv_trials_are_fold_runs_and_the_best_is_retrained_and_scored_on_test(
+        tune_config, tmp_path, capsys):
+    config, space = tune_config
+    out = tmp_path / "tune"
+    assert run_cli("tune", config, "--space", space, "--trials", 2, "--cv", 2, "--out", out) == 0
+    shared = load_splits(out / "splits.csv")
+    test_ids = ids(shared, "test")
+    pool = ids(shared, "train") | ids(shared, "val")
+    assert test_ids and pool and not test_ids & pool
+
+    table = pd.read_csv(out / "tune.csv")
+    assert list(table["state"]) == ["COMPLETE", "COMPLETE"]
+    val_parts = {}
+    for row in table.itertuples():
+        scores = []
+        for k in range(2):
+            fold_dir = out / row.run_dir / f"fold{k}"
+            status = read_status(fold_dir)
+            assert status["state"] == "finished"
+            scores.append(status["training"]["best_score"])
+            splits = load_splits(fold_dir / SPLITS_FILE)
+            val, train = ids(splits, "val"), ids(splits, "train")
+            assert not (val | train) & test_ids  # the test part is in no fold run
+            assert val | train == pool and not val & train
+            assert val_parts.setdefault(k, val) == val  # the same folds in every trial
+            assert not (fold_dir / METRICS_FILE).exists()  # no trial is scored
+        assert row.fold0 == pytest.approx(scores[0])
+        assert row.fold1 == pytest.approx(scores[1])
+        assert row.value == pytest.approx(np.mean(scores))  # the trial's value: the fold mean
+        assert row.fold_std == pytest.approx(np.std(scores, ddof=1))
+    assert not val_parts[0] & val_parts[1] and val_parts[0] | val_parts[1] == pool
+
+    body = json.loads((out / "tune.json").read_text())
+    best = body["best"]
+    assert body["cv"] == 2 and best["folds"] == 2
+    assert best["value"] == pytest.approx(table["value"].min())  # val/loss: lower is better
+    assert best["held_out_run_dir"] == f"best/{best['number']:04d}"
+    best_dir = out / best["held_out_run_dir"]  # the best params on the whole original split
+    assert read_status(best_dir)["state"] == "finished"
+    trained = yaml.safe_load((best_dir / "config.yaml").read_text())
+    assert trained["data"]["splits_csv"] == str(out / "splits.csv")
+    assert trained["optimizer"]["lr"] == pytest.approx(best["params"]["optimizer.lr"])
+    assert load_splits(best_dir / SPLITS_FILE).equals(shared)
+    metrics = json.loads((best_dir / METRICS_FILE).read_text())
+    assert set(metrics["splits"]) == {"val", "test"}
+    assert metrics["n"]["test"] == len(test_ids)
+    page = (out / "tune.html").read_text()
+    assert "selection: mean val/loss over 2 folds" in page
+    accuracy = metrics["splits"]["test"]["accuracy"]["value"]
+    assert f"{accuracy:.3f}" in page
+    assert "over 2 folds" in capsys.readouterr().out
+
+    # the same folder again without --cv keeps its folds; nothing trains or is scored again
+    stamp = (best_dir / METRICS_FILE).stat().st_mtime_ns
+    assert run_cli("tune", config, "--space", space, "--trials", 2, "--out", out) == 0
+    assert json.loads((out / "tune.json").read_text())["cv"] == 2
+    assert (best_dir / METRICS_FILE).stat().st_mtime_ns == stamp
+    assert len(pd.read_csv(out / "tune.csv")) == 2
+
+    # another K on the same folder is refused, in one line
+    capsys.readouterr()
+    assert run_cli("tune", config, "--space", space, "--trials", 2, "--cv", 3, "--out", out) == 2
+    error = capsys.readouterr().err.strip()
+    assert "tune.json: holds a tune with --cv 2, not --cv 3" in error and "\n" not in error
+    plain = tmp_path / "plain"  # a tune without --cv (no trial started) cannot become one
+    api.tune(config, plain, 1, space, timeout_s=1e-9)
+    with pytest.raises(InputFileError, match="with no --cv, not --cv 2"):
+        api.tune(config, plain, 1, space, cv=2)
+
+
+@pytest.mark.parametrize("k", [1, 100_000])
+def test_a_bad_k_is_one_line_naming_cv_and_writes_nothing(tune_config, tmp_path, capsys, k):
+    config, space = tune_config
+    out = tmp_path / "bad"
+    assert run_cli("tune", config, "--space", space, "--trials", 2, "--cv", k,
+                   "--out", out) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: --cv {k}: need") and "\n" not in error
+    assert not out.exists()
+
+
+def test_a_cv_trial_is_pruned_on_its_running_mean_after_a_fold(tune_config, tmp_path,
+                                                                 monkeypatch):
+    config, space = tune_config
+    # val/loss is always above -1: every trial is pruned after its first fold
+    monkeypatch.setattr(folder, "cv_pruner", lambda: optuna.pruners.ThresholdPruner(upper=-1))
+    out = tmp_path / "pruned"
+    body = api.tune(config, out, 1, space, cv=2)
+    table = pd.read_csv(out / "tune.csv")
+    assert list(table["state"]) == ["PRUNED"]
+    assert table["note"][0].startswith("pruned after fold 0")
+    assert table["fold0"][0] == pytest.approx(
+        read_status(out / "trials/0000/fold0")["training"]["best_score"])
+    assert pd.isna(table["fold1"][0]) and not (out / "trials/0000/fold1").exists()
+    assert body["best"] is None and not (out / "best").exists()
