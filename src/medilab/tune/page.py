@@ -42,6 +42,7 @@ def trial_rows(trials: list[FrozenTrial], folds: int | None = None) -> pd.DataFr
             row.update({f"fold{k}": values[k] if k < len(values) else None
                         for k in range(folds)})
             row["fold_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
+        row.update({f"param:{key}": value for key, value in trial.params.items()})
         row["run_dir"] = trial.user_attrs.get("run_dir", "")
         row["note"] = _note(trial)
         rows.append(row)
