@@ -5,6 +5,7 @@ the held-out test part once."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import optuna
@@ -13,11 +14,13 @@ import pytest
 import yaml
 
 from cli_samples import run_cli
-from medilab import api
+from medilab import api, run
 from medilab.data.splits import load_splits
-from medilab.errors import InputFileError
+from medilab.errors import InputFileError, MedilabError
 from medilab.runfolder import METRICS_FILE, SPLITS_FILE, read_status
-from medilab.tune import folder
+from medilab.tune import cv, folder, search
+from medilab.tune.storage import local_journal
+from test_kill_rerun import Forked, kill_when
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -113,7 +116,7 @@ def test_cv_trials_are_fold_runs_and_the_best_is_retrained_and_scored_on_test(
         api.tune(config, plain, 1, space, cv=2)
 
 
-@pytest.mark.parametrize("k", [1, 100_000])
+@pytest.mark.parametrize("k", [0, 1, 100_000])
 def test_a_bad_k_is_one_line_naming_cv_and_writes_nothing(tune_config, tmp_path, capsys, k):
     config, space = tune_config
     out = tmp_path / "bad"
@@ -138,3 +141,66 @@ def test_a_cv_trial_is_pruned_on_its_running_mean_after_a_fold(tune_config, tmp_
         read_status(out / "trials/0000/fold0")["training"]["best_score"])
     assert pd.isna(table["fold1"][0]) and not (out / "trials/0000/fold1").exists()
     assert body["best"] is None and not (out / "best").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_cv_tune_killed_in_a_fold_and_in_the_retraining_continues(tune_config, tmp_path):
+    config, space = tune_config
+    out = tmp_path / "tune"
+    args = ("tune", config, "--space", space, "--trials", 2, "--cv", 2, "--out", out)
+    fold1 = out / "trials" / "0000" / "fold1"
+    kill_when(Forked(args, tmp_path / "first.log"), lambda: (fold1 / "status.json").is_file(),
+              tmp_path / "first.log")
+    refit = out / "best"
+    kill_when(Forked(args, tmp_path / "second.log"), lambda: any(refit.glob("*/status.json")),
+              tmp_path / "second.log")
+    assert not any(refit.glob(f"*/{METRICS_FILE}"))  # killed while retraining the best
+    assert not (out / "tune.html").exists()
+
+    body = search.tune(config, out, 2, space, evaluate=run.evaluate)  # the same command again
+    trials = optuna.load_study(study_name="tiny_digits", storage=local_journal(out)).trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[0].user_attrs["stale"] and trials[1].user_attrs["retry_of"] == 0
+    assert trials[1].params == trials[0].params
+    assert read_status(fold1)["state"] == "interrupted"
+    for trial in trials[1:]:
+        scores = [read_status(out / trial.user_attrs["run_dir"] / f"fold{k}")["training"]
+                  ["best_score"] for k in range(2)]
+        assert trial.value == pytest.approx(np.mean(scores))
+    best = body["best"]
+    assert best["evaluated"] and best["held_out_run_dir"] == f"best/{best['number']:04d}"
+    assert read_status(out / best["held_out_run_dir"])["state"] == "finished"
+    assert (out / best["held_out_run_dir"] / METRICS_FILE).is_file()
+
+    (out / "tune.html").unlink()  # medilab report rebuilds the page from the folder
+    assert run_cli("report", out) == 0
+    assert "selection: mean val/loss over 2 folds" in (out / "tune.html").read_text()
+
+
+def test_folds_keep_patients_together_and_the_test_part_out(tmp_path):
+    """The fold tables of a split with patients: a patient's samples share one fold; fold k
+    is run k's val part, the others its train part; test rows stay test in every table."""
+    patients = [f"p{i // 3}" for i in range(30)]  # 10 patients, 3 samples each
+    splits = pd.DataFrame({"sample_id": [str(i) for i in range(30)],
+                           "split": ["test"] * 6 + ["val"] * 6 + ["train"] * 18,
+                           "patient_id": patients, "label": [i % 2 for i in range(30)]})
+    paths = cv.write_folds(tmp_path, splits, 4, seed=3)
+    assert [p.name for p in paths] == ["fold0.csv", "fold1.csv", "fold2.csv", "fold3.csv"]
+    folds = load_splits(tmp_path / cv.FOLDS_FILE)
+    assert (folds.loc[folds["split"] == "test", "fold"] == -1).all()
+    assert folds[folds["fold"] >= 0].groupby("patient_id")["fold"].nunique().max() == 1
+    vals = []
+    for k, path in enumerate(paths):
+        table = load_splits(path)
+        assert ids(table, "test") == set(map(str, range(6)))
+        val_patients = set(table.loc[table["split"] == "val", "patient_id"])
+        train_patients = set(table.loc[table["split"] == "train", "patient_id"])
+        assert val_patients and not val_patients & train_patients
+        assert ids(table, "val") == set(folds.loc[folds["fold"] == k, "sample_id"])
+        vals.append(ids(table, "val"))
+    assert set().union(*vals) == set(map(str, range(6, 30))) and sum(map(len, vals)) == 24
+    # written once: a second call (another worker, a rerun) reads the same files back
+    assert cv.write_folds(tmp_path, splits.sample(frac=1, random_state=0), 4, seed=9) == paths
+    assert load_splits(tmp_path / cv.FOLDS_FILE).equals(folds)
+    with pytest.raises(MedilabError, match="--cv 11: need 2 to 8 .*patients"):
+        cv.write_folds(tmp_path / "other", splits, 11, seed=3)

@@ -85,7 +85,7 @@ def train_folds(trial: optuna.Trial, config: ExperimentConfig, trial_dir: Path,
             raise TrainingFailedError(f"{fold_dir}: no finite {config.trainer.monitor} was "
                                       "logged")
         values.append(value)
-        trial.set_user_attr("fold_values", values)
+        trial.set_user_attr("fold_values", list(values))
         if k < len(fold_splits) - 1:
             trial.report(float(np.mean(values)), step=k)
             if trial.should_prune():

@@ -54,10 +54,10 @@ def prepare(config: ExperimentConfig | str | Path, out: Path, trials: int,
         raise InputFileError(out / TUNE_FILE, "holds a tune of another config, space or "
                                               "storage; choose another --out")
     cv = _cv_of(existing, cv, out)
-    if cv:
+    if cv is not None:
         request["cv"] = cv
     split = _split_table(base, out)
-    if cv:
+    if cv is not None:
         check_folds(split, cv, base.seed)  # a bad --cv is refused before anything is written
     if existing:
         request = {**request, **{k: v for k, v in existing.items() if k not in request}}
@@ -67,7 +67,7 @@ def prepare(config: ExperimentConfig | str | Path, out: Path, trials: int,
     path = out / SPLITS_FILE
     if not path.is_file():
         save_splits(split, path)
-    fold_splits = write_folds(out, load_splits(path), cv, base.seed) if cv else ()
+    fold_splits = write_folds(out, load_splits(path), cv, base.seed) if cv is not None else ()
     shared = base.model_copy(update={"data": base.data.model_copy(update={"splits_csv": path})})
     return Setup(shared, searched, out, fold_splits), request
 
