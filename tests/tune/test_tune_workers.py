@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 
 import pandas as pd
@@ -123,10 +124,21 @@ class ForkedWorker:
         return os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
 
 
+REAL_POPEN = subprocess.Popen
+
+
+def forked_popen(argv, *args, **kwargs):
+    """``subprocess.Popen`` with the tune's worker processes forked (:class:`ForkedWorker`);
+    any other command (a library probing the system once per process) runs for real."""
+    if argv == [sys.executable, "-m", "medilab.tune.worker"]:
+        return ForkedWorker(argv, kwargs["env"])
+    return REAL_POPEN(argv, *args, **kwargs)
+
+
 def test_workers_option_starts_worker_processes(tune_config, tmp_path, monkeypatch):
     config, space = tune_config
     out = tmp_path / "tune"
-    monkeypatch.setattr(search.subprocess, "Popen", ForkedWorker)
+    monkeypatch.setattr(search.subprocess, "Popen", forked_popen)
     ForkedWorker.started.clear()
     body = search.tune(config, out, 3, space, workers=2, evaluate=run.evaluate)
     trials = assert_n_complete(out, 3)
@@ -145,3 +157,24 @@ def test_a_worker_with_a_bad_request_is_one_line(monkeypatch, capsys):
     monkeypatch.delenv(search.WORKER_ENV)
     assert worker.main() == 2
     assert "started by medilab tune --workers" in capsys.readouterr().err
+
+
+def test_worker_processes_train_cv_trials_as_fold_runs(tune_config, tmp_path, monkeypatch):
+    """A --workers child gets the --cv folds too: every trial, whichever process ran it, is
+    K fold runs on the tune's fold tables and its value their mean."""
+    config, space = tune_config
+    out = tmp_path / "tune"
+    monkeypatch.setattr(search.subprocess, "Popen", forked_popen)
+    ForkedWorker.started.clear()
+    search.tune(config, out, 3, space, ["trainer.max_epochs=1"], workers=2, cv=2,
+                evaluate=run.evaluate)
+    trials = [t for t in trials_of(out) if t.state.name == "COMPLETE"]
+    assert len(trials) == 3
+    assert {t.user_attrs["pid"] for t in trials} == {os.getpid(), ForkedWorker.started[0]}
+    for trial in trials:
+        folds = [out / trial.user_attrs["run_dir"] / f"fold{k}" for k in range(2)]
+        scores = [read_status(fold)["training"]["best_score"] for fold in folds]
+        assert trial.value == pytest.approx(sum(scores) / 2)
+        for k, fold in enumerate(folds):
+            trained = yaml.safe_load((fold / "config.yaml").read_text())
+            assert trained["data"]["splits_csv"] == str(out / "cv_splits" / f"fold{k}.csv")
