@@ -65,7 +65,8 @@ def breastmnist(data: Path, out: Path, seeds: int, extra: list[str]) -> list[str
 NIH_VARIANTS = {  # name → overrides of configs/lab2_nih1000.yaml
     "nih image only": ["data.covariates=[]"],
     "nih age/sex only": ["model.name=covariates_only", "model.kwargs={}"],
-    "nih fused": [],
+    "nih age/sex inside the CNN": ["model.kwargs.covariate_scale=3.0"],
+    "nih fused": [],  # the config: image-only CNN, age/sex blended in by a val-chosen weight
 }
 
 
