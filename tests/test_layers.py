@@ -17,7 +17,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("demo",),
     ("api",),
     ("seeds",),  # a seed ensemble: member runs and their ensemble
-    ("study", "crossval", "ensemble", "tune"),  # folders that group runs (tune: a package)
+    ("tune",),  # a search whose trials are runs (--cv: crossval's folds); a package
+    ("study", "crossval", "ensemble"),  # folders that group runs
     ("run",),  # the engine
     ("export",),
     ("reports",),
