@@ -24,22 +24,11 @@ from test_kill_rerun import Forked, kill_when
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-SPACE = "optimizer.lr: {loguniform: [1.0e-3, 1.0e-1]}\nmodel.kwargs.dropout: {uniform: [0, 0.5]}\n"
-
 
 @pytest.fixture
-def tune_config(tmp_path, digits_config):
+def tune_config(make_tune_config):
     """The tiny digits config (1 epoch) with a held-out test part and a 2-key space."""
-    raw = yaml.safe_load(digits_config.read_text())
-    raw["data"]["test_fraction"] = 0.2
-    raw["trainer"]["max_epochs"] = 1
-    raw["trainer"]["early_stopping"] = {"enabled": False}
-    raw["evaluation"]["bootstrap_samples"] = 0
-    config = tmp_path / "tune_digits.yaml"
-    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    space = tmp_path / "space.yaml"
-    space.write_text(SPACE, encoding="utf-8")
-    return config, space
+    return make_tune_config(max_epochs=1, bootstrap_samples=0)
 
 
 def ids(table: pd.DataFrame, split: str) -> set[str]:

@@ -17,23 +17,11 @@ from medilab.tune import folder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-SPACE = """
-optimizer.lr: {loguniform: [1.0e-3, 1.0e-1]}
-model.kwargs.dropout: {uniform: [0.0, 0.5]}
-"""
-
 
 @pytest.fixture
-def tune_config(tmp_path, digits_config):
+def tune_config(make_tune_config):
     """The tiny digits config with a held-out test part and a 2-key search space file."""
-    raw = yaml.safe_load(digits_config.read_text())
-    raw["data"]["test_fraction"] = 0.2
-    raw["trainer"]["early_stopping"] = {"enabled": False}
-    config = tmp_path / "tune_digits.yaml"
-    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    space = tmp_path / "space.yaml"
-    space.write_text(SPACE, encoding="utf-8")
-    return config, space
+    return make_tune_config()
 
 
 def test_three_trials_give_the_table_the_page_and_a_held_out_best(tune_config, tmp_path):

@@ -21,20 +21,10 @@ from test_kill_rerun import Forked, kill_when
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")]
 
-SPACE = "optimizer.lr: {loguniform: [1.0e-3, 1.0e-1]}\nmodel.kwargs.dropout: {uniform: [0, 0.5]}\n"
-
 
 @pytest.fixture
-def tune_config(tmp_path, digits_config):
-    raw = yaml.safe_load(digits_config.read_text())
-    raw["data"]["test_fraction"] = 0.2
-    raw["trainer"]["early_stopping"] = {"enabled": False}
-    raw["evaluation"]["bootstrap_samples"] = 0
-    config = tmp_path / "tune_digits.yaml"
-    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    space = tmp_path / "space.yaml"
-    space.write_text(SPACE, encoding="utf-8")
-    return config, space
+def tune_config(make_tune_config):
+    return make_tune_config(bootstrap_samples=0)
 
 
 def trials_of(out):

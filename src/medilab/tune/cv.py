@@ -28,7 +28,7 @@ from medilab import run
 from medilab.config import ExperimentConfig
 from medilab.crossval import assign_folds
 from medilab.data.splits import load_splits
-from medilab.errors import InputFileError, MedilabError, TrainingFailedError
+from medilab.errors import InputFileError, TrainingFailedError
 from medilab.io.atomic import write_once
 from medilab.runfolder import read_status
 
@@ -38,11 +38,14 @@ OPTION = "--cv"
 
 
 def check_folds(splits: pd.DataFrame, folds: int, seed: int) -> pd.DataFrame:
-    """The fold assignment of ``splits``' non-test rows (a one-line error naming ``--cv`` when
-    ``folds`` is below 2 or above the number of patients / samples)."""
-    if folds < 2:
-        raise MedilabError(f"{OPTION} {folds}: need at least 2 folds")
+    """The fold assignment of ``splits``' non-test rows (crossval's, whose one-line error for
+    ``folds`` below 2 or above the number of patients / samples names ``--cv``)."""
     return assign_folds(splits, folds, seed, option=OPTION)
+
+
+def fold_std(values: list[float]) -> float | None:
+    """The sample standard deviation of fold values (None for fewer than two)."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 
 def write_folds(out: Path, splits: pd.DataFrame, folds: int, seed: int) -> tuple[Path, ...]:

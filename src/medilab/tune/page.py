@@ -13,7 +13,6 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
@@ -22,6 +21,7 @@ from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 from medilab.io.atomic import atomic_path, write_csv  # noqa: E402
 from medilab.reports.html import data_uri, format_number, render_page  # noqa: E402
 from medilab.runfolder import HELD_OUT_ROLE, METRICS_FILE  # noqa: E402
+from medilab.tune.cv import fold_std  # noqa: E402
 
 CSV_FILE = "tune.csv"
 PAGE_FILE = "tune.html"
@@ -41,7 +41,7 @@ def trial_rows(trials: list[FrozenTrial], folds: int | None = None) -> pd.DataFr
             values = list(trial.user_attrs.get("fold_values", []))
             row.update({f"fold{k}": values[k] if k < len(values) else None
                         for k in range(folds)})
-            row["fold_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
+            row["fold_std"] = fold_std(values)
         row.update({f"param:{key}": value for key, value in trial.params.items()})
         row["run_dir"] = trial.user_attrs.get("run_dir", "")
         row["note"] = _note(trial)

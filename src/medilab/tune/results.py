@@ -10,13 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 from optuna.trial import TrialState
 
 from medilab import run
 from medilab.errors import InputFileError
 from medilab.io.atomic import atomic_path, write_text
+from medilab.tune.cv import fold_std
 from medilab.tune.folder import TUNE_FILE, read_tune_file, space_of
 from medilab.tune.objective import Setup, trial_dir
 from medilab.tune.page import write_page
@@ -69,7 +69,7 @@ def _best(out: Path, study: optuna.Study, request: dict[str, Any]) -> dict[str, 
         values = [float(v) for v in trial.user_attrs.get("fold_values", [])]
         best.update({"selection": f"mean {request['monitor']} over {folds} folds",
                      "folds": folds, "fold_values": values,
-                     "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                     "std": fold_std(values),
                      "held_out_run_dir": f"{BEST_DIR}/{trial.number:04d}"})
     return best
 
